@@ -1,0 +1,162 @@
+//! The `idx-flow` command.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use idx_flow::geometry::{HealpixGrid, Ordering};
+use idx_flow::graphs::{ConnectionGraph, WeightMethod};
+use indicatif::{ProgressBar, ProgressStyle};
+
+#[derive(Parser)]
+#[command(
+    name = "idx-flow",
+    version,
+    about = "Deep learning on the HEALPix sphere"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Build a connection graph between two HEALPix grids and write it as .npz or .safetensors.
+    Indices(IndicesArgs),
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum GraphKind {
+    /// The k nearest input pixel centres of each output pixel centre (idx_flow's compute_connection_indices).
+    Knn,
+    /// The 4^m NESTED children of each output pixel (nside_in = nside_out·2^m).
+    Children,
+    /// The NESTED parent of each output pixel (nside_out = nside_in·2^m), k = 1.
+    Parent,
+    /// Each pixel and its 8 neighbours in compass order (one grid), k = 9.
+    Stencil,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum OrderingArg {
+    Ring,
+    Nested,
+}
+
+#[derive(clap::Args)]
+struct IndicesArgs {
+    /// nside of the input grid.
+    #[arg(long)]
+    nside_in: u32,
+    /// nside of the output grid (defaults to nside_in; must equal it for --kind stencil).
+    #[arg(long)]
+    nside_out: Option<u32>,
+    /// Connections per output pixel (required for knn; fixed by the hierarchy or the stencil otherwise).
+    #[arg(short)]
+    k: Option<usize>,
+    /// Pixel ordering of both grids.
+    #[arg(long, value_enum, default_value = "ring")]
+    ordering: OrderingArg,
+    /// Which graph to build.
+    #[arg(long, value_enum, default_value = "knn")]
+    kind: GraphKind,
+    /// Add idx_flow's distance weights: inverse_square, gaussian, exponential or tricube.
+    #[arg(long)]
+    weights: Option<String>,
+    /// Output file (.npz or .safetensors).
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+fn progress_bar(total: u64) -> ProgressBar {
+    // Small grids finish before a bar would be seen.
+    if total < 200_000 {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{spinner} {bar:40} {pos}/{len} rows ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar
+}
+
+fn indices(args: IndicesArgs) -> Result<(), String> {
+    let ordering = match args.ordering {
+        OrderingArg::Ring => Ordering::Ring,
+        OrderingArg::Nested => Ordering::Nested,
+    };
+    let nside_out = args.nside_out.unwrap_or(args.nside_in);
+    let input =
+        HealpixGrid::new(args.nside_in, ordering).map_err(|e| format!("--nside-in: {e}"))?;
+    let output = HealpixGrid::new(nside_out, ordering).map_err(|e| format!("--nside-out: {e}"))?;
+    let weights = args
+        .weights
+        .as_deref()
+        .map(|w| w.parse::<WeightMethod>())
+        .transpose()
+        .map_err(|e| format!("--weights: {e}"))?;
+    let start = Instant::now();
+    let (graph, name) = match args.kind {
+        GraphKind::Knn => {
+            let k = args
+                .k
+                .ok_or("-k is required for --kind knn (the number of nearest input pixels)")?;
+            let bar = progress_bar(output.npix());
+            let g = ConnectionGraph::knn_with_progress(input, output, k, &|done| {
+                bar.set_position(done.max(bar.position()))
+            });
+            bar.finish_and_clear();
+            (g, "knn")
+        }
+        GraphKind::Children => (ConnectionGraph::children(input, output), "children"),
+        GraphKind::Parent => (ConnectionGraph::parent(input, output), "parent"),
+        GraphKind::Stencil => {
+            if nside_out != args.nside_in {
+                return Err(format!(
+                    "--kind stencil connects one grid to itself: --nside-out {nside_out} must equal --nside-in {}",
+                    args.nside_in
+                ));
+            }
+            (ConnectionGraph::stencil(input), "stencil")
+        }
+    };
+    let mut graph = graph.map_err(|e| e.to_string())?;
+    if let (Some(k), false) = (args.k, matches!(args.kind, GraphKind::Knn)) {
+        if k != graph.k() {
+            return Err(format!(
+                "-k {k} does not fit a {name} graph {input} -> {output}, which has k = {}",
+                graph.k()
+            ));
+        }
+    }
+    if let Some(method) = weights {
+        graph = graph.with_weights(method).map_err(|e| e.to_string())?;
+    }
+    let build_s = start.elapsed().as_secs_f64();
+    graph.save(&args.output).map_err(|e| e.to_string())?;
+    let (lo, hi) = graph.distance_range_km();
+    println!(
+        "{name} graph {input} -> {output}: indices [{}, {}], distances {lo:.3}..{hi:.3} km, weights {}, built in {build_s:.3} s -> {}",
+        graph.n_out(),
+        graph.k(),
+        weights.map_or("none".to_string(), |w| w.to_string()),
+        args.output.display()
+    );
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Indices(args) => indices(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! Connection-graph build times, printed (not asserted).
+//!
+//! cargo bench -p idx-flow --bench graphs [-- --python PYTHON] [-- --no-python] [-- --large]
+//!
+//! For each case it prints our median time and the process's peak resident
+//! memory, and, when a Python interpreter with idx_flow 0.2.1 is found
+//! (`IDX_FLOW_PYTHON`, `--python`, or `python3`), idx_flow's time for the same
+//! case beside it, measured in the same run by `bench/idx_flow_indices.py`.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use idx_flow::geometry::HealpixGrid;
+use idx_flow::graphs::ConnectionGraph;
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kib| kib / 1024.0)
+}
+
+fn median_seconds(mut f: impl FnMut(), runs: usize) -> f64 {
+    let mut times: Vec<f64> = (0..runs)
+        .map(|_| {
+            let t = Instant::now();
+            f();
+            t.elapsed().as_secs_f64()
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[runs / 2]
+}
+
+fn python_time(python: &str, ni: u32, no: u32, k: usize) -> Option<f64> {
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../bench/idx_flow_indices.py");
+    let out = Command::new(python)
+        .arg(script)
+        .arg(format!("{ni}:{no}:{k}"))
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("seconds=")?.parse().ok())
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let flag = |f: &str| args.iter().any(|a| a == f);
+    let python = args
+        .iter()
+        .position(|a| a == "--python")
+        .and_then(|i| args.get(i + 1).cloned())
+        .or_else(|| std::env::var("IDX_FLOW_PYTHON").ok())
+        .unwrap_or_else(|| "python3".into());
+    let python_ok = !flag("--no-python")
+        && Command::new(&python)
+            .args(["-c", "import idx_flow.utils, healpy, sklearn"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+    let threads = rayon::current_num_threads();
+    println!(
+        "connection graphs, {threads} threads; idx_flow reference: {}",
+        if python_ok {
+            python.as_str()
+        } else {
+            "not installed (set IDX_FLOW_PYTHON)"
+        }
+    );
+    let mut cases: Vec<(&str, u32, u32, usize)> = vec![
+        ("knn", 64, 32, 4),
+        ("knn", 256, 128, 9),
+        ("knn", 512, 256, 9),
+        ("knn", 1024, 512, 9),
+        ("knn", 256, 512, 4),
+        ("children", 1024, 512, 4),
+        ("stencil", 512, 512, 9),
+    ];
+    if flag("--large") {
+        cases.push(("knn", 2048, 1024, 9));
+    }
+    for (kind, ni, no, k) in cases {
+        let input = HealpixGrid::ring(ni).unwrap();
+        let output = HealpixGrid::ring(no).unwrap();
+        let runs = if ni >= 1024 { 3 } else { 5 };
+        let build = || match kind {
+            "knn" => ConnectionGraph::knn(input, output, k).unwrap(),
+            "children" => ConnectionGraph::children(
+                input
+                    .with_ordering(idx_flow::geometry::Ordering::Nested)
+                    .unwrap(),
+                output
+                    .with_ordering(idx_flow::geometry::Ordering::Nested)
+                    .unwrap(),
+            )
+            .unwrap(),
+            _ => ConnectionGraph::stencil(input).unwrap(),
+        };
+        let graph_mib = {
+            let g = build();
+            (g.indices().len() * 16) as f64 / (1024.0 * 1024.0)
+        };
+        let ours = median_seconds(|| drop(build()), runs);
+        let reference = if python_ok && kind == "knn" && ni <= 512 && no <= 512 {
+            python_time(&python, ni, no, k).map_or("failed".to_string(), |s| {
+                format!("{s:.3} s ({:.0}x)", s / ours)
+            })
+        } else {
+            "-".to_string()
+        };
+        println!(
+            "{kind:8} nside {ni:4} -> {no:4} k={k}: ours {ours:.3} s (median of {runs}), graph {graph_mib:.0} MiB, peak RSS {:.0} MiB | idx_flow {reference}",
+            peak_rss_mib()
+        );
+    }
+}

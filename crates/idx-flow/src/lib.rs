@@ -1,0 +1,34 @@
+//! # idx-flow
+//!
+//! Deep learning on the HEALPix sphere.
+//!
+//! - [`geometry`]: HEALPix orderings, pixel centres, neighbours (on cdshealpix).
+//! - [`graphs`]: [`ConnectionGraph`] — which input pixels feed each output
+//!   pixel (k nearest, NESTED children/parent, 3×3 stencil), with distances
+//!   and interpolation weights.
+//! - [`io`]: graphs and tensors on disk (`.npz`, safetensors), written atomically.
+//!
+//! ```
+//! use idx_flow::geometry::HealpixGrid;
+//! use idx_flow::graphs::ConnectionGraph;
+//!
+//! // Which 4 pixels of nside 16 feed each pixel of nside 8 (RING, as idx_flow).
+//! let graph = ConnectionGraph::knn(HealpixGrid::ring(16)?, HealpixGrid::ring(8)?, 4)?;
+//! assert_eq!(graph.indices().len(), 768 * 4);
+//! # Ok::<(), idx_flow::Error>(())
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod error;
+pub mod geometry;
+pub mod graphs;
+pub mod io;
+
+pub use error::{Error, Result};
+pub use graphs::ConnectionGraph;
+
+/// The README's examples, compiled as doc tests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;

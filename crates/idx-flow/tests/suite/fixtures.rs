@@ -1,0 +1,44 @@
+//! Where the reference data is, and how to read it.
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+
+use idx_flow::io::SafetensorsFile;
+
+/// The fixture folder: `$IDX_FLOW_FIXTURES`, or this crate's `tests/data`.
+pub fn dir() -> PathBuf {
+    match std::env::var_os("IDX_FLOW_FIXTURES") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/data"),
+    }
+}
+
+/// Opens `name` in the fixture folder.
+pub fn open(name: &str) -> SafetensorsFile {
+    let path = dir().join(name);
+    SafetensorsFile::open(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
+}
+
+/// Every fixture file whose name starts with `prefix` and ends in `.safetensors`.
+pub fn open_all(prefix: &str) -> Vec<SafetensorsFile> {
+    let mut names: Vec<String> = std::fs::read_dir(dir())
+        .unwrap_or_else(|e| panic!("fixture folder {}: {e}", dir().display()))
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with(prefix) && n.ends_with(".safetensors"))
+        .collect();
+    names.sort();
+    assert!(
+        !names.is_empty(),
+        "no {prefix}*.safetensors in {}",
+        dir().display()
+    );
+    names.iter().map(|n| open(n)).collect()
+}
+
+/// The distinct values of the first dot-separated field of the names that end with `suffix`.
+pub fn prefixes(file: &SafetensorsFile, suffix: &str) -> BTreeSet<String> {
+    file.names()
+        .into_iter()
+        .filter_map(|n| n.strip_suffix(suffix).map(str::to_string))
+        .collect()
+}

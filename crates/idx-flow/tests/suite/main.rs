@@ -1,0 +1,10 @@
+//! The library's integration tests, in one binary.
+//!
+//! Fixture-driven tests read the fixture folder from `IDX_FLOW_FIXTURES` when it
+//! is set (any set made by the generators in `../shared/fixtures`), and from
+//! this crate's `tests/data` otherwise, and discover their cases from the files.
+
+mod fixtures;
+mod geometry;
+mod graph_files;
+mod graphs;
