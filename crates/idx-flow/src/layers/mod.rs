@@ -56,43 +56,43 @@
 //! ```
 
 pub mod activation;
-// pub mod attention;
+pub mod attention;
 pub mod conv;
-// pub mod dropout;
+pub mod dropout;
 pub mod gather;
 pub mod init;
 pub mod linear;
-// pub mod mlp;
-// pub mod norm;
-// pub mod pooling;
+pub mod mlp;
+pub mod norm;
+pub mod pooling;
 pub mod state_dict;
-// pub mod vit;
+pub mod vit;
 
 pub use activation::Activation;
-// pub use attention::{AttnBackend, SpatialSelfAttention, SpatialSelfAttentionConfig};
+pub use attention::{AttnBackend, SpatialSelfAttention, SpatialSelfAttentionConfig};
 pub use conv::{
     SpatialConv, SpatialConvConfig, SpatialTransposeConv, SpatialTransposeConvConfig,
     SpatialUpsampling, SpatialUpsamplingConfig, UpsamplingKernel,
 };
-// pub use dropout::{ChannelDropout, ChannelDropoutConfig, SpatialDropout, SpatialDropoutConfig};
+pub use dropout::{ChannelDropout, ChannelDropoutConfig, SpatialDropout, SpatialDropoutConfig};
 pub use gather::GraphIndices;
 pub use init::{Initializer, Nonlinearity, WeightInit};
 pub use linear::{Linear, LinearConfig};
-// pub use mlp::{GlobalMlp, GlobalMlpConfig, SpatialMlp, SpatialMlpConfig};
-// pub use norm::{
-//     BatchNorm1d, LayerNorm, SpatialBatchNorm, SpatialBatchNormConfig, SpatialGroupNorm,
-//     SpatialGroupNormConfig, SpatialInstanceNorm, SpatialInstanceNormConfig, SpatialLayerNorm,
-//     SpatialLayerNormConfig,
-// };
-// pub use pooling::{
-//     PoolType, SpatialPooling, SpatialPoolingConfig, Squeeze, SqueezeConfig, Unsqueeze,
-//     UnsqueezeConfig,
-// };
+pub use mlp::{GlobalMlp, GlobalMlpConfig, SpatialMlp, SpatialMlpConfig};
+pub use norm::{
+    BatchNorm1d, LayerNorm, SpatialBatchNorm, SpatialBatchNormConfig, SpatialGroupNorm,
+    SpatialGroupNormConfig, SpatialInstanceNorm, SpatialInstanceNormConfig, SpatialLayerNorm,
+    SpatialLayerNormConfig,
+};
+pub use pooling::{
+    PoolType, SpatialPooling, SpatialPoolingConfig, Squeeze, SqueezeConfig, Unsqueeze,
+    UnsqueezeConfig,
+};
 pub use state_dict::{StateDict, TorchState};
-// pub use vit::{
-//     SpatialPatchEmbedding, SpatialPatchEmbeddingConfig, SpatialTransformerBlock,
-//     SpatialTransformerBlockConfig, SpatialVit, SpatialVitConfig,
-// };
+pub use vit::{
+    SpatialPatchEmbedding, SpatialPatchEmbeddingConfig, SpatialTransformerBlock,
+    SpatialTransformerBlockConfig, SpatialVit, SpatialVitConfig,
+};
 
 use burn::module::{Flag, Module, ModuleMapper, Param};
 use burn::tensor::Tensor;
