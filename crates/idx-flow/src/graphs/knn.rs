@@ -86,7 +86,11 @@ impl Buckets {
         let layer = cdshealpix::nested::get(depth);
         let nside = 1u32 << depth;
         let n_buckets = layer.n_hash() as usize;
+        let t = std::time::Instant::now();
         let centers_in = input.centers();
+        if std::env::var_os("IDX_FLOW_PROFILE").is_some() {
+            eprintln!("centers {:?}", t.elapsed());
+        }
         let bucket_of: Vec<u64> = centers_in
             .par_iter()
             .map(|v| {
@@ -321,7 +325,11 @@ pub(super) fn knn(
         });
     }
     let n_out = output.npix() as usize;
+    let t0 = std::time::Instant::now();
     let buckets = Buckets::new(&input);
+    if std::env::var_os("IDX_FLOW_PROFILE").is_some() {
+        eprintln!("buckets {:?}", t0.elapsed());
+    }
     let mut indices = vec![0i64; n_out * k];
     let mut distances = vec![0f64; n_out * k];
     let done = AtomicU64::new(0);
