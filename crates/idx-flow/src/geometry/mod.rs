@@ -190,7 +190,7 @@ pub fn ang2vec(theta: f64, phi: f64) -> [f64; 3] {
     [st * cp, st * sp, ct]
 }
 
-fn lonlat_to_vec(lon: f64, lat: f64) -> [f64; 3] {
+pub(crate) fn lonlat_to_vec(lon: f64, lat: f64) -> [f64; 3] {
     let (sl, cl) = lat.sin_cos();
     let (so, co) = lon.sin_cos();
     [cl * co, cl * so, sl]
@@ -265,7 +265,7 @@ impl HealpixGrid {
     }
 
     /// `(lon, lat)` of a valid pixel's centre, in cdshealpix's convention.
-    fn center_lonlat(&self, pix: u64) -> (f64, f64) {
+    pub(crate) fn center_lonlat(&self, pix: u64) -> (f64, f64) {
         match self.ordering {
             Ordering::Nested => self.layer().center(pix),
             Ordering::Ring => cdshealpix::ring::center(self.nside, pix),
