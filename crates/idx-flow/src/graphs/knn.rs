@@ -576,7 +576,7 @@ mod tests {
             (7, Ordering::Ring, 3, Ordering::Ring, 1),
             (32, Ordering::Ring, 16, Ordering::Ring, 9),
             (12, Ordering::Ring, 24, Ordering::Ring, 7),
-            (32, Ordering::Nested, 32, Ordering::Ring, 25),
+            (16, Ordering::Nested, 16, Ordering::Ring, 25),
         ];
         for (ni, oi, no, oo, k) in cases {
             let gi = HealpixGrid::new(ni, oi).unwrap();
