@@ -8,9 +8,22 @@ import sys, time
 
 try:
     from idx_flow.utils import compute_connection_indices
-except Exception as e:  # torch, healpy or scikit-learn missing
-    print(f"idx_flow unavailable: {e}", file=sys.stderr)
-    sys.exit(3)
+except ImportError:
+    # idx_flow's package __init__ imports torch, which compute_connection_indices
+    # does not need: load its utils module (healpy + scikit-learn) directly.
+    try:
+        import importlib.util, os
+        spec = importlib.util.find_spec("idx_flow")
+        path = os.path.join(spec.submodule_search_locations[0], "utils.py")
+        mod_spec = importlib.util.spec_from_file_location("idx_flow_utils", path)
+        utils = importlib.util.module_from_spec(mod_spec)
+        mod_spec.loader.exec_module(utils)
+        if not utils.HEALPY_AVAILABLE:
+            raise ImportError("healpy and scikit-learn are required")
+        compute_connection_indices = utils.compute_connection_indices
+    except Exception as e:
+        print(f"idx_flow unavailable: {e}", file=sys.stderr)
+        sys.exit(3)
 
 repeat = 1
 args = [a for a in sys.argv[1:]]

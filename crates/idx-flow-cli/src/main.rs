@@ -119,17 +119,24 @@ fn indices(args: IndicesArgs) -> Result<(), String> {
                     args.nside_in
                 ));
             }
+            if weights.is_some() {
+                return Err(
+                    "--weights replaces the stencil's mask (weight 0 on a missing neighbour); \
+                     build the stencil without --weights"
+                        .into(),
+                );
+            }
             (ConnectionGraph::stencil(input), "stencil")
         }
     };
     let mut graph = graph.map_err(|e| e.to_string())?;
-    if let (Some(k), false) = (args.k, matches!(args.kind, GraphKind::Knn)) {
-        if k != graph.k() {
-            return Err(format!(
-                "-k {k} does not fit a {name} graph {input} -> {output}, which has k = {}",
-                graph.k()
-            ));
-        }
+    if let (Some(k), false) = (args.k, matches!(args.kind, GraphKind::Knn))
+        && k != graph.k()
+    {
+        return Err(format!(
+            "-k {k} does not fit a {name} graph {input} -> {output}, which has k = {}",
+            graph.k()
+        ));
     }
     if let Some(method) = weights {
         graph = graph.with_weights(method).map_err(|e| e.to_string())?;

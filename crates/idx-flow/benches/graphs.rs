@@ -61,11 +61,7 @@ fn main() {
         .and_then(|i| args.get(i + 1).cloned())
         .or_else(|| std::env::var("IDX_FLOW_PYTHON").ok())
         .unwrap_or_else(|| "python3".into());
-    let python_ok = !flag("--no-python")
-        && Command::new(&python)
-            .args(["-c", "import idx_flow.utils, healpy, sklearn"])
-            .output()
-            .is_ok_and(|o| o.status.success());
+    let python_ok = !flag("--no-python") && python_time(&python, 8, 4, 4).is_some();
     let threads = rayon::current_num_threads();
     println!(
         "connection graphs, {threads} threads; idx_flow reference: {}",

@@ -14,6 +14,9 @@
 //! index, so the order is a pure function of the two grids.
 
 use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use cdshealpix::compass_point::MainWind;
 use std::sync::atomic::{AtomicU64, Ordering as AtomicOrdering};
 
 use cdshealpix::nested::Layer;
@@ -21,7 +24,7 @@ use rayon::prelude::*;
 
 use super::ConnectionGraph;
 use crate::error::{Error, Result};
-use crate::geometry::HealpixGrid;
+use crate::geometry::{HealpixGrid, Ordering, lonlat_to_vec};
 
 /// Relative tolerance under which two distances count as tied.
 const TIE_RELATIVE: f64 = 1e-12;
@@ -71,54 +74,73 @@ struct Buckets {
     layer: &'static Layer,
     depth: u8,
     nside: u32,
-    start: Vec<usize>,
-    ids: Vec<u64>,
-    vecs: Vec<[f64; 3]>,
-    centers: Vec<[f64; 3]>,
-    /// Upper bound on the angle between a bucket centre and any point of the bucket.
+    /// Input centres and their indices, bucket by bucket.
+    entries: Vec<([f64; 3], u64)>,
+    /// CSR offsets of the buckets in `entries` and the bucket centres; `None`
+    /// when nside_in is a power of two: then bucket `b` is the input pixel of
+    /// NESTED index `b`, alone, and its centre is its pixel's.
+    layout: Option<(Vec<usize>, Vec<[f64; 3]>)>,
+    /// Upper bound on the angle between a bucket centre and any point of its
+    /// bucket, anywhere on the sphere.
     rho: f64,
+    /// Angular size of a bucket, to scale the local bound's cone.
+    resolution: f64,
 }
+
+/// Margin on cdshealpix's centre-to-vertex bounds, for cell edges that bulge.
+const RHO_MARGIN: f64 = 1.05;
 
 impl Buckets {
     fn new(input: &HealpixGrid) -> Self {
-        // One level coarser than the input: about four centres per bucket.
-        let depth = (31 - input.nside().leading_zeros()).saturating_sub(1) as u8;
+        // The largest power of two <= nside_in: one to four centres per bucket.
+        let depth = (31 - input.nside().leading_zeros()) as u8;
         let layer = cdshealpix::nested::get(depth);
         let nside = 1u32 << depth;
         let n_buckets = layer.n_hash() as usize;
-        let centers_in = input.centers();
-        let bucket_of: Vec<u64> = centers_in
-            .par_iter()
-            .map(|v| {
-                let (theta, phi) = crate::geometry::vec2ang(*v).unwrap_or((0.0, 0.0));
-                layer.hash(phi, std::f64::consts::FRAC_PI_2 - theta)
-            })
-            .collect();
-        let mut start = vec![0usize; n_buckets + 1];
-        for &b in &bucket_of {
-            start[b as usize + 1] += 1;
-        }
-        for b in 0..n_buckets {
-            start[b + 1] += start[b];
-        }
-        let mut fill = start.clone();
-        let mut ids = vec![0u64; centers_in.len()];
-        let mut vecs = vec![[0.0; 3]; centers_in.len()];
-        for (pix, (&b, v)) in bucket_of.iter().zip(&centers_in).enumerate() {
-            let slot = fill[b as usize];
-            ids[slot] = pix as u64;
-            vecs[slot] = *v;
-            fill[b as usize] += 1;
-        }
-        let centers = HealpixGrid::nested(nside)
-            .map(|g| g.centers())
-            .unwrap_or_default();
-        // cdshealpix bounds the centre-to-vertex distance locally; take the
-        // largest over the regions of the sphere and a 10% margin for curved edges.
+        let n_in = input.npix() as usize;
+        let (entries, layout) = if nside == input.nside() {
+            let entries = (0..n_buckets as u64)
+                .into_par_iter()
+                .map(|nested| {
+                    let (lon, lat) = layer.center(nested);
+                    let id = match input.ordering() {
+                        Ordering::Nested => nested,
+                        Ordering::Ring => layer.to_ring(nested),
+                    };
+                    (lonlat_to_vec(lon, lat), id)
+                })
+                .collect();
+            (entries, None)
+        } else {
+            let placed: Vec<([f64; 3], u64)> = (0..n_in as u64)
+                .into_par_iter()
+                .map(|p| {
+                    let (lon, lat) = input.center_lonlat(p);
+                    (lonlat_to_vec(lon, lat), layer.hash(lon, lat))
+                })
+                .collect();
+            let mut start = vec![0usize; n_buckets + 1];
+            for &(_, b) in &placed {
+                start[b as usize + 1] += 1;
+            }
+            for b in 0..n_buckets {
+                start[b + 1] += start[b];
+            }
+            let mut fill = start.clone();
+            let mut entries = vec![([0.0; 3], 0u64); n_in];
+            for (pix, &(v, b)) in placed.iter().enumerate() {
+                entries[fill[b as usize]] = (v, pix as u64);
+                fill[b as usize] += 1;
+            }
+            let centers = HealpixGrid::nested(nside)
+                .map(|g| g.centers())
+                .unwrap_or_default();
+            (entries, Some((start, centers)))
+        };
+        // cdshealpix bounds the centre-to-vertex distance by region; the
+        // largest over the regions bounds it everywhere.
         let mut rho: f64 = 0.0;
-        for lat_deg in [
-            0.0f64, 10.0, 20.0, 30.0, 41.8, 42.0, 50.0, 60.0, 70.0, 80.0, 89.0, 90.0,
-        ] {
+        for lat_deg in [0.0f64, 20.0, 41.0, 41.9, 42.0, 60.0, 89.0, 90.0] {
             for lon_deg in [0.0f64, 11.25, 22.5, 33.75, 45.0] {
                 rho = rho.max(cdshealpix::largest_center_to_vertex_distance(
                     depth,
@@ -131,11 +153,10 @@ impl Buckets {
             layer,
             depth,
             nside,
-            start,
-            ids,
-            vecs,
-            centers,
-            rho: rho * 1.1,
+            entries,
+            layout,
+            rho: rho * RHO_MARGIN,
+            resolution: (4.0 * std::f64::consts::PI / n_buckets as f64).sqrt(),
         }
     }
 
@@ -144,92 +165,217 @@ impl Buckets {
     }
 }
 
+const ALL_WINDS: [MainWind; 8] = [
+    MainWind::S,
+    MainWind::SE,
+    MainWind::E,
+    MainWind::SW,
+    MainWind::NE,
+    MainWind::W,
+    MainWind::NW,
+    MainWind::N,
+];
+
+/// A cheap hasher for bucket numbers (the default SipHash dominated the
+/// breadth-first search near face edges).
+#[derive(Default)]
+struct BucketHasher(u64);
+
+impl Hasher for BucketHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ b as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+    fn write_u64(&mut self, v: u64) {
+        self.0 = (v ^ (v >> 29)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+}
+
 /// Reusable per-thread buffers of one search.
 struct Search {
-    cands: Vec<(f64, u64)>,
+    /// The k nearest candidates so far, ascending by (chord², index), plus any
+    /// candidates tied with the k-th.
+    best: Vec<(f64, u64)>,
+    k: usize,
     ring: Vec<u64>,
     next: Vec<u64>,
-    visited: HashSet<u64>,
+    visited: HashSet<u64, BuildHasherDefault<BucketHasher>>,
+    ordered: Vec<(f64, u64)>,
+}
+
+/// A local bound on the bucket size: valid for the buckets whose centres lie
+/// within `cone` of the query.
+struct LocalRho {
+    rho: f64,
+    cone: f64,
+}
+
+fn tie_limit(c2: f64) -> f64 {
+    // Angles tie at a relative 1e-12; chords squared then at about 2e-12.
+    c2 + c2 * 4.0 * TIE_RELATIVE
 }
 
 impl Search {
-    fn new() -> Self {
+    fn new(k: usize) -> Self {
         Self {
-            cands: Vec::with_capacity(256),
+            best: Vec::with_capacity(k + 8),
+            k,
             ring: Vec::with_capacity(64),
             next: Vec::with_capacity(64),
-            visited: HashSet::new(),
+            visited: HashSet::default(),
+            ordered: Vec::with_capacity(k + 8),
         }
     }
 
-    /// Adds the centres of `bucket`; returns the squared chord to the bucket centre.
+    /// Offers one candidate to the running k nearest.
+    fn offer(&mut self, c2: f64, id: u64) {
+        let k = self.k;
+        if self.best.len() >= k && c2 > tie_limit(self.best[k - 1].0) {
+            return;
+        }
+        let pos = self
+            .best
+            .partition_point(|&(d, i)| d < c2 || (d == c2 && i < id));
+        self.best.insert(pos, (c2, id));
+        if self.best.len() > k {
+            let limit = tie_limit(self.best[k - 1].0);
+            while self.best.len() > k && self.best[self.best.len() - 1].0 > limit {
+                self.best.pop();
+            }
+        }
+    }
+
+    /// Offers the centres of `bucket`; returns the squared chord to the bucket centre.
     fn visit(&mut self, b: &Buckets, q: &[f64; 3], bucket: u64) -> f64 {
-        let (s, e) = (b.start[bucket as usize], b.start[bucket as usize + 1]);
-        for (id, v) in b.ids[s..e].iter().zip(&b.vecs[s..e]) {
-            self.cands.push((chord2(q, v), *id));
+        match &b.layout {
+            None => {
+                let (v, id) = b.entries[bucket as usize];
+                let c2 = chord2(q, &v);
+                self.offer(c2, id);
+                c2
+            }
+            Some((start, centers)) => {
+                let (s, e) = (start[bucket as usize], start[bucket as usize + 1]);
+                for &(v, id) in &b.entries[s..e] {
+                    self.offer(chord2(q, &v), id);
+                }
+                chord2(q, &centers[bucket as usize])
+            }
         }
-        chord2(q, &b.centers[bucket as usize])
     }
 
-    /// True once no centre outside the visited rings can enter the k nearest.
-    fn done(&mut self, b: &Buckets, k: usize, ring_min_c2: f64) -> bool {
-        if self.cands.len() < k {
+    /// True once no centre outside the visited rings can enter the k nearest:
+    /// every unvisited centre is farther than `ring_min − rho`, where
+    /// `ring_min` is the nearest bucket centre of the outermost ring.
+    fn done(&self, b: &Buckets, local: &LocalRho, ring_min_c2: f64, ring_max_c2: f64) -> bool {
+        if self.best.len() < self.k {
             return false;
         }
-        let (_, kth, _) = self
-            .cands
-            .select_nth_unstable_by(k - 1, |x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
-        let reach = chord2_to_angle(kth.0) * (1.0 + 4.0 * TIE_RELATIVE) + b.rho;
+        let kth = self.best[self.k - 1].0;
+        let rho = if chord2_to_angle(ring_max_c2) <= local.cone {
+            local.rho
+        } else {
+            b.rho
+        };
+        let reach = chord2_to_angle(tie_limit(kth)) + rho;
         reach < std::f64::consts::PI && ring_min_c2 > angle_to_chord2(reach)
     }
 
-    /// The k nearest centres to `q`, written as (input index, angle) into the row slices.
-    fn query(&mut self, b: &Buckets, q: &[f64; 3], k: usize, idx: &mut [i64], dist: &mut [f64]) {
-        self.cands.clear();
-        let lon = q[1].atan2(q[0]).rem_euclid(std::f64::consts::TAU);
-        let lat = q[2].clamp(-1.0, 1.0).asin();
-        let h0 = b.layer.hash(lon, lat);
+    /// The k nearest centres to the direction `(lon, lat)` = `q`, written as
+    /// (input index, angle) into the row slices.
+    #[allow(clippy::too_many_arguments)]
+    fn query(
+        &mut self,
+        b: &Buckets,
+        lon: f64,
+        lat: f64,
+        q: &[f64; 3],
+        idx: &mut [i64],
+        dist: &mut [f64],
+    ) {
+        self.best.clear();
+        let (h0, dx, dy) = b.layer.hash_with_dxdy(lon, lat);
+        let cone = 24.0 * b.resolution;
+        let local = if cone < 0.5 {
+            LocalRho {
+                rho: RHO_MARGIN
+                    * cdshealpix::largest_center_to_vertex_distance_with_radius(
+                        b.depth, lon, lat, cone,
+                    ),
+                cone,
+            }
+        } else {
+            LocalRho {
+                rho: b.rho,
+                cone: 0.0,
+            }
+        };
         let shift = 2 * b.depth as u32;
         let d0h = h0 >> shift;
         let ij = h0 & ((1u64 << shift) - 1);
         let (i0, j0) = (compact_bits(ij) as i64, compact_bits(ij >> 1) as i64);
         let n = b.nside as i64;
+        // The core of the rings: the query's bucket, widened to two buckets
+        // along an axis where the query sits near an edge, so that the rings
+        // stay centred on the query (the centre of a coarser output pixel is
+        // the corner of four input buckets).
+        let span = |c: i64, f: f64| -> (i64, i64) {
+            if f < 0.25 && c > 0 {
+                (c - 1, c)
+            } else if f > 0.75 && c + 1 < n {
+                (c, c + 1)
+            } else {
+                (c, c)
+            }
+        };
+        let (ilo, ihi) = span(i0, dx);
+        let (jlo, jhi) = span(j0, dy);
         let mut ring_radius = 0i64;
         let mut in_face = true;
         loop {
             let r = ring_radius;
             let mut ring_min = f64::INFINITY;
-            if in_face && i0 - r >= 0 && i0 + r < n && j0 - r >= 0 && j0 + r < n {
-                // Fast path: the square ring of radius r lies inside the base face.
-                if r == 0 {
-                    ring_min = self.visit(b, q, h0);
-                } else {
-                    for t in -r..=r {
-                        for (di, dj) in [(t, -r), (t, r)] {
-                            let h = b.hash(d0h, (i0 + di) as u32, (j0 + dj) as u32);
-                            ring_min = ring_min.min(self.visit(b, q, h));
+            let mut ring_max = 0.0f64;
+            let (ia, ib, ja, jb) = (ilo - r, ihi + r, jlo - r, jhi + r);
+            if in_face && ia >= 0 && ib < n && ja >= 0 && jb < n {
+                // Fast path: the rectangle's boundary lies inside the base face.
+                for i in ia..=ib {
+                    for j in [ja, jb] {
+                        let c2 = self.visit(b, q, b.hash(d0h, i as u32, j as u32));
+                        ring_min = ring_min.min(c2);
+                        ring_max = ring_max.max(c2);
+                        if ja == jb {
+                            break;
                         }
                     }
-                    for t in -r + 1..r {
-                        for (di, dj) in [(-r, t), (r, t)] {
-                            let h = b.hash(d0h, (i0 + di) as u32, (j0 + dj) as u32);
-                            ring_min = ring_min.min(self.visit(b, q, h));
+                }
+                for j in ja + 1..jb {
+                    for i in [ia, ib] {
+                        let c2 = self.visit(b, q, b.hash(d0h, i as u32, j as u32));
+                        ring_min = ring_min.min(c2);
+                        ring_max = ring_max.max(c2);
+                        if ia == ib {
+                            break;
                         }
                     }
                 }
             } else {
                 if in_face {
                     // Leaving the face: continue as a breadth-first search from
-                    // the square already visited (radius r - 1).
+                    // the rectangle already visited (radius r - 1).
                     in_face = false;
                     self.visited.clear();
                     self.ring.clear();
-                    let p = r - 1;
-                    for di in -p..=p {
-                        for dj in -p..=p {
-                            let h = b.hash(d0h, (i0 + di) as u32, (j0 + dj) as u32);
+                    let (ia, ib, ja, jb) = (ia + 1, ib - 1, ja + 1, jb - 1);
+                    for i in ia..=ib {
+                        for j in ja..=jb {
+                            let h = b.hash(d0h, i as u32, j as u32);
                             self.visited.insert(h);
-                            if di.abs() == p || dj.abs() == p {
+                            if i == ia || i == ib || j == ja || j == jb {
                                 self.ring.push(h);
                             }
                         }
@@ -238,8 +384,10 @@ impl Search {
                 self.next.clear();
                 for &h in &self.ring {
                     let map = b.layer.neighbours(h, false);
-                    for &nb in map.values_vec().iter() {
-                        if self.visited.insert(nb) {
+                    for dir in ALL_WINDS {
+                        if let Some(&nb) = map.get(dir)
+                            && self.visited.insert(nb)
+                        {
                             self.next.push(nb);
                         }
                     }
@@ -249,59 +397,40 @@ impl Search {
                 }
                 std::mem::swap(&mut self.ring, &mut self.next);
                 for i in 0..self.ring.len() {
-                    let h = self.ring[i];
-                    ring_min = ring_min.min(self.visit(b, q, h));
+                    let c2 = self.visit(b, q, self.ring[i]);
+                    ring_min = ring_min.min(c2);
+                    ring_max = ring_max.max(c2);
                 }
             }
-            if self.done(b, k, ring_min) {
+            if self.done(b, &local, ring_min, ring_max) {
                 break;
             }
             ring_radius += 1;
         }
-        self.finish(k, idx, dist);
+        self.finish(idx, dist);
     }
 
-    /// Orders the candidates by distance, ties by index, and writes the first k.
-    fn finish(&mut self, k: usize, idx: &mut [i64], dist: &mut [f64]) {
-        let cmp = |x: &(f64, u64), y: &(f64, u64)| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1));
-        let n = self.cands.len();
-        debug_assert!(n >= k);
-        // Keep the k nearest plus everything tied with the k-th.
-        if n > k {
-            self.cands.select_nth_unstable_by(k - 1, cmp);
-            let kth = self.cands[k - 1].0;
-            let limit = kth + kth * 4.0 * TIE_RELATIVE;
-            let mut keep = k;
-            for i in k..n {
-                if self.cands[i].0 <= limit {
-                    self.cands.swap(keep, i);
-                    keep += 1;
-                }
-            }
-            self.cands.truncate(keep);
-        }
-        self.cands.sort_unstable_by(cmp);
-        // Angles, then ties (relative 1e-12, chained) ordered by index.
-        let angles: Vec<(f64, u64)> = self
-            .cands
-            .iter()
-            .map(|&(c2, id)| (chord2_to_angle(c2), id))
-            .collect();
-        let mut out: Vec<(f64, u64)> = Vec::with_capacity(angles.len());
+    /// Writes the k nearest as (index, angle), ties ordered by index.
+    fn finish(&mut self, idx: &mut [i64], dist: &mut [f64]) {
+        // Angles, then runs of ties (relative 1e-12, chained) ordered by index.
+        self.ordered.clear();
+        self.ordered
+            .extend(self.best.iter().map(|&(c2, id)| (chord2_to_angle(c2), id)));
+        let len = self.ordered.len();
         let mut group_start = 0;
-        for i in 1..=angles.len() {
-            let tied =
-                i < angles.len() && angles[i].0 - angles[i - 1].0 <= TIE_RELATIVE * angles[i].0;
+        for i in 1..=len {
+            let tied = i < len
+                && self.ordered[i].0 - self.ordered[i - 1].0 <= TIE_RELATIVE * self.ordered[i].0;
             if !tied {
-                let mut group = angles[group_start..i].to_vec();
-                group.sort_unstable_by_key(|x| x.1);
-                out.extend(group);
+                if i - group_start > 1 {
+                    self.ordered[group_start..i].sort_unstable_by_key(|x| x.1);
+                }
                 group_start = i;
             }
         }
-        for s in 0..k {
-            idx[s] = out[s].1 as i64;
-            dist[s] = out[s].0;
+        for s in 0..self.k {
+            idx[s] = self.ordered[s].1 as i64;
+            dist[s] = self.ordered[s].0;
         }
     }
 }
@@ -329,26 +458,29 @@ pub(super) fn knn(
         .par_chunks_mut(ROWS_PER_TASK * k)
         .zip(distances.par_chunks_mut(ROWS_PER_TASK * k))
         .enumerate()
-        .for_each_init(Search::new, |search, (task, (idx, dist))| {
-            let first = task * ROWS_PER_TASK;
-            for r in 0..idx.len() / k {
-                let q = output
-                    .pix2vec((first + r) as u64)
-                    .expect("row is a pixel of the output grid");
-                search.query(
-                    &buckets,
-                    &q,
-                    k,
-                    &mut idx[r * k..(r + 1) * k],
-                    &mut dist[r * k..(r + 1) * k],
-                );
-            }
-            let rows = (idx.len() / k) as u64;
-            let total = done.fetch_add(rows, AtomicOrdering::Relaxed) + rows;
-            if let Some(report) = progress {
-                report(total);
-            }
-        });
+        .for_each_init(
+            || Search::new(k),
+            |search, (task, (idx, dist))| {
+                let first = task * ROWS_PER_TASK;
+                for r in 0..idx.len() / k {
+                    let (lon, lat) = output.center_lonlat((first + r) as u64);
+                    let q = lonlat_to_vec(lon, lat);
+                    search.query(
+                        &buckets,
+                        lon,
+                        lat,
+                        &q,
+                        &mut idx[r * k..(r + 1) * k],
+                        &mut dist[r * k..(r + 1) * k],
+                    );
+                }
+                let rows = (idx.len() / k) as u64;
+                let total = done.fetch_add(rows, AtomicOrdering::Relaxed) + rows;
+                if let Some(report) = progress {
+                    report(total);
+                }
+            },
+        );
     ConnectionGraph::from_parts(input, output, k, indices, distances, None)
 }
 
@@ -411,15 +543,19 @@ mod tests {
         let mut idx = Vec::new();
         let mut dist = Vec::new();
         for q in output.centers() {
-            let mut s = Search::new();
-            s.cands = cin
+            let mut all: Vec<(f64, u64)> = cin
                 .iter()
                 .enumerate()
                 .map(|(i, v)| (chord2(&q, v), i as u64))
                 .collect();
+            all.sort_by(|x, y| x.0.total_cmp(&y.0).then(x.1.cmp(&y.1)));
+            let limit = tie_limit(all[k - 1].0);
+            all.retain(|x| x.0 <= limit);
+            let mut s = Search::new(k);
+            s.best = all;
             let mut ri = vec![0; k];
             let mut rd = vec![0.0; k];
-            s.finish(k, &mut ri, &mut rd);
+            s.finish(&mut ri, &mut rd);
             idx.extend(ri);
             dist.extend(rd);
         }
@@ -438,6 +574,9 @@ mod tests {
             (16, Ordering::Nested, 8, Ordering::Nested, 4),
             (4, Ordering::Ring, 2, Ordering::Ring, 60),
             (7, Ordering::Ring, 3, Ordering::Ring, 1),
+            (32, Ordering::Ring, 16, Ordering::Ring, 9),
+            (12, Ordering::Ring, 24, Ordering::Ring, 7),
+            (16, Ordering::Nested, 16, Ordering::Ring, 25),
         ];
         for (ni, oi, no, oo, k) in cases {
             let gi = HealpixGrid::new(ni, oi).unwrap();
@@ -446,6 +585,33 @@ mod tests {
             let (bi, bd) = brute(gi, go, k);
             assert_eq!(g.indices(), &bi[..], "{gi} -> {go}, k={k}");
             assert_eq!(g.distances_rad(), &bd[..], "{gi} -> {go}, k={k}");
+        }
+    }
+
+    #[test]
+    fn equals_brute_force_on_all_small_grid_pairs() {
+        let grids: Vec<HealpixGrid> = [1u32, 2, 3, 4, 5, 8]
+            .iter()
+            .flat_map(|&n| {
+                let mut g = vec![HealpixGrid::ring(n).unwrap()];
+                if n.is_power_of_two() {
+                    g.push(HealpixGrid::nested(n).unwrap());
+                }
+                g
+            })
+            .collect();
+        for &gi in &grids {
+            for &go in &grids {
+                for k in [1usize, 4, 9] {
+                    if k as u64 > gi.npix() {
+                        continue;
+                    }
+                    let g = ConnectionGraph::knn(gi, go, k).unwrap();
+                    let (bi, bd) = brute(gi, go, k);
+                    assert_eq!(g.indices(), &bi[..], "{gi} -> {go}, k={k}");
+                    assert_eq!(g.distances_rad(), &bd[..], "{gi} -> {go}, k={k}");
+                }
+            }
         }
     }
 

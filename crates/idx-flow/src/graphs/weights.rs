@@ -65,7 +65,7 @@ impl FromStr for WeightMethod {
 }
 
 fn check_rows(distances: &[f64], k: usize) -> Result<()> {
-    if k == 0 || distances.len() % k != 0 {
+    if k == 0 || !distances.len().is_multiple_of(k) {
         return Err(Error::Shape {
             context: "distance weights".into(),
             expected: format!("[N, k] with k = {k} >= 1"),

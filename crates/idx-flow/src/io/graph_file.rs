@@ -328,13 +328,13 @@ impl ConnectionGraph {
             Format::Npz => read_npz(path)?,
             Format::Safetensors => read_safetensors(path)?,
         };
-        if let Some((fi, fo)) = raw.grids {
-            if (fi, fo) != (input, output) {
-                return Err(Error::format(
-                    path,
-                    format!("holds a graph {fi} -> {fo}, expected {input} -> {output}"),
-                ));
-            }
+        if let Some((fi, fo)) = raw.grids
+            && (fi, fo) != (input, output)
+        {
+            return Err(Error::format(
+                path,
+                format!("holds a graph {fi} -> {fo}, expected {input} -> {output}"),
+            ));
         }
         build(path, raw, input, output)
     }
