@@ -579,7 +579,7 @@ impl SpatialGroupNormConfig {
         check_positive("num_groups", self.num_groups)?;
         check_positive("num_channels", self.num_channels)?;
         check_eps(self.eps)?;
-        if self.num_channels % self.num_groups != 0 {
+        if !self.num_channels.is_multiple_of(self.num_groups) {
             return Err(Error::arg(
                 "num_groups",
                 format!(

@@ -332,7 +332,7 @@ impl SpatialVitConfig {
         check_positive("embed_dim", self.embed_dim)?;
         check_positive("num_heads", self.num_heads)?;
         check_dropout(self.dropout)?;
-        if self.embed_dim % self.num_heads != 0 {
+        if !self.embed_dim.is_multiple_of(self.num_heads) {
             return Err(Error::arg(
                 "num_heads",
                 format!(

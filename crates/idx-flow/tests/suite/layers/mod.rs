@@ -114,7 +114,8 @@ pub fn assert_close(
     let (mut worst, mut at) = (0f32, 0usize);
     for (i, (a, b)) in ours.iter().zip(reference).enumerate() {
         let d = (a - b).abs();
-        if !(d <= worst) {
+        // NaN counts as the worst difference.
+        if !worst.is_nan() && (d.is_nan() || d > worst) {
             worst = d;
             at = i;
         }

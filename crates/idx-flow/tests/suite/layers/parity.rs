@@ -21,10 +21,13 @@ use super::{
     tensor,
 };
 
+/// A tensor's values and shape.
+type Values = (Vec<f32>, Vec<usize>);
+
 /// Parameter gradients by PyTorch name.
 struct GradCollect<'a> {
     grads: &'a Gradients,
-    out: BTreeMap<String, Option<(Vec<f32>, Vec<usize>)>>,
+    out: BTreeMap<String, Option<Values>>,
 }
 
 impl StateVisitor for GradCollect<'_> {
