@@ -23,7 +23,7 @@ use burn::module::{Flag, Module, Param};
 use burn::tensor::{Distribution, Tensor};
 
 use super::state_dict::{StateLoader, StateVisitor, TorchState};
-use super::{check_dims, check_prob, is_training, or_panic};
+use super::{check_prob, is_training, or_panic};
 use crate::error::Result;
 
 /// Configuration of a [`SpatialDropout`].
@@ -98,9 +98,9 @@ impl SpatialDropout {
         self.training.is_enabled()
     }
 
-    /// `[B, N, C]` → `[B, N, C]`; a wrong rank is an [`Error::Shape`](crate::Error::Shape).
+    /// `[B, N, C]` → `[B, N, C]` (any sizes; never an error, the `Result` keeps
+    /// the layers' common `try_forward` signature).
     pub fn try_forward(&self, x: Tensor<3>) -> Result<Tensor<3>> {
-        check_dims("SpatialDropout", &x.dims(), &[None, None, None])?;
         if !is_training(&self.training, &x) || self.p == 0.0 {
             return Ok(x);
         }
@@ -120,9 +120,9 @@ impl ChannelDropout {
         self.training.is_enabled()
     }
 
-    /// `[B, N, C]` → `[B, N, C]`; a wrong rank is an [`Error::Shape`](crate::Error::Shape).
+    /// `[B, N, C]` → `[B, N, C]` (any sizes; never an error, the `Result` keeps
+    /// the layers' common `try_forward` signature).
     pub fn try_forward(&self, x: Tensor<3>) -> Result<Tensor<3>> {
-        check_dims("ChannelDropout", &x.dims(), &[None, None, None])?;
         if !is_training(&self.training, &x) || self.p == 0.0 {
             return Ok(x);
         }

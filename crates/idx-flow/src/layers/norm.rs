@@ -197,8 +197,17 @@ impl BatchNorm1d {
             self.num_batches_tracked.update((n + 1.0).detach());
             Ok(affine(y, &self.weight, &self.bias))
         } else {
-            let rm = self.running_mean.value().to_device(&device).reshape([1, c]);
-            let rv = self.running_var.value().to_device(&device).reshape([1, c]);
+            // `value_sync`: a training forward just before may have left its update pending.
+            let rm = self
+                .running_mean
+                .value_sync()
+                .to_device(&device)
+                .reshape([1, c]);
+            let rv = self
+                .running_var
+                .value_sync()
+                .to_device(&device)
+                .reshape([1, c]);
             let y = (x - rm) / (rv + self.eps).sqrt();
             Ok(affine(y, &self.weight, &self.bias))
         }
