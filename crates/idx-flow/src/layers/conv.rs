@@ -39,6 +39,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::gather::GraphIndices;
 use super::init::{Initializer, WeightInit};
+use super::reduce::add_bias;
 use super::state_dict::{StateLoader, StateVisitor, TorchState, key};
 use super::{check_dims, check_positive, or_panic};
 use crate::error::{Error, Result};
@@ -140,7 +141,7 @@ impl SpatialConv {
             .indices
             .contract(x, self.kernel_weights.as_ref(), self.kernel.val());
         Ok(match &self.bias_param {
-            Some(b) => y + b.val().unsqueeze_dims::<3>(&[0, 1]),
+            Some(b) => add_bias(y, b.val()),
             None => y,
         })
     }

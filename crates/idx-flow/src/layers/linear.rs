@@ -18,6 +18,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 
 use super::init::{Initializer, torch_linear_default};
+use super::reduce::add_bias;
 use super::state_dict::{StateLoader, StateVisitor, TorchState, key};
 use crate::error::Result;
 
@@ -86,11 +87,11 @@ impl Linear {
     /// # Panics
     /// If the last axis is not `d_input` (the calling layers check their inputs).
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
-        burn::tensor::module::linear(
-            x,
-            self.weight.val().transpose(),
-            self.bias.as_ref().map(|b| b.val()),
-        )
+        let y = burn::tensor::module::linear(x, self.weight.val().transpose(), None);
+        match &self.bias {
+            Some(b) => add_bias(y, b.val()),
+            None => y,
+        }
     }
 }
 

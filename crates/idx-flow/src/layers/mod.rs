@@ -65,6 +65,7 @@ pub mod linear;
 pub mod mlp;
 pub mod norm;
 pub mod pooling;
+mod reduce;
 pub mod state_dict;
 pub mod vit;
 

@@ -31,6 +31,7 @@ use burn::config::Config;
 use burn::module::{Flag, Module, Param, RunningState};
 use burn::tensor::{Device, Tensor};
 
+use super::reduce::{Rows, split};
 use super::state_dict::{StateLoader, StateVisitor, TorchState, key};
 use super::{check_dims, check_positive, is_training, or_panic};
 use crate::error::{Error, Result};
@@ -172,7 +173,10 @@ impl BatchNorm1d {
     pub fn forward_rows(&self, layer: &str, x: Tensor<2>) -> Result<Tensor<2>> {
         let [m, c] = x.dims();
         let device = x.device();
-        if is_training(&self.training, &x) {
+        let rows = Rows::new(m, c);
+        let training = is_training(&self.training, &x);
+        let x3 = rows.view(x);
+        let y3 = if training {
             if m < 2 {
                 return Err(Error::Shape {
                     context: format!("{layer} (batch norm in training)"),
@@ -180,10 +184,10 @@ impl BatchNorm1d {
                     got: format!("[{m}, {c}]"),
                 });
             }
-            let mean = x.clone().mean_dim(0);
-            let xc = x - mean.clone();
-            let var = xc.clone().square().mean_dim(0);
-            let y = xc / (var.clone() + self.eps).sqrt();
+            let mean = rows.mean(x3.clone());
+            let xc = x3 - rows.spread(mean.clone());
+            let var = rows.mean(xc.clone().square());
+            let y3 = xc * rows.spread((var.clone() + self.eps).sqrt().recip());
 
             let mom = self.momentum;
             let rm = self.running_mean.value_sync().to_device(&device);
@@ -195,22 +199,22 @@ impl BatchNorm1d {
             self.running_var
                 .update((rv * (1.0 - mom) + unbiased * mom).detach());
             self.num_batches_tracked.update((n + 1.0).detach());
-            Ok(affine(y, &self.weight, &self.bias))
+            y3
         } else {
             // `value_sync`: a training forward just before may have left its update pending.
-            let rm = self
-                .running_mean
-                .value_sync()
-                .to_device(&device)
-                .reshape([1, c]);
-            let rv = self
-                .running_var
-                .value_sync()
-                .to_device(&device)
-                .reshape([1, c]);
-            let y = (x - rm) / (rv + self.eps).sqrt();
-            Ok(affine(y, &self.weight, &self.bias))
-        }
+            let rm = self.running_mean.value_sync().to_device(&device);
+            let rv = self.running_var.value_sync().to_device(&device);
+            (x3 - rows.spread_vec(rm)) * rows.spread_vec((rv + self.eps).sqrt().recip())
+        };
+        let y3 = match &self.weight {
+            Some(w) => y3 * rows.spread_vec(w.val()),
+            None => y3,
+        };
+        let y3 = match &self.bias {
+            Some(b) => y3 + rows.spread_vec(b.val()),
+            None => y3,
+        };
+        Ok(rows.unview(y3))
     }
 
     /// Number of training forwards so far.
@@ -516,14 +520,23 @@ impl SpatialInstanceNorm {
                 got: format!("[{b}, {n}, {c}]"),
             });
         }
-        let mean = x.clone().mean_dim(1);
-        let xc = x - mean;
-        let var = xc.clone().square().mean_dim(1);
-        Ok(affine(
-            xc / (var + self.eps).sqrt(),
-            &self.weight,
-            &self.bias,
-        ))
+        // Points viewed as [a, b]: statistics and their gradients in two stages.
+        let (pa, pb) = split(n);
+        let x4 = x.reshape([b, pa, pb, c]);
+        let stat = |t: Tensor<4>| t.sum_dim(2).sum_dim(1).expand([b, pa, 1, c]) / n as f64;
+        let xc = x4.clone() - stat(x4);
+        let var = stat(xc.clone().square());
+        let y4 = xc * (var + self.eps).sqrt().recip();
+        let spread = |v: Tensor<1>| v.reshape([1, 1, 1, c]).expand([b, pa, 1, c]);
+        let y4 = match &self.weight {
+            Some(w) => y4 * spread(w.val()),
+            None => y4,
+        };
+        let y4 = match &self.bias {
+            Some(bias) => y4 + spread(bias.val()),
+            None => y4,
+        };
+        Ok(y4.reshape([b, n, c]))
     }
 
     /// `[B, N, C]` → `[B, N, C]`.
@@ -618,12 +631,26 @@ impl SpatialGroupNorm {
         )?;
         let [b, n, c] = x.dims();
         let g = self.num_groups;
-        let xg = x.reshape([b, n, g, c / g]);
-        let mean = xg.clone().mean_dim(3).mean_dim(1);
-        let xc = xg - mean;
-        let var = xc.clone().square().mean_dim(3).mean_dim(1);
-        let y = (xc / (var + self.eps).sqrt()).reshape([b, n, c]);
-        Ok(affine(y, &self.weight, &self.bias))
+        let cg = c / g;
+        // Points viewed as [a, b]: statistics and their gradients in stages.
+        let (pa, pb) = split(n);
+        let x5 = x.reshape([b, pa, pb, g, cg]);
+        let count = (n * cg) as f64;
+        let stat =
+            |t: Tensor<5>| t.sum_dim(4).sum_dim(2).sum_dim(1).expand([b, pa, 1, g, 1]) / count;
+        let xc = x5.clone() - stat(x5);
+        let var = stat(xc.clone().square());
+        let y5 = xc * (var + self.eps).sqrt().recip();
+        let spread = |v: Tensor<1>| v.reshape([1, 1, 1, g, cg]).expand([b, pa, 1, g, cg]);
+        let y5 = match &self.weight {
+            Some(w) => y5 * spread(w.val()),
+            None => y5,
+        };
+        let y5 = match &self.bias {
+            Some(bias) => y5 + spread(bias.val()),
+            None => y5,
+        };
+        Ok(y5.reshape([b, n, c]))
     }
 
     /// `[B, N, C]` → `[B, N, C]`.

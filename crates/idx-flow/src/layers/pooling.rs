@@ -24,6 +24,7 @@ use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
 use super::gather::GraphIndices;
+use super::reduce::{mean_points, sum_points};
 use super::state_dict::{StateLoader, StateVisitor, TorchState};
 use super::{check_dims, check_positive, or_panic};
 use crate::error::{Error, Result};
@@ -148,7 +149,12 @@ impl Squeeze {
                 got: format!("[{b}, 0, {c}]"),
             });
         }
-        Ok(self.reduction.reduce(x, 1).squeeze_dim::<2>(1))
+        let y = match self.reduction {
+            PoolType::Mean => mean_points(x),
+            PoolType::Sum => sum_points(x),
+            PoolType::Max => x.max_dim(1),
+        };
+        Ok(y.squeeze_dim::<2>(1))
     }
 
     /// `[B, N, C]` → `[B, C]`.

@@ -195,12 +195,12 @@ where
     m
 }
 
-/// The fixture criterion `max |ours − ref| ≤ 1e-5·max(1, max |ref|)`; where a
-/// tensor also has an exact value and PyTorch's own float32 result misses it by
-/// more than that tolerance (ill-conditioned layer norm rows, gradients that are
-/// zero by construction and only rounding noise in both), ours must instead be
-/// within `max(tolerance, 2·max |ref − exact|)` of the exact value: no further
-/// from the truth than twice PyTorch's own rounding error.
+/// The fixture criterion `max |ours − ref| ≤ 1e-5·max(1, max |ref|)`. Where a
+/// tensor also has an exact value (ill-conditioned layer norm rows, gradients
+/// that are zero by construction and only rounding noise in both), PyTorch's
+/// own float32 rounding can exceed that tolerance; then ours must instead be
+/// within `max(tolerance, 2·max |ref − exact|)` of the exact value: as close to
+/// the truth as the tolerance, or no further than twice PyTorch's own error.
 fn compare(
     what: &str,
     ours: &[f32],
@@ -229,7 +229,7 @@ fn compare(
         return;
     }
     assert!(
-        d_ref > tol && d_ours <= tol.max(2.0 * d_ref),
+        d_ours <= tol.max(2.0 * d_ref),
         "{what}: max |ours - ref| = {d_pair} > {tol}; distance to the exact value: ours {d_ours}, PyTorch {d_ref}"
     );
 }
