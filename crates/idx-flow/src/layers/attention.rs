@@ -43,6 +43,23 @@ pub enum AttnBackend {
     Manual,
 }
 
+impl std::str::FromStr for AttnBackend {
+    type Err = Error;
+    /// idx_flow's names: auto, fused, sdpa, manual.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(AttnBackend::Auto),
+            "fused" => Ok(AttnBackend::Fused),
+            "sdpa" => Ok(AttnBackend::Fused),
+            "manual" => Ok(AttnBackend::Manual),
+            _ => Err(Error::arg(
+                "attn_backend",
+                format!("unknown attn_backend '{s}', expected one of auto, fused, sdpa, manual"),
+            )),
+        }
+    }
+}
+
 /// Configuration of a [`SpatialSelfAttention`].
 #[derive(Config, Debug)]
 pub struct SpatialSelfAttentionConfig {

@@ -297,6 +297,22 @@ impl From<Interpolation> for UpsamplingKernel {
     }
 }
 
+impl std::str::FromStr for UpsamplingKernel {
+    type Err = Error;
+    /// idx_flow's names: linear, idw, gaussian.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "linear" => Ok(UpsamplingKernel::Linear),
+            "idw" => Ok(UpsamplingKernel::Idw),
+            "gaussian" => Ok(UpsamplingKernel::Gaussian),
+            _ => Err(Error::arg(
+                "interpolation",
+                format!("unknown interpolation '{s}', expected one of linear, idw, gaussian"),
+            )),
+        }
+    }
+}
+
 /// Configuration of a [`SpatialUpsampling`].
 #[derive(Config, Debug)]
 pub struct SpatialUpsamplingConfig {

@@ -51,6 +51,22 @@ impl PoolType {
     }
 }
 
+impl std::str::FromStr for PoolType {
+    type Err = Error;
+    /// idx_flow's names: mean, max, sum.
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "mean" => Ok(PoolType::Mean),
+            "max" => Ok(PoolType::Max),
+            "sum" => Ok(PoolType::Sum),
+            _ => Err(Error::arg(
+                "pool_type",
+                format!("unknown pool_type '{s}', expected one of mean, max, sum"),
+            )),
+        }
+    }
+}
+
 /// Configuration of a [`SpatialPooling`].
 #[derive(Config, Debug)]
 pub struct SpatialPoolingConfig {

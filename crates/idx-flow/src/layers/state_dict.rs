@@ -26,6 +26,51 @@
 //! # Ok::<(), idx_flow::Error>(())
 //! ```
 
+//!
+//! A model of several layers implements [`TorchState`] by prefixing its
+//! children's names as PyTorch does (`{attribute}.{name}`):
+//!
+//! ```
+//! use burn::module::Module;
+//! use burn::tensor::Device;
+//! use idx_flow::geometry::HealpixGrid;
+//! use idx_flow::graphs::ConnectionGraph;
+//! use idx_flow::layers::state_dict::{StateLoader, StateVisitor, TorchState, state_dict};
+//! use idx_flow::layers::{SpatialConv, SpatialConvConfig, SpatialLayerNorm, SpatialLayerNormConfig};
+//!
+//! /// PyTorch: `self.conv = SpatialConv(...)`, `self.norm = SpatialLayerNorm(...)`.
+//! #[derive(Module, Debug)]
+//! struct Encoder {
+//!     conv: SpatialConv,
+//!     norm: SpatialLayerNorm,
+//! }
+//!
+//! impl TorchState for Encoder {
+//!     fn visit_state<V: StateVisitor>(&self, prefix: &str, v: &mut V) {
+//!         self.conv.visit_state(&format!("{prefix}conv."), v);
+//!         self.norm.visit_state(&format!("{prefix}norm."), v);
+//!     }
+//!     fn load_state(self, prefix: &str, l: &mut StateLoader<'_>) -> idx_flow::Result<Self> {
+//!         Ok(Encoder {
+//!             conv: self.conv.load_state(&format!("{prefix}conv."), l)?,
+//!             norm: self.norm.load_state(&format!("{prefix}norm."), l)?,
+//!         })
+//!     }
+//! }
+//!
+//! let device = Device::default();
+//! let graph = ConnectionGraph::knn(HealpixGrid::ring(2)?, HealpixGrid::ring(1)?, 4)?;
+//! let encoder = Encoder {
+//!     conv: SpatialConvConfig::new(3, 8).init(&graph, &device)?,
+//!     norm: SpatialLayerNormConfig::new(8).init(&device)?,
+//! };
+//! assert_eq!(
+//!     state_dict(&encoder)?.keys(),
+//!     ["conv.bias_param", "conv.connection_indices", "conv.kernel", "norm.ln.bias", "norm.ln.weight"]
+//! );
+//! # Ok::<(), idx_flow::Error>(())
+//! ```
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
