@@ -22,17 +22,17 @@
 //! - **Input channels are explicit.** idx_flow creates its parameters on the
 //!   first forward call; here every config names its input channels, so a
 //!   module is complete (and loadable) as soon as it is built.
-//! - **Errors.** `Config::init` returns [`Result`](crate::Result): every size,
-//!   probability or graph a user can get wrong is an [`Error`](crate::Error).
+//! - **Errors.** `Config::init` returns [`Result`]: every size,
+//!   probability or graph a user can get wrong is an [`Error`].
 //!   Every layer has `try_forward`, which checks the input's shape and returns
-//!   [`Error::Shape`](crate::Error::Shape) naming the layer, the expected and the
+//!   [`Error::Shape`] naming the layer, the expected and the
 //!   received shape, and `forward`, which does the same and **panics with that
 //!   message** on a wrong shape (the burn convention, for use in model code whose
 //!   shapes are known).
 //! - **Training and evaluation.** Layers whose behaviour differs between training
 //!   and evaluation (batch norm statistics, dropouts) train when the input is on
 //!   an autodiff device *and* their `training` flag is on, exactly as burn's own
-//!   `BatchNorm` and `Dropout`. [`Module::valid`](burn::module::Module::valid)
+//!   `BatchNorm` and `Dropout`. [`Module::valid`]
 //!   gives the evaluation model; [`set_training`] switches the flags while keeping
 //!   autodiff (PyTorch's `model.eval()` / `model.train()`), which is what gradients
 //!   of an evaluation-mode forward need.

@@ -96,7 +96,7 @@ impl SpatialPoolingConfig {
 }
 
 impl SpatialPooling {
-    /// `[B, N_in, C]` → `[B, N_out, C]`; a wrong input shape is an [`Error::Shape`](crate::Error::Shape).
+    /// `[B, N_in, C]` → `[B, N_out, C]`; a wrong input shape is an [`Error::Shape`].
     pub fn try_forward(&self, x: Tensor<3>) -> Result<Tensor<3>> {
         check_dims(
             "SpatialPooling",
@@ -155,7 +155,7 @@ impl SqueezeConfig {
 }
 
 impl Squeeze {
-    /// `[B, N, C]` → `[B, C]`; no points (`N = 0`) is an [`Error::Shape`](crate::Error::Shape).
+    /// `[B, N, C]` → `[B, C]`; no points (`N = 0`) is an [`Error::Shape`].
     pub fn try_forward(&self, x: Tensor<3>) -> Result<Tensor<2>> {
         let [b, n, c] = x.dims();
         if n == 0 {
