@@ -39,6 +39,23 @@
 //! - **Weights.** [`state_dict::TorchState`] saves and loads every layer under
 //!   idx_flow's PyTorch names (`kernel`, `bias_param`, `mlp_layers.0.weight` as
 //!   `[out, in]`, `bn_layers.0.running_mean`, `pos_embed`, ...).
+//! - **Names.** idx_flow's classes in Rust casing: `SpatialMLP` is [`SpatialMlp`],
+//!   `GlobalMLP` [`GlobalMlp`], `SpatialViT` [`SpatialVit`]; option strings
+//!   (`"xavier_uniform"`, `"gelu"`, `"max"`, `"idw"`, `"sdpa"`) parse into their enums.
+//! - **Numerics.** Sums over long axes (batch norm rows, points) are taken in two
+//!   stages, forward and backward, as accurate as PyTorch's blocked reductions.
+//!   Where PyTorch's own float32 result is ill-conditioned (layer norm rows of
+//!   near-zero variance, gradients that are zero by construction) ours is at
+//!   least as close to the float64 value.
+//!
+//! # Differences from idx_flow
+//!
+//! - Parameters exist from construction (no lazy first call), so input channels are given.
+//! - Dropout with `p = 1` gives zeros (idx_flow's spatial/channel dropouts divide 0 by 0).
+//! - [`AttnBackend::Fused`] refuses attention dropout while training (burn's fused
+//!   kernel has none) instead of silently dropping it; [`AttnBackend::Auto`]
+//!   takes the explicit path then, as PyTorch's SDPA would apply dropout.
+//! - Batch norm `momentum` is a number (PyTorch's `None`, a cumulative average, is not offered).
 //!
 //! ```
 //! use burn::tensor::{Device, Distribution, Tensor};

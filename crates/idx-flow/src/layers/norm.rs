@@ -119,7 +119,10 @@ fn load_affine(
 }
 
 /// PyTorch's `nn.BatchNorm1d` on channels-last rows `[M, C]`
-/// (`track_running_stats=True`).
+/// (`track_running_stats=True`): batch statistics and running-statistics
+/// updates while training, running statistics otherwise. As burn's
+/// `RunningState`, updates made by several threads on clones of the module are
+/// averaged.
 #[derive(Module, Debug)]
 pub struct BatchNorm1d {
     /// `[C]`, ones at start (`weight`), when affine.
@@ -335,7 +338,9 @@ pub struct SpatialBatchNormConfig {
     /// Added to the variance. Default: 1e-5.
     #[config(default = 1e-5)]
     pub eps: f64,
-    /// Weight of the newest batch in the running statistics. Default: 0.1.
+    /// Weight of the newest batch in the running statistics, in `[0, 1]`
+    /// (PyTorch's `momentum=None`, a cumulative average, is not offered: idx_flow
+    /// types it as a float). Default: 0.1.
     #[config(default = 0.1)]
     pub momentum: f64,
     /// Learnable per-channel scale and shift. Default: true.
