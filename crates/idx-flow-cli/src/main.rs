@@ -1,4 +1,7 @@
-//! The `idx-flow` command.
+//! The `idx-flow` command: `train` (the main job), `plot`, `indices`.
+
+mod plot_cmd;
+mod train_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -22,6 +25,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Train the HEALPix convolutional autoencoder (with no arguments: the default on the bundled Blue Marble).
+    Train(train_cmd::TrainArgs),
+    /// Draw a HEALPix map (.npy or FITS) in the Mollweide projection as a PNG.
+    Plot(plot_cmd::PlotArgs),
     /// Build a connection graph between two HEALPix grids and write it as .npz or .safetensors.
     Indices(IndicesArgs),
 }
@@ -158,9 +165,13 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Indices(args) => indices(args),
+        Command::Train(args) => train_cmd::run(args),
+        Command::Plot(args) => plot_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        // Ctrl-C during training: the checkpoint is written, the message printed.
+        Err(message) if message == train_cmd::INTERRUPTED => ExitCode::from(130),
         Err(message) => {
             eprintln!("error: {message}");
             ExitCode::from(2)

@@ -9,6 +9,10 @@
 //! - [`io`]: graphs and tensors on disk (`.npz`, safetensors), written atomically.
 //! - [`layers`]: idx_flow's layers as burn modules (index convolutions, MLPs,
 //!   norms, dropouts, attention, ViT, pooling), loadable from PyTorch state dicts.
+//! - [`data`]: Earth imagery and HEALPix maps (`.npy`, FITS) under random rotations.
+//! - [`models`]: the HEALPix convolutional autoencoder.
+//! - [`train`]: training with AdamW, checkpoints and exact resume, metrics.
+//! - [`plot`]: Mollweide pictures with colour bars, loss curves.
 //!
 //! ```
 //! use idx_flow::geometry::HealpixGrid;
@@ -22,11 +26,15 @@
 
 #![warn(missing_docs)]
 
+pub mod data;
 pub mod error;
 pub mod geometry;
 pub mod graphs;
 pub mod io;
 pub mod layers;
+pub mod models;
+pub mod plot;
+pub mod train;
 
 pub use error::{Error, Result};
 pub use graphs::ConnectionGraph;

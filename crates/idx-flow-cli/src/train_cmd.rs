@@ -1,0 +1,225 @@
+//! `idx-flow train`: the main job.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use idx_flow::data::{SphereDataset, SphereSource};
+use idx_flow::models::GraphKind;
+use idx_flow::train::{TrainConfig, TrainOptions, TrainOutcome, device, train};
+use indicatif::{ProgressBar, ProgressStyle};
+
+/// The error text of a run stopped by Ctrl-C (the message is printed before).
+pub const INTERRUPTED: &str = "interrupted";
+
+#[derive(clap::Args)]
+pub struct TrainArgs {
+    /// Training config as JSON (the fields of idx_flow::train::TrainConfig; missing ones take their defaults).
+    /// Options given on the command line override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Data: bluemarble (default), etopo1, or a file: .npy / .fits HEALPix maps, .png / .jpg equirectangular image.
+    #[arg(long)]
+    data: Option<String>,
+    /// .npy maps are in NESTED order (RING otherwise; FITS files say their ordering).
+    #[arg(long)]
+    nested: bool,
+    /// nside of the training grid (a power of two; default 64).
+    #[arg(long)]
+    nside: Option<u32>,
+    /// Optimiser steps (default 600).
+    #[arg(long)]
+    steps: Option<usize>,
+    /// Samples (random rotations) per step (default 8).
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Seed of the initialisation and the rotations (default 0).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Write a checkpoint every N steps (default 200; 0: only at the end).
+    #[arg(long)]
+    checkpoint_every: Option<usize>,
+    /// Output directory (default runs/<data>-n<nside>-<graph>-s<seed>).
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// Continue from the newest checkpoint in the output directory.
+    #[arg(long)]
+    resume: bool,
+    /// Backend: cpu (burn's flex, default), wgpu or cuda (need the features of the same names).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Encoder graphs: children (default), knn or stencil.
+    #[arg(long)]
+    graph: Option<String>,
+    /// Channels after each downsampling, comma-separated; the count is the depth (default 16,32,64).
+    #[arg(long, value_delimiter = ',')]
+    widths: Option<Vec<usize>>,
+    /// Latent channels on the coarsest grid (default 8).
+    #[arg(long)]
+    latent: Option<usize>,
+    /// Peak learning rate (default 3e-3).
+    #[arg(long)]
+    lr: Option<f64>,
+}
+
+fn e(err: idx_flow::Error) -> String {
+    err.to_string()
+}
+
+pub fn run(args: TrainArgs) -> Result<(), String> {
+    let started = Instant::now();
+    let from_file = args.config.is_some();
+    let mut config = match &args.config {
+        Some(path) => TrainConfig::from_json_file(path).map_err(e)?,
+        None => TrainConfig::new(),
+    };
+    if let Some(d) = args.data {
+        config.data = d;
+    }
+    if args.nested {
+        config.nested = true;
+    }
+    if let Some(v) = args.nside {
+        config.model.nside = v;
+    }
+    if let Some(v) = args.steps {
+        config.steps = v;
+    }
+    if let Some(v) = args.batch {
+        config.batch = v;
+    }
+    if let Some(v) = args.seed {
+        config.seed = v;
+    }
+    if let Some(v) = args.checkpoint_every {
+        config.checkpoint_every = v;
+    }
+    if let Some(g) = &args.graph {
+        config.model.graph = g
+            .parse::<GraphKind>()
+            .map_err(|err| format!("--graph: {err}"))?;
+    }
+    if let Some(w) = args.widths {
+        config.model.widths = w;
+    }
+    if let Some(v) = args.latent {
+        config.model.latent_channels = v;
+    }
+    if let Some(v) = args.lr {
+        config.learning_rate = v;
+        config.min_learning_rate = config.min_learning_rate.min(v);
+    }
+    let (device, backend) = device::by_name(&args.device).map_err(e)?;
+
+    let source = SphereSource::open(&config.data, config.nested).map_err(e)?;
+    if !from_file {
+        // Without a config file the model takes the data's channels.
+        config.model.channels = source.channels();
+    }
+    config.validate().map_err(e)?;
+    let describe = source.describe();
+    let data = SphereDataset::new(source, config.model.nside).map_err(e)?;
+
+    let out = args.out.unwrap_or_else(|| {
+        let stem = std::path::Path::new(&config.data)
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "data".into());
+        PathBuf::from("runs").join(format!(
+            "{stem}-n{}-{}-s{}",
+            config.model.nside,
+            config.model.graph.as_str(),
+            config.seed
+        ))
+    });
+    let m = &config.model;
+    println!("data     {} ({describe}) on {}", config.data, data.grid());
+    println!(
+        "model    autoencoder, {} graphs, widths {:?}, latent {:?} per sample, compression {:.1}x",
+        m.graph.as_str(),
+        m.widths,
+        m.latent_shape(),
+        m.compression_ratio()
+    );
+    println!(
+        "training {} steps x {} samples, AdamW lr {:.0e} cosine to {:.0e}, seed {}, {backend}{}",
+        config.steps,
+        config.batch,
+        config.learning_rate,
+        config.min_learning_rate,
+        config.seed,
+        if args.resume { ", resuming" } else { "" }
+    );
+    println!("output   {}", out.display());
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // A second Ctrl-C while the checkpoint is written exits at once.
+        ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        })
+        .map_err(|err| format!("cannot install the Ctrl-C handler: {err}"))?;
+    }
+
+    let bar = ProgressBar::new(config.steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} steps | {msg} | {elapsed_precise} eta {eta_precise}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let options = TrainOptions {
+        out: out.clone(),
+        resume: args.resume,
+        device,
+        backend,
+        stop: Some(&stop),
+    };
+    let outcome = train(&config, &data, &options, &mut |p| {
+        bar.set_position(p.step as u64);
+        bar.set_message(format!(
+            "loss {:.5} | lr {:.1e} | {:.1} samples/s",
+            p.loss, p.lr, p.samples_per_s
+        ));
+    });
+    bar.finish_and_clear();
+    match outcome.map_err(e)? {
+        TrainOutcome::Interrupted { step, checkpoint } => {
+            eprintln!(
+                "interrupted at step {step}/{}: checkpoint {}; continue with the same options and --resume",
+                config.steps,
+                checkpoint.display()
+            );
+            Err(INTERRUPTED.into())
+        }
+        TrainOutcome::Finished(m) => {
+            println!(
+                "loss     {:.5} at step 1 -> {:.5} at step {}",
+                m.first_loss, m.last_loss, m.steps
+            );
+            println!(
+                "result   held-out PSNR {:.2} dB (MSE {:.3e}, {} rotations), train PSNR {:.2} dB, compression {:.1}x",
+                m.heldout_psnr_db,
+                m.heldout_mse,
+                m.heldout_samples,
+                m.train_psnr_db,
+                m.compression_ratio
+            );
+            println!(
+                "time     {:.1} s training ({:.1} samples/s), {:.1} s in all",
+                m.train_seconds,
+                m.samples_per_s,
+                started.elapsed().as_secs_f64()
+            );
+            println!(
+                "wrote    {0}/metrics.json, {0}/input.png, {0}/reconstruction.png, {0}/error.png, {0}/loss.png, {0}/model.safetensors, {0}/checkpoints/",
+                out.display()
+            );
+            Ok(())
+        }
+    }
+}
