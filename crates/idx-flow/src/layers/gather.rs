@@ -6,7 +6,9 @@
 //! list; its backward is the scatter-add of burn's `select`. Contracting with a
 //! kernel reshapes the gathered `[B, N_out, k, C]` to `[B·N_out, k·C]` and does
 //! one matmul with the kernel as `[k·C, F]` (slot-major, channel-minor: the
-//! memory order of idx_flow's `[k, C, F]` kernel).
+//! memory order of idx_flow's `[k, C, F]` kernel). When the indices are
+//! `0, 1, …` in order (the NESTED children graph: pixel `p`'s children are
+//! `4p..4p+3`), the gather is a reshape and no copy is made.
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -40,6 +42,8 @@ pub struct GraphIndices {
     n_out: usize,
     /// Connections per output pixel.
     k: usize,
+    /// The indices are `0, 1, …, N_out·k − 1` (NESTED children): the gather is a reshape.
+    identity: bool,
 }
 
 impl GraphIndices {
@@ -94,11 +98,14 @@ impl GraphIndices {
 
     fn upload(indices: &[i64], n_in: usize, n_out: usize, k: usize, device: &Device) -> Self {
         let data = TensorData::new(indices.to_vec(), [indices.len()]);
+        let identity =
+            indices.len() == n_in && indices.iter().enumerate().all(|(i, &v)| v == i as i64);
         Self {
             indices: Tensor::from_data(data, device),
             n_in,
             n_out,
             k,
+            identity,
         }
     }
 
@@ -127,6 +134,9 @@ impl GraphIndices {
     /// The pixel axis of `x` must be `n_in` (checked by the calling layers).
     pub fn gather(&self, x: Tensor<3>) -> Tensor<4> {
         let [b, _, c] = x.dims();
+        if self.identity {
+            return x.reshape([b, self.n_out, self.k, c]);
+        }
         x.select(1, self.indices.clone())
             .reshape([b, self.n_out, self.k, c])
     }
@@ -135,6 +145,9 @@ impl GraphIndices {
     /// `[B, N_in, C]` → `[B·N_out, k·C]` (idx_flow's SpatialMLP / patch input).
     pub fn gather_rows(&self, x: Tensor<3>) -> Tensor<2> {
         let [b, _, c] = x.dims();
+        if self.identity {
+            return x.reshape([b * self.n_out, self.k * c]);
+        }
         x.select(1, self.indices.clone())
             .reshape([b * self.n_out, self.k * c])
     }

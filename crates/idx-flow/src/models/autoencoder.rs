@@ -9,9 +9,10 @@
 //!  │                          down conv (nside → nside/2) + BN + SELU   widths[i] channels
 //!  ├─ to_latent:   stencil conv (k=9) on the coarsest grid → latent_channels  (no activation)
 //!  ├─ from_latent: stencil conv (k=9) → widths[last] + BN + SELU
-//!  ├─ level i (reversed):     transpose conv (nside/2 → nside, k=4 nearest coarse pixels) + BN + SELU
+//!  ├─ level i (reversed, all but the last): transpose conv (nside/2 → nside,
+//!  │                          k=4 nearest coarse pixels) + BN + SELU   widths[i-1] channels
 //!  │                          [stencil conv k=9 + BN + SELU]  (GraphKind::Stencil only)
-//!  └─ head: stencil conv (k=9) → C on the input grid                    (no activation)
+//!  └─ output: transpose conv (nside/2 → nside, k=4) → C channels        (no activation)
 //! ```
 //!
 //! The down graphs are the NESTED children (k = 4, the exact hierarchy: a 2x2
@@ -162,10 +163,10 @@ pub struct HealpixAutoencoder {
     pub to_latent: SpatialConv,
     /// Latent → coarsest features.
     pub from_latent: ConvBlock,
-    /// Decoder levels, coarse to fine.
+    /// Decoder levels, coarse to fine, all but the last.
     pub decoder: Vec<UpLevel>,
-    /// Fine features → maps.
-    pub head: SpatialConv,
+    /// The last upsampling, to the maps' channels on the input grid.
+    pub output: SpatialTransposeConv,
 }
 
 fn block(graph: &ConnectionGraph, c_in: usize, c_out: usize, device: &Device) -> Result<ConvBlock> {
@@ -275,14 +276,10 @@ impl AutoencoderConfig {
         let to_latent = SpatialConvConfig::new(c, self.latent_channels).init(&bottom, device)?;
         let from_latent = block(&bottom, self.latent_channels, c, device)?;
         let mut decoder = Vec::new();
-        for i in (0..self.depth()).rev() {
+        for i in (1..self.depth()).rev() {
             let coarse = HealpixGrid::nested(nside)?;
             let fine = HealpixGrid::nested(nside * 2)?;
-            let c_out = if i == 0 {
-                self.widths[0]
-            } else {
-                self.widths[i - 1]
-            };
+            let c_out = self.widths[i - 1];
             let graph = ConnectionGraph::knn(coarse, fine, 4)?;
             let up = UpBlock {
                 conv: SpatialTransposeConvConfig::new(c, c_out).init(&graph, device)?,
@@ -302,14 +299,18 @@ impl AutoencoderConfig {
             nside *= 2;
             c = c_out;
         }
-        let top = ConnectionGraph::stencil(HealpixGrid::nested(nside)?)?;
-        let head = SpatialConvConfig::new(c, self.channels).init(&top, device)?;
+        let last = ConnectionGraph::knn(
+            HealpixGrid::nested(nside)?,
+            HealpixGrid::nested(nside * 2)?,
+            4,
+        )?;
+        let output = SpatialTransposeConvConfig::new(c, self.channels).init(&last, device)?;
         let model = HealpixAutoencoder {
             encoder,
             to_latent,
             from_latent,
             decoder,
-            head,
+            output,
         };
         Ok(model.with_stable_param_ids())
     }
@@ -349,7 +350,7 @@ impl HealpixAutoencoder {
 
     /// Channels `C` of the maps.
     pub fn channels(&self) -> usize {
-        self.head.filters()
+        self.output.conv.filters()
     }
 
     /// `[B, N, C]` → latent `[B, N_latent, latent_channels]`.
@@ -376,7 +377,7 @@ impl HealpixAutoencoder {
                 h = r.forward(h);
             }
         }
-        self.head.forward(h)
+        self.output.forward(h)
     }
 
     /// `[B, N, C]` → `[B, N, C]`.
@@ -437,7 +438,7 @@ impl TorchState for HealpixAutoencoder {
                 visit_block(r, &format!("{prefix}decoder.{i}.refine."), v);
             }
         }
-        self.head.visit_state(&format!("{prefix}head."), v);
+        self.output.visit_state(&format!("{prefix}output."), v);
     }
 
     fn load_state(self, prefix: &str, l: &mut StateLoader<'_>) -> Result<Self> {
@@ -474,13 +475,13 @@ impl TorchState for HealpixAutoencoder {
                 },
             });
         }
-        let head = self.head.load_state(&format!("{prefix}head."), l)?;
+        let output = self.output.load_state(&format!("{prefix}output."), l)?;
         Ok(HealpixAutoencoder {
             encoder,
             to_latent,
             from_latent,
             decoder,
-            head,
+            output,
         })
     }
 }
