@@ -28,7 +28,7 @@ pub struct TrainArgs {
     /// nside of the training grid (a power of two; default 64).
     #[arg(long)]
     nside: Option<u32>,
-    /// Optimiser steps (default 600).
+    /// Optimiser steps (default 250).
     #[arg(long)]
     steps: Option<usize>,
     /// Samples (random rotations) per step (default 8).
@@ -37,7 +37,7 @@ pub struct TrainArgs {
     /// Seed of the initialisation and the rotations (default 0).
     #[arg(long)]
     seed: Option<u64>,
-    /// Write a checkpoint every N steps (default 200; 0: only at the end).
+    /// Write a checkpoint every N steps (default 100; 0: only at the end).
     #[arg(long)]
     checkpoint_every: Option<usize>,
     /// Output directory (default runs/<data>-n<nside>-<graph>-s<seed>).
@@ -133,6 +133,18 @@ pub fn run(args: TrainArgs) -> Result<(), String> {
             config.seed
         ))
     });
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let stop = stop.clone();
+        // A second Ctrl-C while the checkpoint is written exits at once.
+        ctrlc::set_handler(move || {
+            if stop.swap(true, Ordering::SeqCst) {
+                std::process::exit(130);
+            }
+        })
+        .map_err(|err| format!("cannot install the Ctrl-C handler: {err}"))?;
+    }
+
     let m = &config.model;
     println!("data     {} ({describe}) on {}", config.data, data.grid());
     println!(
@@ -152,18 +164,6 @@ pub fn run(args: TrainArgs) -> Result<(), String> {
         if args.resume { ", resuming" } else { "" }
     );
     println!("output   {}", out.display());
-
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let stop = stop.clone();
-        // A second Ctrl-C while the checkpoint is written exits at once.
-        ctrlc::set_handler(move || {
-            if stop.swap(true, Ordering::SeqCst) {
-                std::process::exit(130);
-            }
-        })
-        .map_err(|err| format!("cannot install the Ctrl-C handler: {err}"))?;
-    }
 
     let bar = ProgressBar::new(config.steps as u64);
     bar.set_style(

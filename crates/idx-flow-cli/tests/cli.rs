@@ -154,3 +154,255 @@ fn bad_input_is_a_clear_error_not_a_panic() {
     ]);
     assert!(!ok && stderr.contains("/nonexistent/dir"), "{stderr}");
 }
+
+fn read_json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The tiny configuration of the end-to-end tests: nside 8, two levels, 6 steps.
+const TINY: &[&str] = &[
+    "train",
+    "--nside",
+    "8",
+    "--widths",
+    "8,16",
+    "--latent",
+    "4",
+    "--steps",
+    "6",
+    "--batch",
+    "4",
+    "--checkpoint-every",
+    "3",
+    "--seed",
+    "5",
+];
+
+#[test]
+fn train_checkpoint_resume_and_plot() {
+    let dir = tempfile::tempdir().unwrap();
+    let a = dir.path().join("a");
+    let mut args = TINY.to_vec();
+    args.extend(["--out", a.to_str().unwrap()]);
+    let (ok, stdout, stderr) = idx_flow(&args);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("held-out PSNR"), "{stdout}");
+    for f in [
+        "metrics.json",
+        "config.json",
+        "input.png",
+        "reconstruction.png",
+        "error.png",
+        "loss.png",
+        "model.safetensors",
+        "checkpoints/latest",
+        "checkpoints/step-00000003/optimizer.bpk",
+        "checkpoints/step-00000006/model.safetensors",
+    ] {
+        assert!(a.join(f).is_file(), "{f} missing");
+    }
+    for png in ["input.png", "reconstruction.png", "error.png", "loss.png"] {
+        let bytes = std::fs::read(a.join(png)).unwrap();
+        assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 2000, "{png}");
+    }
+    let m = read_json(&a.join("metrics.json"));
+    assert!(
+        m["last_loss"].as_f64().unwrap() < m["first_loss"].as_f64().unwrap(),
+        "loss did not fall: {m}"
+    );
+    assert_eq!(m["steps"], 6);
+    assert_eq!(m["compression_ratio"], 12.0);
+    assert_eq!(m["backend"], "flex (CPU)");
+    assert!(m["heldout_psnr_db"].as_f64().unwrap() > 5.0, "{m}");
+
+    // Resume from the checkpoint the straight run wrote at step 3.
+    let b = dir.path().join("b");
+    let ckpt = b.join("checkpoints/step-00000003");
+    std::fs::create_dir_all(&ckpt).unwrap();
+    for f in ["model.safetensors", "optimizer.bpk", "state.json"] {
+        std::fs::copy(a.join("checkpoints/step-00000003").join(f), ckpt.join(f)).unwrap();
+    }
+    std::fs::write(b.join("checkpoints/latest"), "step-00000003").unwrap();
+    let mut args = TINY.to_vec();
+    args.extend(["--out", b.to_str().unwrap(), "--resume"]);
+    let (ok, stdout, stderr) = idx_flow(&args);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("resuming"), "{stdout}");
+    let mb = read_json(&b.join("metrics.json"));
+    for key in [
+        "first_loss",
+        "last_loss",
+        "train_mse",
+        "heldout_mse",
+        "heldout_psnr_db",
+    ] {
+        assert_eq!(m[key], mb[key], "{key}");
+    }
+    assert_eq!(
+        std::fs::read(a.join("model.safetensors")).unwrap(),
+        std::fs::read(b.join("model.safetensors")).unwrap(),
+        "resumed weights differ"
+    );
+
+    // Resuming with other options is refused.
+    let mut args = TINY.to_vec();
+    args.extend(["--out", b.to_str().unwrap(), "--resume", "--seed", "6"]);
+    let (ok, _, stderr) = idx_flow(&args);
+    assert!(!ok && stderr.contains("another config"), "{stderr}");
+
+    // Plot a FITS map and an .npy map.
+    let grid = idx_flow::geometry::HealpixGrid::ring(8).unwrap();
+    let z: Vec<f32> = grid.centers().iter().map(|v| v[2] as f32).collect();
+    let fits = dir.path().join("z.fits");
+    idx_flow::data::fits::write_healpix_fits(
+        &fits,
+        idx_flow::geometry::Ordering::Ring,
+        &[z.clone()],
+    )
+    .unwrap();
+    let png = dir.path().join("z.png");
+    let (ok, stdout, stderr) =
+        idx_flow(&["plot", fits.to_str().unwrap(), "-o", png.to_str().unwrap()]);
+    assert!(ok, "{stderr}");
+    assert!(stdout.contains("nside 8 ring"), "{stdout}");
+    assert!(std::fs::read(&png).unwrap().starts_with(b"\x89PNG"));
+    let npy = dir.path().join("z.npy");
+    ndarray_npy::write_npy(&npy, &ndarray::Array1::from(z)).unwrap();
+    let (ok, _, stderr) = idx_flow(&[
+        "plot",
+        npy.to_str().unwrap(),
+        "-o",
+        png.to_str().unwrap(),
+        "--min",
+        "-1",
+        "--max",
+        "1",
+    ]);
+    assert!(ok, "{stderr}");
+}
+
+#[test]
+fn train_and_plot_refuse_bad_data_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    ndarray_npy::write_npy(d("short.npy"), &ndarray::Array1::<f32>::zeros(50)).unwrap();
+    let mut nan = ndarray::Array1::<f32>::zeros(768);
+    nan[3] = f32::NAN;
+    ndarray_npy::write_npy(d("nan.npy"), &nan).unwrap();
+    ndarray_npy::write_npy(d("one.npy"), &ndarray::Array1::<f32>::ones(768)).unwrap();
+    std::fs::write(
+        d("three.json"),
+        r#"{"model": {"channels": 3, "nside": 8, "widths": [4]}}"#,
+    )
+    .unwrap();
+    let out = d("out");
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (
+            vec!["train".into(), "--data".into(), d("short.npy")],
+            "12·nside²",
+        ),
+        (vec!["train".into(), "--data".into(), d("nan.npy")], "NaN"),
+        (
+            vec!["train".into(), "--data".into(), d("missing.png")],
+            "no such file",
+        ),
+        (
+            vec!["train".into(), "--nside".into(), "12".into()],
+            "power of two",
+        ),
+        (
+            vec!["train".into(), "--device".into(), "tpu".into()],
+            "expected cpu, wgpu or cuda",
+        ),
+        (
+            vec!["train".into(), "--graph".into(), "hex".into()],
+            "children, knn or stencil",
+        ),
+        (
+            vec![
+                "train".into(),
+                "--config".into(),
+                d("three.json"),
+                "--data".into(),
+                d("one.npy"),
+            ],
+            "the data have 1 channels but the model config expects 3",
+        ),
+        (
+            vec![
+                "train".into(),
+                "--resume".into(),
+                "--out".into(),
+                out.clone(),
+            ],
+            "run without --resume first",
+        ),
+        (
+            vec!["plot".into(), d("short.npy"), "-o".into(), d("p.png")],
+            "12·nside²",
+        ),
+        (
+            vec![
+                "plot".into(),
+                d("one.npy"),
+                "-o".into(),
+                d("p.png"),
+                "--channel".into(),
+                "2".into(),
+            ],
+            "1 channel(s)",
+        ),
+    ];
+    for (args, expected) in cases {
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (ok, _, stderr) = idx_flow(&args);
+        assert!(!ok, "{args:?} succeeded");
+        assert!(stderr.starts_with("error: "), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_writes_a_checkpoint_and_exits() {
+    use std::io::{BufRead, BufReader};
+    use std::process::Stdio;
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    let mut args = TINY.to_vec();
+    args.extend([
+        "--steps",
+        "100000",
+        "--checkpoint-every",
+        "0",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let mut child = Command::new(env!("CARGO_BIN_EXE_idx-flow"))
+        .args(&args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The handler is installed before the `output` line is printed.
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    assert!(lines.any(|l| l.unwrap().starts_with("output")));
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let result = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert_eq!(result.status.code(), Some(130), "{stderr}");
+    assert!(stderr.contains("interrupted at step"), "{stderr}");
+    let latest = std::fs::read_to_string(out.join("checkpoints/latest")).unwrap();
+    assert!(
+        out.join("checkpoints")
+            .join(latest.trim())
+            .join("model.safetensors")
+            .is_file()
+    );
+}

@@ -160,9 +160,21 @@ pub struct SphereDataset {
 }
 
 impl SphereDataset {
-    /// The source on the NESTED grid of `nside` (a power of two).
+    /// The source on the NESTED grid of `nside` (a power of two). An image more
+    /// than 4 pixels per HEALPix pixel width (`√(4π/N)`) is first box-filtered
+    /// down to about 4 ([`EquirectImage::downsample`]): it antialiases the
+    /// samples and keeps the image small enough for the caches.
     pub fn new(source: SphereSource, nside: u32) -> Result<Self> {
         let grid = HealpixGrid::nested(nside)?;
+        let source = match source {
+            SphereSource::Image(img) => {
+                let pixel_rad = (4.0 * std::f64::consts::PI / grid.npix() as f64).sqrt();
+                let image_px_per_rad = img.width() as f64 / std::f64::consts::TAU;
+                let factor = (pixel_rad * image_px_per_rad / 4.0).floor().max(1.0) as usize;
+                SphereSource::Image(img.downsample(factor)?)
+            }
+            maps => maps,
+        };
         let centers = grid.centers();
         let mut data = Self {
             source,

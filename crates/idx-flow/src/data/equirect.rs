@@ -17,6 +17,8 @@
 
 use std::path::Path;
 
+use rayon::prelude::*;
+
 use crate::error::{Error, Result};
 
 /// A global image: `H` rows of `W` pixels of `C` channels, values as stored
@@ -130,6 +132,45 @@ impl EquirectImage {
     /// The values, `[H, W, C]`.
     pub fn data(&self) -> &[f32] {
         &self.data
+    }
+
+    /// The image box-filtered by an integer `factor` in both directions (the
+    /// last partial blocks averaged over what they hold): an antialiasing
+    /// filter before sampling a coarser grid, and a smaller image to sample.
+    ///
+    /// ```
+    /// use idx_flow::data::EquirectImage;
+    /// let img = EquirectImage::new(4, 2, 1, vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])?;
+    /// let half = img.downsample(2)?;
+    /// assert_eq!((half.width(), half.height()), (2, 1));
+    /// # Ok::<(), idx_flow::Error>(())
+    /// ```
+    pub fn downsample(&self, factor: usize) -> Result<Self> {
+        if factor <= 1 {
+            return Ok(self.clone());
+        }
+        let (w, h, c) = (self.width, self.height, self.channels);
+        let (w2, h2) = (w.div_ceil(factor), h.div_ceil(factor));
+        let mut out = vec![0f32; w2 * h2 * c];
+        out.par_chunks_mut(w2 * c)
+            .enumerate()
+            .for_each(|(i2, row)| {
+                let rows = i2 * factor..((i2 + 1) * factor).min(h);
+                for j2 in 0..w2 {
+                    let cols = j2 * factor..((j2 + 1) * factor).min(w);
+                    let n = (rows.len() * cols.len()) as f32;
+                    for k in 0..c {
+                        let mut sum = 0f32;
+                        for i in rows.clone() {
+                            for j in cols.clone() {
+                                sum += self.data[(i * w + j) * c + k];
+                            }
+                        }
+                        row[j2 * c + k] = sum / n;
+                    }
+                }
+            });
+        Self::new(w2, h2, c, out)
     }
 
     /// The image at the direction `v` (a unit vector; x towards longitude 0,

@@ -27,8 +27,8 @@ pub struct TrainConfig {
     /// `.npy` maps are in NESTED order (RING otherwise). Default: false.
     #[config(default = false)]
     pub nested: bool,
-    /// Optimiser steps. Default: 600.
-    #[config(default = 600)]
+    /// Optimiser steps. Default: 250.
+    #[config(default = 250)]
     pub steps: usize,
     /// Samples (random rotations) per step. Default: 8.
     #[config(default = 8)]
@@ -45,8 +45,8 @@ pub struct TrainConfig {
     /// AdamW's decoupled weight decay. Default: 1e-4.
     #[config(default = 1e-4)]
     pub weight_decay: f64,
-    /// Write a checkpoint every this many steps (0: only at the end). Default: 200.
-    #[config(default = 200)]
+    /// Write a checkpoint every this many steps (0: only at the end). Default: 100.
+    #[config(default = 100)]
     pub checkpoint_every: usize,
     /// Held-out rotations of the evaluation (the first is the identity). Default: 8.
     #[config(default = 8)]

@@ -4,8 +4,12 @@
 //! is set (any set made by the generators in `../shared/fixtures`), and from
 //! this crate's `tests/data` otherwise, and discover their cases from the files.
 
+mod data;
 mod fixtures;
 mod geometry;
 mod graph_files;
 mod graphs;
 mod layers;
+mod models;
+mod plot;
+mod training;
