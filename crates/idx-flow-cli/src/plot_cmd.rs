@@ -88,7 +88,7 @@ pub fn run(args: PlotArgs) -> Result<(), String> {
         let values = maps.map(args.sample, args.channel);
         let (lo, hi) = mollweide::finite_range(values);
         let (lo, hi) = (args.min.unwrap_or(lo), args.max.unwrap_or(hi));
-        if !(hi > lo) {
+        if hi <= lo || hi.is_nan() || lo.is_nan() {
             return Err(format!(
                 "colour scale {lo}..{hi}: expected --min below --max"
             ));

@@ -159,32 +159,41 @@ fn read_json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// The tiny configuration of the end-to-end tests: nside 8, two levels, 6 steps.
-const TINY: &[&str] = &[
-    "train",
-    "--nside",
-    "8",
-    "--widths",
-    "8,16",
-    "--latent",
-    "4",
-    "--steps",
-    "6",
-    "--batch",
-    "4",
-    "--checkpoint-every",
-    "3",
-    "--seed",
-    "5",
-];
+/// The tiny configuration of the end-to-end tests: nside 8, two levels,
+/// `steps` steps of 4 samples, a checkpoint every `every` steps, into `out`.
+fn tiny(steps: &str, every: &str, out: &std::path::Path) -> Vec<String> {
+    [
+        "train",
+        "--nside",
+        "8",
+        "--widths",
+        "8,16",
+        "--latent",
+        "4",
+        "--steps",
+        steps,
+        "--batch",
+        "4",
+        "--checkpoint-every",
+        every,
+        "--seed",
+        "5",
+        "--out",
+        out.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .to_vec()
+}
+
+fn run_owned(args: &[String]) -> (bool, String, String) {
+    idx_flow(&args.iter().map(String::as_str).collect::<Vec<_>>())
+}
 
 #[test]
 fn train_checkpoint_resume_and_plot() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a");
-    let mut args = TINY.to_vec();
-    args.extend(["--out", a.to_str().unwrap()]);
-    let (ok, stdout, stderr) = idx_flow(&args);
+    let (ok, stdout, stderr) = run_owned(&tiny("6", "3", &a));
     assert!(ok, "{stderr}");
     assert!(stdout.contains("held-out PSNR"), "{stdout}");
     for f in [
@@ -223,9 +232,9 @@ fn train_checkpoint_resume_and_plot() {
         std::fs::copy(a.join("checkpoints/step-00000003").join(f), ckpt.join(f)).unwrap();
     }
     std::fs::write(b.join("checkpoints/latest"), "step-00000003").unwrap();
-    let mut args = TINY.to_vec();
-    args.extend(["--out", b.to_str().unwrap(), "--resume"]);
-    let (ok, stdout, stderr) = idx_flow(&args);
+    let mut args = tiny("6", "3", &b);
+    args.push("--resume".into());
+    let (ok, stdout, stderr) = run_owned(&args);
     assert!(ok, "{stderr}");
     assert!(stdout.contains("resuming"), "{stdout}");
     let mb = read_json(&b.join("metrics.json"));
@@ -245,9 +254,9 @@ fn train_checkpoint_resume_and_plot() {
     );
 
     // Resuming with other options is refused.
-    let mut args = TINY.to_vec();
-    args.extend(["--out", b.to_str().unwrap(), "--resume", "--seed", "6"]);
-    let (ok, _, stderr) = idx_flow(&args);
+    let mut args = tiny("6", "3", &b);
+    args.extend(["--resume", "--lr", "0.001"].map(String::from));
+    let (ok, _, stderr) = run_owned(&args);
     assert!(!ok && stderr.contains("another config"), "{stderr}");
 
     // Plot a FITS map and an .npy map.
@@ -257,7 +266,7 @@ fn train_checkpoint_resume_and_plot() {
     idx_flow::data::fits::write_healpix_fits(
         &fits,
         idx_flow::geometry::Ordering::Ring,
-        &[z.clone()],
+        std::slice::from_ref(&z),
     )
     .unwrap();
     let png = dir.path().join("z.png");
@@ -370,17 +379,8 @@ fn ctrl_c_writes_a_checkpoint_and_exits() {
     use std::process::Stdio;
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let mut args = TINY.to_vec();
-    args.extend([
-        "--steps",
-        "100000",
-        "--checkpoint-every",
-        "0",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
     let mut child = Command::new(env!("CARGO_BIN_EXE_idx-flow"))
-        .args(&args)
+        .args(tiny("100000", "0", &out))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()

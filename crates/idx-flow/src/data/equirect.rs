@@ -135,21 +135,24 @@ impl EquirectImage {
     }
 
     /// The image box-filtered by an integer `factor` in both directions (the
-    /// last partial blocks averaged over what they hold): an antialiasing
-    /// filter before sampling a coarser grid, and a smaller image to sample.
+    /// last partial blocks averaged over what they hold; the factor is capped so
+    /// that at least 2 x 2 pixels remain): an antialiasing filter before
+    /// sampling a coarser grid, and a smaller image to sample.
     ///
     /// ```
     /// use idx_flow::data::EquirectImage;
-    /// let img = EquirectImage::new(4, 2, 1, vec![0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0])?;
+    /// let img = EquirectImage::new(4, 4, 1, (0..16).map(|v| v as f32).collect())?;
     /// let half = img.downsample(2)?;
-    /// assert_eq!((half.width(), half.height()), (2, 1));
+    /// assert_eq!((half.width(), half.height()), (2, 2));
+    /// assert_eq!(half.data(), &[2.5, 4.5, 10.5, 12.5]);
     /// # Ok::<(), idx_flow::Error>(())
     /// ```
     pub fn downsample(&self, factor: usize) -> Result<Self> {
+        let (w, h, c) = (self.width, self.height, self.channels);
+        let factor = factor.min(w / 2).min(h / 2);
         if factor <= 1 {
             return Ok(self.clone());
         }
-        let (w, h, c) = (self.width, self.height, self.channels);
         let (w2, h2) = (w.div_ceil(factor), h.div_ceil(factor));
         let mut out = vec![0f32; w2 * h2 * c];
         out.par_chunks_mut(w2 * c)

@@ -272,7 +272,7 @@ fn card(key: &str, value: &str) -> [u8; CARD] {
 }
 
 fn pad(buf: &mut Vec<u8>, fill: u8) {
-    while buf.len() % BLOCK != 0 {
+    while !buf.len().is_multiple_of(BLOCK) {
         buf.push(fill);
     }
 }
@@ -288,7 +288,7 @@ pub fn write_healpix_fits(path: &Path, ordering: Ordering, maps: &[Vec<f32>]) ->
         ));
     }
     let nside = nside_of_length(n, "the map")?;
-    let repeat = if n % 1024 == 0 { 1024 } else { 1 };
+    let repeat = if n.is_multiple_of(1024) { 1024 } else { 1 };
     let rows = n / repeat;
     let mut buf = Vec::new();
     for (k, v) in [

@@ -53,7 +53,7 @@ impl HealpixMaps {
     pub fn new(ordering: Ordering, nside: u32, channels: usize, data: Vec<f32>) -> Result<Self> {
         let grid = HealpixGrid::new(nside, ordering)?;
         let n = grid.npix() as usize;
-        if channels == 0 || data.is_empty() || data.len() % (channels * n) != 0 {
+        if channels == 0 || data.is_empty() || !data.len().is_multiple_of(channels * n) {
             return Err(Error::Shape {
                 context: "HEALPix maps".into(),
                 expected: format!("[T, {channels}, {n}] values (nside {nside})"),

@@ -238,9 +238,10 @@ impl AutoencoderConfig {
         Ok(())
     }
 
-    /// Builds the graphs and the model on `device`. The parameters get ids
-    /// `0x1df0_0000 + i` in visiting order, so that optimiser states saved by one
-    /// process match the parameters of the same model built by another.
+    /// Builds the graphs and the model on `device`. The trainable parameters get
+    /// ids `0x1df0_0000 + i` (`i` counting in visiting order), so that optimiser
+    /// states saved by one process match the parameters of the same model built
+    /// by another.
     pub fn init(&self, device: &Device) -> Result<HealpixAutoencoder> {
         self.validate()?;
         let stencil = self.graph == GraphKind::Stencil;

@@ -29,7 +29,7 @@ pub fn viridis(t: f64) -> Rgb<u8> {
 
 /// About `target` round tick values (1, 2 or 5 × 10^k steps) within `[lo, hi]`.
 pub fn nice_ticks(lo: f64, hi: f64, target: usize) -> Vec<f64> {
-    if !(hi > lo) || !lo.is_finite() || !hi.is_finite() {
+    if hi <= lo || !lo.is_finite() || !hi.is_finite() {
         return vec![lo];
     }
     let raw = (hi - lo) / target.max(1) as f64;

@@ -93,11 +93,32 @@ impl TrainConfig {
         Ok(())
     }
 
-    /// Reads a JSON config; fields left out take their defaults.
+    /// Reads a JSON config; fields left out take their defaults, unknown fields are errors.
     pub fn from_json_file(path: &std::path::Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        serde_json::from_str(&text)
-            .map_err(|e| Error::format(path, format!("not a training config: {e}")))
+        Self::from_json(&text).map_err(|e| match e {
+            Error::InvalidArgument { message, .. } => Error::format(path, message),
+            other => other,
+        })
+    }
+
+    /// [`from_json_file`](Self::from_json_file) on a string.
+    ///
+    /// ```
+    /// use idx_flow::train::TrainConfig;
+    /// let c = TrainConfig::from_json(r#"{"steps": 10, "model": {"nside": 32}}"#)?;
+    /// assert_eq!((c.steps, c.model.nside, c.batch), (10, 32, TrainConfig::new().batch));
+    /// assert!(TrainConfig::from_json(r#"{"stpes": 10}"#).is_err());
+    /// # Ok::<(), idx_flow::Error>(())
+    /// ```
+    pub fn from_json(text: &str) -> Result<Self> {
+        let user: serde_json::Value = serde_json::from_str(text)
+            .map_err(|e| Error::arg("config", format!("not JSON: {e}")))?;
+        let mut merged =
+            serde_json::to_value(Self::new()).map_err(|e| Error::arg("config", e.to_string()))?;
+        merge(&mut merged, user, "")?;
+        serde_json::from_value(merged)
+            .map_err(|e| Error::arg("config", format!("not a training config: {e}")))
     }
 
     /// The fields that must not change when a run is resumed (all but `checkpoint_every`).
@@ -107,5 +128,39 @@ impl TrainConfig {
             o.remove("checkpoint_every");
         }
         v
+    }
+}
+
+/// Writes `user`'s fields over `base`'s (recursively for objects); a field
+/// that `base` lacks is an error naming the fields it has.
+fn merge(base: &mut serde_json::Value, user: serde_json::Value, at: &str) -> Result<()> {
+    match (base, user) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(u)) => {
+            for (k, v) in u {
+                let path = if at.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{at}.{k}")
+                };
+                match b.get_mut(&k) {
+                    Some(slot) => merge(slot, v, &path)?,
+                    None => {
+                        let known: Vec<&str> = b.keys().map(String::as_str).collect();
+                        return Err(Error::arg(
+                            "config",
+                            format!(
+                                "unknown field {path:?}, expected one of {}",
+                                known.join(", ")
+                            ),
+                        ));
+                    }
+                }
+            }
+            Ok(())
+        }
+        (slot, v) => {
+            *slot = v;
+            Ok(())
+        }
     }
 }

@@ -5,7 +5,7 @@
 //! - [`run`]: [`train`], the loop (AdamW, cosine schedule), evaluation and output files.
 //! - [`checkpoint`]: atomic checkpoints and `--resume`.
 //! - [`device`]: backends by name.
-//! - [`metrics`]: `metrics.json`.
+//! - [`metrics`]: the figures written to `metrics.json`.
 //!
 //! # Reproducibility
 //!

@@ -23,7 +23,7 @@ use crate::plot;
 
 /// Seed of the held-out rotations: fixed, so that runs with different seeds are
 /// evaluated on the same rotations.
-pub const HELDOUT_SEED: u64 = 0x4e1d_0u64;
+pub const HELDOUT_SEED: u64 = 0x0004_e1d0_u64;
 
 /// How a run is carried out (not part of its result).
 pub struct TrainOptions<'a> {
@@ -298,7 +298,9 @@ pub fn train(
             lr: lr_value,
             samples_per_s: ((done - first_step) * config.batch) as f64 / elapsed.max(1e-9),
         });
-        if config.checkpoint_every > 0 && done % config.checkpoint_every == 0 && done < config.steps
+        if config.checkpoint_every > 0
+            && done.is_multiple_of(config.checkpoint_every)
+            && done < config.steps
         {
             let secs = train_seconds + session.elapsed().as_secs_f64();
             checkpoint(&model, &optim, &losses, secs)?;

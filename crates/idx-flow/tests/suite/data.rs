@@ -105,7 +105,7 @@ fn write_npy(path: &Path, shape: &[usize], values: &[f32]) {
 fn npy_maps_load_in_every_layout_and_refuse_bad_ones() {
     let dir = tempfile::tempdir().unwrap();
     let p = dir.path().join("m.npy");
-    write_npy(&p, &[48], &vec![1.0; 48]);
+    write_npy(&p, &[48], &[1.0; 48]);
     let m = HealpixMaps::open(&p, false).unwrap();
     assert_eq!((m.nside(), m.channels(), m.samples()), (2, 1, 1));
     assert_eq!(m.grid().ordering(), Ordering::Ring);
@@ -121,7 +121,7 @@ fn npy_maps_load_in_every_layout_and_refuse_bad_ones() {
     assert_eq!((m.nside(), m.channels(), m.samples()), (1, 3, 2));
     assert_eq!(m.map(1, 2)[0], 60.0);
 
-    write_npy(&p, &[50], &vec![1.0; 50]);
+    write_npy(&p, &[50], &[1.0; 50]);
     let e = HealpixMaps::open(&p, false).unwrap_err().to_string();
     assert!(e.contains("50 pixels") && e.contains("12·nside²"), "{e}");
     let mut v = vec![0.0; 48];
@@ -129,7 +129,7 @@ fn npy_maps_load_in_every_layout_and_refuse_bad_ones() {
     write_npy(&p, &[48], &v);
     let e = HealpixMaps::open(&p, false).unwrap_err().to_string();
     assert!(e.contains("pixel 7") && e.contains("NaN"), "{e}");
-    write_npy(&p, &[1, 1, 1, 48], &vec![1.0; 48]);
+    write_npy(&p, &[1, 1, 1, 48], &[1.0; 48]);
     let e = HealpixMaps::open(&p, false).unwrap_err().to_string();
     assert!(e.contains("[N], [C, N] or [T, C, N]"), "{e}");
     let q = dir.path().join("m.txt");
