@@ -58,6 +58,9 @@ pub struct TrainArgs {
     /// Latent channels on the coarsest grid (default 8).
     #[arg(long)]
     latent: Option<usize>,
+    /// Threads per step (data-parallel shards of the batch; default 2, use 1 on a GPU).
+    #[arg(long)]
+    workers: Option<usize>,
     /// Peak learning rate (default 3e-3).
     #[arg(long)]
     lr: Option<f64>,
@@ -105,6 +108,9 @@ pub fn run(args: TrainArgs) -> Result<(), String> {
     }
     if let Some(v) = args.latent {
         config.model.latent_channels = v;
+    }
+    if let Some(v) = args.workers {
+        config.workers = v;
     }
     if let Some(v) = args.lr {
         config.learning_rate = v;
@@ -155,9 +161,10 @@ pub fn run(args: TrainArgs) -> Result<(), String> {
         m.compression_ratio()
     );
     println!(
-        "training {} steps x {} samples, AdamW lr {:.0e} cosine to {:.0e}, seed {}, {backend}{}",
+        "training {} steps x {} samples ({} workers), AdamW lr {:.0e} cosine to {:.0e}, seed {}, {backend}{}",
         config.steps,
         config.batch,
+        config.workers,
         config.learning_rate,
         config.min_learning_rate,
         config.seed,

@@ -44,7 +44,7 @@
 use std::str::FromStr;
 
 use burn::config::Config;
-use burn::module::{Module, ModuleMapper, Param, ParamId};
+use burn::module::{Module, ModuleMapper, Param, ParamId, RunningState};
 use burn::tensor::{Device, Tensor};
 
 use crate::error::{Error, Result};
@@ -339,6 +339,61 @@ impl HealpixAutoencoder {
             }
         }
         self.map(&mut Renumber(0))
+    }
+
+    /// Applies `f` to every batch norm, in visiting order.
+    fn map_batch_norms(mut self, f: &mut impl FnMut(SpatialBatchNorm) -> SpatialBatchNorm) -> Self {
+        fn block(
+            b: ConvBlock,
+            f: &mut impl FnMut(SpatialBatchNorm) -> SpatialBatchNorm,
+        ) -> ConvBlock {
+            ConvBlock {
+                conv: b.conv,
+                bn: f(b.bn),
+            }
+        }
+        let mut encoder = Vec::new();
+        for l in self.encoder {
+            encoder.push(DownLevel {
+                refine: l.refine.map(|r| block(r, f)),
+                down: block(l.down, f),
+            });
+        }
+        self.encoder = encoder;
+        self.from_latent = block(self.from_latent, f);
+        let mut decoder = Vec::new();
+        for l in self.decoder {
+            decoder.push(UpLevel {
+                up: UpBlock {
+                    conv: l.up.conv,
+                    bn: f(l.up.bn),
+                },
+                refine: l.refine.map(|r| block(r, f)),
+            });
+        }
+        self.decoder = decoder;
+        self
+    }
+
+    /// Sets the running-statistics momentum of every batch norm (0 freezes them).
+    pub fn with_batch_norm_momentum(self, momentum: f64) -> Self {
+        self.map_batch_norms(&mut |mut bn| {
+            bn.bn.momentum = momentum;
+            bn
+        })
+    }
+
+    /// Replaces every batch norm's running statistics by fresh ones (mean 0,
+    /// variance 1, no batches tracked), detached from any clone of the model.
+    pub fn with_fresh_running_stats(self) -> Self {
+        self.map_batch_norms(&mut |mut bn| {
+            let c = bn.bn.num_features();
+            let device = bn.bn.running_mean.value().device();
+            bn.bn.running_mean = RunningState::new(Tensor::zeros([c], &device));
+            bn.bn.running_var = RunningState::new(Tensor::ones([c], &device));
+            bn.bn.num_batches_tracked = RunningState::new(Tensor::zeros([1], &device));
+            bn
+        })
     }
 
     /// Input grid pixels `N`.

@@ -48,6 +48,17 @@ pub struct TrainConfig {
     /// Write a checkpoint every this many steps (0: only at the end). Default: 100.
     #[config(default = 100)]
     pub checkpoint_every: usize,
+    /// Threads that share each step: the batch is split into this many shards
+    /// whose gradients are summed (each shard normalises with its own batch
+    /// statistics, as data-parallel training on several devices does). The
+    /// CPU backend runs a step's operations mostly on one core, so 2 workers
+    /// use both cores of a 2-core machine; 1 on a GPU. Default: 2.
+    #[config(default = 2)]
+    pub workers: usize,
+    /// Batches of training rotations that set the batch-norm running
+    /// statistics after training (their exact averages, "precise BN"). Default: 8.
+    #[config(default = 8)]
+    pub bn_batches: usize,
     /// Held-out rotations of the evaluation (the first is the identity). Default: 8.
     #[config(default = 8)]
     pub eval_samples: usize,
@@ -68,6 +79,18 @@ impl TrainConfig {
                     self.batch
                 ),
             ));
+        }
+        if self.workers == 0 || self.batch < 2 * self.workers {
+            return Err(Error::arg(
+                "workers",
+                format!(
+                    "got {} workers for batch {}, expected at least 1 worker and 2 samples per worker (batch norm needs more than one sample)",
+                    self.workers, self.batch
+                ),
+            ));
+        }
+        if self.bn_batches == 0 {
+            return Err(Error::arg("bn_batches", "got 0, expected at least 1"));
         }
         if self.eval_samples == 0 {
             return Err(Error::arg("eval_samples", "got 0, expected at least 1"));

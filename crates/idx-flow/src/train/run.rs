@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use burn::module::Module;
 use burn::optim::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
+use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, MultiGradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::checkpoint::{CheckpointState, latest_checkpoint, write_checkpoint};
@@ -159,6 +159,79 @@ pub fn reconstruct(
     (sq / count as f64, outs)
 }
 
+/// The gradients of the batch `items` (loss: MSE on the data's scale), the
+/// batch split into `workers` contiguous shards computed on scoped threads,
+/// and the loss. Shard `i`'s loss is weighted by its share of the batch, so the
+/// summed gradients are those of the whole batch's mean.
+fn gradients(
+    model: &HealpixAutoencoder,
+    data: &SphereDataset,
+    items: &[(usize, Rotation)],
+    workers: usize,
+    device: &Device,
+) -> (MultiGradientsParams, f64) {
+    let (mean, std) = stats(data, device);
+    let per = items.len().div_ceil(workers);
+    let shard = |part: &[(usize, Rotation)], model: HealpixAutoencoder| {
+        let (x, target) = batch(data, part, device);
+        let y = model.forward(x) * std.clone() + mean.clone();
+        let loss = (y - target).square().mean() * (part.len() as f64 / items.len() as f64);
+        let value = scalar(loss.clone());
+        (GradientsParams::from_grads(loss.backward(), &model), value)
+    };
+    let results: Vec<(GradientsParams, f64)> = if workers == 1 {
+        vec![shard(items, model.clone())]
+    } else {
+        std::thread::scope(|s| {
+            let handles: Vec<_> = items
+                .chunks(per)
+                .map(|part| {
+                    let model = model.clone();
+                    let shard = &shard;
+                    s.spawn(move || shard(part, model))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
+                .collect()
+        })
+    };
+    let loss = results.iter().map(|r| r.1).sum();
+    let grads = MultiGradientsParams {
+        grads: results
+            .into_iter()
+            .map(|(g, _)| (g, device.clone()))
+            .collect(),
+    };
+    (grads, loss)
+}
+
+/// Sets every batch norm's running statistics to the exact average of the
+/// batch statistics of `config.bn_batches` batches of training rotations
+/// (Wu & Johnson's "precise BN"): fresh statistics, then batch `j` updated
+/// with momentum `1/(j+1)`, one thread, so the result is deterministic.
+fn precise_batch_norm(
+    model: HealpixAutoencoder,
+    config: &TrainConfig,
+    data: &SphereDataset,
+    device: &Device,
+) -> HealpixAutoencoder {
+    let mut model = model.with_fresh_running_stats();
+    let maps = data.source().samples();
+    let per = config.batch.div_ceil(config.workers);
+    for j in 0..config.bn_batches {
+        model = model.with_batch_norm_momentum(1.0 / (j as f64 + 1.0));
+        // Rotations past the last step: training distribution, never trained on.
+        let items: Vec<_> = (0..per)
+            .map(|i| training_rotation(config.seed, config.steps + j, i, maps))
+            .collect();
+        let (x, _) = batch(data, &items, device);
+        let _ = model.forward(x);
+    }
+    model.with_batch_norm_momentum(0.0)
+}
+
 fn save_optimizer(optim: &ModuleOptimizer, path: &Path) -> Result<()> {
     let bytes = optim
         .into_bytes()
@@ -215,7 +288,9 @@ pub fn train(
     let device = options.device.clone().autodiff();
 
     options.device.seed(config.seed);
-    let mut model = config.model.init(&device)?;
+    // Running statistics are frozen while training (workers on clones would
+    // race to update them) and set exactly after it, see `precise_batch_norm`.
+    let mut model = config.model.init(&device)?.with_batch_norm_momentum(0.0);
     let mut optim = optimizer(config);
     let mut schedule = lr_schedule(config)?;
     let mut losses: Vec<f64> = Vec::with_capacity(config.steps);
@@ -230,7 +305,10 @@ pub fn train(
                  resume with the same options (checkpoint_every may differ)",
             ));
         }
-        model = load_state_dict(model, &StateDict::load(files.model())?)?;
+        model = load_state_dict(
+            model.with_fresh_running_stats(),
+            &StateDict::load(files.model())?,
+        )?;
         optim = load_optimizer(optim, &files.optimizer())?;
         for _ in 0..state.step {
             schedule.step();
@@ -253,7 +331,6 @@ pub fn train(
             })
         };
 
-    let (mean, std) = stats(data, &device);
     let maps = data.source().samples();
     let session = Instant::now();
     let first_step = losses.len();
@@ -270,10 +347,7 @@ pub fn train(
         let items: Vec<_> = (0..config.batch)
             .map(|i| training_rotation(config.seed, step, i, maps))
             .collect();
-        let (x, target) = batch(data, &items, &device);
-        let y = model.forward(x) * std.clone() + mean.clone();
-        let loss = (y - target).square().mean();
-        let loss_value = scalar(loss.clone());
+        let (grads, loss_value) = gradients(&model, data, &items, config.workers, &device);
         if !loss_value.is_finite() {
             return Err(Error::arg(
                 "learning_rate",
@@ -283,10 +357,9 @@ pub fn train(
                 ),
             ));
         }
-        let grads = GradientsParams::from_grads(loss.backward(), &model);
         let lr = schedule.step();
         let lr_value = lr.base();
-        model = optim.step(lr, model, grads);
+        model = optim.step_multi(lr, model, grads);
         losses.push(loss_value);
 
         let done = losses.len();
@@ -310,6 +383,7 @@ pub fn train(
     checkpoint(&model, &optim, &losses, train_seconds)?;
 
     // Evaluation and outputs.
+    let model = precise_batch_norm(model, config, data, &device);
     let eval_model = model.valid();
     let base = options.device.clone();
     let heldout: Vec<_> = (0..config.eval_samples)
