@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::time::Instant;
 
-use burn::module::Module;
+use burn::module::{Module, ModuleMapper, Param};
 use burn::optim::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, MultiGradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
@@ -170,9 +170,10 @@ fn gradients(
     workers: usize,
     device: &Device,
 ) -> (MultiGradientsParams, f64) {
-    let (mean, std) = stats(data, device);
     let per = items.len().div_ceil(workers);
     let shard = |part: &[(usize, Rotation)], model: HealpixAutoencoder| {
+        let model = own_graph(model);
+        let (mean, std) = stats(data, device);
         let (x, target) = batch(data, part, device);
         let y = model.forward(x) * std.clone() + mean.clone();
         let loss = (y - target).square().mean() * (part.len() as f64 / items.len() as f64);
@@ -205,6 +206,21 @@ fn gradients(
             .collect(),
     };
     (grads, loss)
+}
+
+/// A copy of `model` whose parameters are new autodiff leaves (same ids and
+/// values, no shared graph nodes), so that workers can run forward and
+/// backward passes at the same time: burn's autodiff merges graphs that share
+/// nodes, and one worker's backward would consume the other's tape.
+fn own_graph(model: HealpixAutoencoder) -> HealpixAutoencoder {
+    struct Detach;
+    impl ModuleMapper for Detach {
+        fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
+            let id = p.id;
+            Param::initialized(id, p.val().detach().require_grad())
+        }
+    }
+    model.map(&mut Detach)
 }
 
 /// Sets every batch norm's running statistics to the exact average of the
