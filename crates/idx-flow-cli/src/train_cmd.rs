@@ -28,16 +28,16 @@ pub struct TrainArgs {
     /// nside of the training grid (a power of two; default 64).
     #[arg(long)]
     nside: Option<u32>,
-    /// Optimiser steps (default 250).
+    /// Optimiser steps (default 1200).
     #[arg(long)]
     steps: Option<usize>,
-    /// Samples (random rotations) per step (default 8).
+    /// Samples (random rotations) per step (default 4).
     #[arg(long)]
     batch: Option<usize>,
     /// Seed of the initialisation and the rotations (default 0).
     #[arg(long)]
     seed: Option<u64>,
-    /// Write a checkpoint every N steps (default 100; 0: only at the end).
+    /// Write a checkpoint every N steps (default 300; 0: only at the end).
     #[arg(long)]
     checkpoint_every: Option<usize>,
     /// Output directory (default runs/<data>-n<nside>-<graph>-s<seed>).

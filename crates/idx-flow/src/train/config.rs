@@ -27,11 +27,12 @@ pub struct TrainConfig {
     /// `.npy` maps are in NESTED order (RING otherwise). Default: false.
     #[config(default = false)]
     pub nested: bool,
-    /// Optimiser steps. Default: 250.
-    #[config(default = 250)]
+    /// Optimiser steps. Default: 1200.
+    #[config(default = 1200)]
     pub steps: usize,
-    /// Samples (random rotations) per step. Default: 8.
-    #[config(default = 8)]
+    /// Samples (random rotations) per step. Default: 4 (more, smaller steps
+    /// reached a higher PSNR than 8 in the same time on 2 CPU cores).
+    #[config(default = 4)]
     pub batch: usize,
     /// Seed of the model initialisation and of every training rotation. Default: 0.
     #[config(default = 0)]
@@ -45,8 +46,8 @@ pub struct TrainConfig {
     /// AdamW's decoupled weight decay. Default: 1e-4.
     #[config(default = 1e-4)]
     pub weight_decay: f64,
-    /// Write a checkpoint every this many steps (0: only at the end). Default: 100.
-    #[config(default = 100)]
+    /// Write a checkpoint every this many steps (0: only at the end). Default: 300.
+    #[config(default = 300)]
     pub checkpoint_every: usize,
     /// Threads that share each step: the batch is split into this many shards
     /// whose gradients are summed (each shard normalises with its own batch
