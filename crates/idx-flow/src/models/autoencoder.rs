@@ -57,6 +57,13 @@ use crate::layers::{
 };
 
 /// Which graphs carry the encoder down the hierarchy.
+///
+/// `Children` is the default: it is the exact hierarchy (each kernel slot is
+/// one sub-pixel position, the same everywhere), its gather is a reshape, and
+/// it trains as well as `Knn`: on the default Blue Marble job cut to 300 steps,
+/// held-out PSNR 21.15 dB (children) and 21.17 dB (knn, k = 4) at the same
+/// speed on 2 CPU cores; `Stencil` reached 20.93 dB in 300 steps at half the
+/// speed (its extra capacity needs a longer run).
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
 pub enum GraphKind {
     /// NESTED children, k = 4: exact and the cheapest (the default).
