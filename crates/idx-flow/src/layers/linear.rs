@@ -17,6 +17,7 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 
+use super::check_positive;
 use super::init::{Initializer, torch_linear_default};
 use super::reduce::add_bias;
 use super::state_dict::{StateLoader, StateVisitor, TorchState, key};
@@ -55,6 +56,8 @@ pub struct Linear {
 impl LinearConfig {
     /// Builds the layer on `device`.
     pub fn init(&self, device: &Device) -> Result<Linear> {
+        check_positive("d_input", self.d_input)?;
+        check_positive("d_output", self.d_output)?;
         let (w0, b0) = torch_linear_default(self.d_input, self.d_output, device);
         let weight = match &self.initializer {
             None => w0,
