@@ -7,6 +7,8 @@
 //!   pixel (k nearest, NESTED children/parent, 3×3 stencil), with distances
 //!   and interpolation weights.
 //! - [`io`]: graphs and tensors on disk (`.npz`, safetensors), written atomically.
+//! - [`layers`]: idx_flow's layers as burn modules (index convolutions, MLPs,
+//!   norms, dropouts, attention, ViT, pooling), loadable from PyTorch state dicts.
 //!
 //! ```
 //! use idx_flow::geometry::HealpixGrid;
@@ -24,6 +26,7 @@ pub mod error;
 pub mod geometry;
 pub mod graphs;
 pub mod io;
+pub mod layers;
 
 pub use error::{Error, Result};
 pub use graphs::ConnectionGraph;

@@ -8,3 +8,4 @@ mod fixtures;
 mod geometry;
 mod graph_files;
 mod graphs;
+mod layers;

@@ -1,0 +1,180 @@
+//! The gather: reading each output pixel's `k` input pixels from a `[B, N_in, C]`
+//! tensor. Every graph layer goes through [`GraphIndices`], so that a fused
+//! gather-contract kernel can later replace these few functions alone.
+//!
+//! The gather is `select` on the pixel axis with the flat `[N_out·k]` index
+//! list; its backward is the scatter-add of burn's `select`. Contracting with a
+//! kernel reshapes the gathered `[B, N_out, k, C]` to `[B·N_out, k·C]` and does
+//! one matmul with the kernel as `[k·C, F]` (slot-major, channel-minor: the
+//! memory order of idx_flow's `[k, C, F]` kernel).
+
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+use super::state_dict::{StateLoader, StateVisitor, int_tensor_to_vec};
+use crate::error::{Error, Result};
+use crate::graphs::ConnectionGraph;
+
+/// A graph's connection indices on the device (idx_flow's `connection_indices` buffer).
+///
+/// ```
+/// use burn::tensor::{Device, Tensor};
+/// use idx_flow::geometry::HealpixGrid;
+/// use idx_flow::graphs::ConnectionGraph;
+/// use idx_flow::layers::GraphIndices;
+///
+/// let device = Device::default();
+/// let graph = ConnectionGraph::knn(HealpixGrid::ring(2)?, HealpixGrid::ring(1)?, 4)?;
+/// let idx = GraphIndices::new(&graph, &device);
+/// let x = Tensor::<3>::ones([2, 48, 3], &device);
+/// assert_eq!(idx.gather(x).dims(), [2, 12, 4, 3]);
+/// # Ok::<(), idx_flow::Error>(())
+/// ```
+#[derive(Module, Debug)]
+pub struct GraphIndices {
+    /// Flat row-major `[N_out·k]` input pixel indices.
+    indices: Tensor<1, Int>,
+    /// Input pixels.
+    n_in: usize,
+    /// Output pixels.
+    n_out: usize,
+    /// Connections per output pixel.
+    k: usize,
+}
+
+impl GraphIndices {
+    /// The graph's indices on `device`.
+    pub fn new(graph: &ConnectionGraph, device: &Device) -> Self {
+        Self::upload(
+            graph.indices(),
+            graph.n_in(),
+            graph.n_out(),
+            graph.k(),
+            device,
+        )
+    }
+
+    /// Indices given as a row-major `[n_out, k]` list, checked to lie in `0..n_in`.
+    pub fn from_indices(
+        indices: &[i64],
+        n_in: usize,
+        n_out: usize,
+        k: usize,
+        device: &Device,
+    ) -> Result<Self> {
+        if k == 0 || n_out == 0 || n_in == 0 {
+            return Err(Error::arg(
+                "connection indices",
+                format!("n_in = {n_in}, n_out = {n_out}, k = {k}: expected all at least 1"),
+            ));
+        }
+        if indices.len() != n_out * k {
+            return Err(Error::Shape {
+                context: "connection indices".into(),
+                expected: format!("[{n_out}, {k}] ({} values)", n_out * k),
+                got: format!("{} values", indices.len()),
+            });
+        }
+        if let Some((pos, bad)) = indices
+            .iter()
+            .enumerate()
+            .find(|&(_, &i)| i < 0 || i as usize >= n_in)
+        {
+            return Err(Error::arg(
+                "connection indices",
+                format!(
+                    "entry [{}, {}] = {bad} is not an input pixel (expected 0..{n_in})",
+                    pos / k,
+                    pos % k
+                ),
+            ));
+        }
+        Ok(Self::upload(indices, n_in, n_out, k, device))
+    }
+
+    fn upload(indices: &[i64], n_in: usize, n_out: usize, k: usize, device: &Device) -> Self {
+        let data = TensorData::new(indices.to_vec(), [indices.len()]);
+        Self {
+            indices: Tensor::from_data(data, device),
+            n_in,
+            n_out,
+            k,
+        }
+    }
+
+    /// Number of input pixels.
+    pub fn n_in(&self) -> usize {
+        self.n_in
+    }
+
+    /// Number of output pixels.
+    pub fn n_out(&self) -> usize {
+        self.n_out
+    }
+
+    /// Connections per output pixel.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// The indices, row-major `[n_out, k]`, copied to the host.
+    pub fn to_vec(&self) -> Vec<i64> {
+        int_tensor_to_vec(self.indices.clone()).0
+    }
+
+    /// `x[:, idx, :]`: `[B, N_in, C]` → `[B, N_out, k, C]`.
+    ///
+    /// The pixel axis of `x` must be `n_in` (checked by the calling layers).
+    pub fn gather(&self, x: Tensor<3>) -> Tensor<4> {
+        let [b, _, c] = x.dims();
+        x.select(1, self.indices.clone())
+            .reshape([b, self.n_out, self.k, c])
+    }
+
+    /// The gathered neighbourhoods flattened per output pixel:
+    /// `[B, N_in, C]` → `[B·N_out, k·C]` (idx_flow's SpatialMLP / patch input).
+    pub fn gather_rows(&self, x: Tensor<3>) -> Tensor<2> {
+        let [b, _, c] = x.dims();
+        x.select(1, self.indices.clone())
+            .reshape([b * self.n_out, self.k * c])
+    }
+
+    /// The gather-contract `Y[b,p,f] = Σ_j Σ_c w[p,j] X[b, idx[p,j], c] K[j,c,f]`:
+    /// `x` `[B, N_in, C]`, optional per-edge `weights` `[N_out, k, 1]`, `kernel`
+    /// `[k, C, F]` → `[B, N_out, F]`.
+    pub fn contract(
+        &self,
+        x: Tensor<3>,
+        weights: Option<&Tensor<3>>,
+        kernel: Tensor<3>,
+    ) -> Tensor<3> {
+        let [b, _, c] = x.dims();
+        let [k, _, f] = kernel.dims();
+        let rows = match weights {
+            None => self.gather_rows(x),
+            Some(w) => {
+                let g = self.gather(x) * w.clone().unsqueeze_dim::<4>(0);
+                g.reshape([b * self.n_out, k * c])
+            }
+        };
+        rows.matmul(kernel.reshape([k * c, f]))
+            .reshape([b, self.n_out, f])
+    }
+
+    /// Writes the `connection_indices` buffer (`[N_out, k]` int64).
+    pub(crate) fn visit<V: StateVisitor>(&self, prefix: &str, v: &mut V) {
+        v.int_buffer(
+            &format!("{prefix}connection_indices"),
+            &[self.n_out, self.k],
+            &self.to_vec(),
+        );
+    }
+
+    /// Reads the `connection_indices` buffer, as PyTorch's `load_state_dict`
+    /// does: the loaded indices replace the graph's (same shape, entries in `0..N_in`).
+    pub(crate) fn load(self, prefix: &str, loader: &mut StateLoader<'_>) -> Result<Self> {
+        let key = format!("{prefix}connection_indices");
+        let v = loader.ints(&key, &[self.n_out, self.k])?;
+        Self::from_indices(&v, self.n_in, self.n_out, self.k, &self.indices.device())
+    }
+}

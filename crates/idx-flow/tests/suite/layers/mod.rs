@@ -1,0 +1,138 @@
+//! Layers against idx_flow 0.2.1 (`layers.safetensors` + `manifest.json`), and
+//! their own properties (statistics of dropouts, shapes, gradients, state dicts).
+
+mod parity;
+mod properties;
+
+use std::collections::BTreeMap;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use idx_flow::geometry::{HealpixGrid, angular_distance, npix2nside};
+use idx_flow::graphs::ConnectionGraph;
+use idx_flow::io::SafetensorsFile;
+use idx_flow::layers::state_dict::{StateDict, StateValues};
+
+use crate::fixtures;
+
+/// One recorded case of the manifest.
+#[derive(Clone, Debug)]
+pub struct Case {
+    pub name: String,
+    pub class: String,
+    pub train: bool,
+}
+
+/// The cases of `manifest.json`, checked against the tensors of `layers.safetensors`.
+pub fn cases(file: &SafetensorsFile) -> Vec<Case> {
+    let path = fixtures::dir().join("manifest.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("manifest {}: {e}", path.display()));
+    let json: serde_json::Value = serde_json::from_str(&text).expect("manifest.json is JSON");
+    let layers = json["layers"].as_object().expect("manifest has 'layers'");
+    let cases: Vec<Case> = layers
+        .iter()
+        .map(|(name, v)| Case {
+            name: name.clone(),
+            class: v["class"].as_str().expect("class").to_string(),
+            train: v["train"].as_bool().expect("train"),
+        })
+        .collect();
+    assert!(!cases.is_empty(), "no layer cases in the manifest");
+    for c in &cases {
+        assert!(
+            file.contains(&format!("{}.output", c.name)),
+            "case {} of the manifest has no output in layers.safetensors",
+            c.name
+        );
+    }
+    cases
+}
+
+pub fn layers_file() -> SafetensorsFile {
+    fixtures::open("layers.safetensors")
+}
+
+/// A float tensor of the fixture.
+pub fn tensor<const D: usize>(file: &SafetensorsFile, name: &str, device: &Device) -> Tensor<D> {
+    let (v, shape) = file.f32(name).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(shape.len(), D, "{name}: rank");
+    Tensor::from_data(TensorData::new(v, shape), device)
+}
+
+/// The PyTorch state dict of a case (its `param.*` and `buffer.*` entries).
+pub fn case_state(file: &SafetensorsFile, case: &str) -> StateDict {
+    let mut sd = StateDict::from_safetensors(file, &format!("{case}.param.")).unwrap();
+    let buffers = StateDict::from_safetensors(file, &format!("{case}.buffer.")).unwrap();
+    for (k, t) in buffers.iter() {
+        sd.insert(k, t.shape.clone(), t.values.clone()).unwrap();
+    }
+    sd
+}
+
+pub fn shape_of(sd: &StateDict, key: &str) -> Vec<usize> {
+    sd.get(key)
+        .unwrap_or_else(|| panic!("state has no '{key}'"))
+        .shape
+        .clone()
+}
+
+/// The HEALPix RING grid with `npix` pixels.
+pub fn grid(npix: usize) -> HealpixGrid {
+    let nside = npix2nside(npix as u64).unwrap_or_else(|| panic!("{npix} is not a HEALPix size"));
+    HealpixGrid::ring(nside).unwrap()
+}
+
+/// The graph of a case's `connection_indices` buffer (BallTree's tie order),
+/// with its true distances, between grids of `n_in` and `n_out` pixels.
+pub fn fixture_graph(sd: &StateDict, prefix: &str, n_in: usize) -> ConnectionGraph {
+    let key = format!("{prefix}connection_indices");
+    let t = sd.get(&key).unwrap_or_else(|| panic!("no {key}"));
+    let (n_out, k) = (t.shape[0], t.shape[1]);
+    let StateValues::I64(idx) = &t.values else {
+        panic!("{key} is not int64")
+    };
+    let (gi, go) = (grid(n_in), grid(n_out));
+    let (ci, co) = (gi.centers(), go.centers());
+    let dist = idx
+        .iter()
+        .enumerate()
+        .map(|(e, &i)| angular_distance(co[e / k], ci[i as usize]))
+        .collect();
+    ConnectionGraph::from_parts(gi, go, k, idx.clone(), dist, None).unwrap()
+}
+
+/// `max |ours − ref| ≤ 1e-5·max(1, max |ref|)`; panics with the worst entry.
+pub fn assert_close(
+    what: &str,
+    ours: &[f32],
+    ours_shape: &[usize],
+    reference: &[f32],
+    ref_shape: &[usize],
+) {
+    assert_eq!(ours_shape, ref_shape, "{what}: shape");
+    let scale = reference.iter().fold(1f32, |m, v| m.max(v.abs()));
+    let (mut worst, mut at) = (0f32, 0usize);
+    for (i, (a, b)) in ours.iter().zip(reference).enumerate() {
+        let d = (a - b).abs();
+        // NaN counts as the worst difference.
+        if !worst.is_nan() && (d.is_nan() || d > worst) {
+            worst = d;
+            at = i;
+        }
+    }
+    assert!(
+        worst <= 1e-5 * scale,
+        "{what}: max |ours - ref| = {worst} at flat index {at} (ours {}, ref {}), tolerance {}",
+        ours[at],
+        reference[at],
+        1e-5 * scale
+    );
+}
+
+/// The names of a fixture case's tensors under `{case}.{group}.`, sorted.
+pub fn names_under(file: &SafetensorsFile, prefix: &str) -> BTreeMap<String, String> {
+    file.names()
+        .into_iter()
+        .filter_map(|n| n.strip_prefix(prefix).map(|k| (k.to_string(), n.clone())))
+        .collect()
+}
