@@ -185,6 +185,9 @@ impl ConnectionGraph {
 
     /// The graph with weights computed from its distances by idx_flow's
     /// `get_weights` (rows normalised to sum to one; `sigma_factor` 0.5, `epsilon` 1e-10).
+    ///
+    /// Replaces any weights the graph had, including a stencil's mask (whose
+    /// missing slots point at the pixel itself, distance 0).
     pub fn with_weights(self, method: WeightMethod) -> Result<Self> {
         let w = get_weights(&self.distances_km(), self.k, method, 0.5, 1e-10)?;
         Ok(Self {

@@ -158,10 +158,42 @@ pub fn fans(shape: &[usize]) -> Result<(usize, usize)> {
     Ok((shape[1] * r, shape[0] * r))
 }
 
+/// `U(-b, b)`; a zero width gives zeros (as PyTorch's `uniform_(-0, 0)`).
+fn uniform_sym<const D: usize>(shape: [usize; D], b: f64, device: &Device) -> Tensor<D> {
+    if b > 0.0 {
+        Tensor::random(shape, Distribution::Uniform(-b, b), device)
+    } else {
+        Tensor::zeros(shape, device)
+    }
+}
+
+/// `N(mean, std²)`; `std = 0` gives `mean` everywhere.
+fn normal<const D: usize>(shape: [usize; D], mean: f64, std: f64, device: &Device) -> Tensor<D> {
+    if std > 0.0 {
+        Tensor::random(shape, Distribution::Normal(mean, std), device)
+    } else {
+        Tensor::full(shape, mean, device)
+    }
+}
+
 impl Initializer {
     /// A tensor of `shape` drawn as PyTorch's `nn.init` would (same distribution;
-    /// the random stream is burn's, seeded by [`Device::seed`]).
+    /// the random stream is burn's, seeded by [`Device::seed`]). An error for a
+    /// shape without fans (fewer than 2 axes, or a zero fan) where the method
+    /// needs them, a negative or non-finite gain, `std ≤ 0`, or `a ≥ b`.
     pub fn init<const D: usize>(&self, shape: [usize; D], device: &Device) -> Result<Tensor<D>> {
+        if !(self.gain.is_finite() && self.gain >= 0.0) {
+            return Err(Error::arg(
+                "gain",
+                format!("got {}, expected a finite number >= 0", self.gain),
+            ));
+        }
+        if !self.mean.is_finite() {
+            return Err(Error::arg(
+                "mean",
+                format!("got {}, expected a finite number", self.mean),
+            ));
+        }
         let fan = || fans(&shape);
         let positive = |name: &'static str, v: f64| {
             if v.is_finite() && v > 0.0 {
@@ -187,22 +219,22 @@ impl Initializer {
             WeightInit::XavierUniform => {
                 let (fi, fo) = fan()?;
                 let bound = self.gain * (6.0 / nonzero(fi + fo)?).sqrt();
-                Tensor::random(shape, Distribution::Uniform(-bound, bound), device)
+                uniform_sym(shape, bound, device)
             }
             WeightInit::XavierNormal => {
                 let (fi, fo) = fan()?;
                 let std = self.gain * (2.0 / nonzero(fi + fo)?).sqrt();
-                Tensor::random(shape, Distribution::Normal(0.0, std), device)
+                normal(shape, 0.0, std, device)
             }
             WeightInit::KaimingUniform => {
                 let (fi, _) = fan()?;
                 let bound = self.nonlinearity.gain() * (3.0 / nonzero(fi)?).sqrt();
-                Tensor::random(shape, Distribution::Uniform(-bound, bound), device)
+                uniform_sym(shape, bound, device)
             }
             WeightInit::KaimingNormal => {
                 let (fi, _) = fan()?;
                 let std = self.nonlinearity.gain() / nonzero(fi)?.sqrt();
-                Tensor::random(shape, Distribution::Normal(0.0, std), device)
+                normal(shape, 0.0, std, device)
             }
             WeightInit::Orthogonal => orthogonal(shape, self.gain, device)?,
             WeightInit::Normal => {
@@ -324,8 +356,8 @@ pub(crate) fn torch_linear_default(
         1.0 / (d_in as f64).sqrt()
     };
     (
-        Tensor::random([d_out, d_in], Distribution::Uniform(-bound, bound), device),
-        Tensor::random([d_out], Distribution::Uniform(-bound, bound), device),
+        uniform_sym([d_out, d_in], bound, device),
+        uniform_sym([d_out], bound, device),
     )
 }
 

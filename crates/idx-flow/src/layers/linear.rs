@@ -17,10 +17,11 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 
+use super::check_positive;
 use super::init::{Initializer, torch_linear_default};
 use super::reduce::add_bias;
 use super::state_dict::{StateLoader, StateVisitor, TorchState, key};
-use crate::error::Result;
+use crate::error::{Error, Result};
 
 /// Configuration of a [`Linear`] layer.
 #[derive(Config, Debug)]
@@ -55,6 +56,8 @@ pub struct Linear {
 impl LinearConfig {
     /// Builds the layer on `device`.
     pub fn init(&self, device: &Device) -> Result<Linear> {
+        check_positive("d_input", self.d_input)?;
+        check_positive("d_output", self.d_output)?;
         let (w0, b0) = torch_linear_default(self.d_input, self.d_output, device);
         let weight = match &self.initializer {
             None => w0,
@@ -87,6 +90,17 @@ impl Linear {
     /// # Panics
     /// If the last axis is not `d_input` (the calling layers check their inputs).
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let dims = x.dims();
+        if dims[D - 1] != self.d_input() {
+            panic!(
+                "{}",
+                Error::Shape {
+                    context: "Linear input".into(),
+                    expected: format!("[..., {}]", self.d_input()),
+                    got: format!("{dims:?}"),
+                }
+            );
+        }
         let y = burn::tensor::module::linear(x, self.weight.val().transpose(), None);
         match &self.bias {
             Some(b) => add_bias(y, b.val()),

@@ -36,6 +36,19 @@ use super::state_dict::{StateLoader, StateVisitor, TorchState, key};
 use super::{check_dims, check_positive, is_training, or_panic};
 use crate::error::{Error, Result};
 
+/// Checks the last axis of `dims`.
+fn check_last(layer: &str, dims: &[usize], c: usize) -> Result<()> {
+    if dims.last() == Some(&c) {
+        Ok(())
+    } else {
+        Err(Error::Shape {
+            context: format!("{layer} input"),
+            expected: format!("[..., {c}]"),
+            got: format!("{dims:?}"),
+        })
+    }
+}
+
 fn check_eps(eps: f64) -> Result<()> {
     if eps.is_finite() && eps > 0.0 {
         Ok(())
@@ -175,6 +188,7 @@ impl BatchNorm1d {
     /// `[M, C]` → `[M, C]`. Training needs `M > 1` (PyTorch's rule); `layer` names the caller in errors.
     pub fn forward_rows(&self, layer: &str, x: Tensor<2>) -> Result<Tensor<2>> {
         let [m, c] = x.dims();
+        check_dims(layer, &[m, c], &[None, Some(self.num_features())])?;
         let device = x.device();
         let rows = Rows::new(m, c);
         let training = is_training(&self.training, &x);
@@ -306,8 +320,14 @@ impl LayerNorm {
         })
     }
 
-    /// `[..., C]` → `[..., C]` (the caller checks the last axis).
+    /// `[..., C]` → `[..., C]`.
+    ///
+    /// # Panics
+    /// If the last axis is not `C` (the layers using it check their inputs first).
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        if let Err(e) = check_last("LayerNorm", &x.dims(), self.num_features) {
+            panic!("{e}");
+        }
         let mean = x.clone().mean_dim(D - 1);
         let xc = x - mean;
         let var = xc.clone().square().mean_dim(D - 1);

@@ -390,6 +390,31 @@ fn bad_configurations_are_errors() {
             .init(&d)
             .is_err()
     );
+    assert!(
+        Initializer::new(WeightInit::XavierUniform)
+            .with_gain(-1.0)
+            .init([3, 4], &d)
+            .is_err()
+    );
+    assert!(
+        Initializer::new(WeightInit::KaimingNormal)
+            .init([3], &d)
+            .is_err()
+    );
+    assert!(
+        Initializer::new(WeightInit::Uniform)
+            .with_a(1.0)
+            .with_b(1.0)
+            .init([3, 4], &d)
+            .is_err()
+    );
+    assert!(LinearConfig::new(0, 3).init(&d).is_err());
+    // Gain 0 is allowed, as in PyTorch: zeros.
+    let z = Initializer::new(WeightInit::XavierUniform)
+        .with_gain(0.0)
+        .init([3, 4], &d)
+        .unwrap();
+    assert!(values(z).iter().all(|&v| v == 0.0));
     assert!("swishy".parse::<Activation>().is_err());
     assert!("he_normal".parse::<WeightInit>().is_err());
 }
@@ -874,4 +899,18 @@ fn pytorch_state_loads_into_layers_built_on_our_own_graphs() {
     for (k, t) in sd.iter() {
         assert_eq!(back.get(k).unwrap(), t, "{k}");
     }
+}
+
+#[test]
+fn max_pooling_sends_the_gradient_of_a_tie_to_the_first_slot() {
+    // PyTorch's max over a dimension picks the first of equal maxima, so after
+    // a ReLU (many zeros) only the first tied neighbour gets the gradient.
+    let d = Device::default().autodiff();
+    let x = Tensor::<3>::from_floats([[[0.0], [0.0], [3.0], [3.0], [0.0]]], &d).require_grad();
+    let s = SqueezeConfig::new().with_reduction(PoolType::Max).init();
+    let grads = s.forward(x.clone()).sum().backward();
+    assert_eq!(values(x.grad(&grads).unwrap()), [0.0, 0.0, 1.0, 0.0, 0.0]);
+    let x = Tensor::<3>::zeros([1, 3, 1], &d).require_grad();
+    let grads = s.forward(x.clone()).sum().backward();
+    assert_eq!(values(x.grad(&grads).unwrap()), [1.0, 0.0, 0.0]);
 }
