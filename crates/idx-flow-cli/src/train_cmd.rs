@@ -28,7 +28,7 @@ pub struct TrainArgs {
     /// nside of the training grid (a power of two; default 64).
     #[arg(long)]
     nside: Option<u32>,
-    /// Optimiser steps (default 1200).
+    /// Optimiser steps (default 1000).
     #[arg(long)]
     steps: Option<usize>,
     /// Samples (random rotations) per step (default 4).

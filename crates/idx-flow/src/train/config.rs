@@ -7,7 +7,8 @@ use crate::error::{Error, Result};
 use crate::models::AutoencoderConfig;
 
 /// A training run. Defaults are the README's main job: the autoencoder on the
-/// bundled Blue Marble at nside 64, measured to finish in under 5 minutes on 2 CPU cores.
+/// bundled Blue Marble at nside 64, 1000 steps of 4 samples, measured at
+/// 3 min 36 s on 2 CPU cores (held-out PSNR 22.06 dB).
 ///
 /// ```
 /// use idx_flow::train::TrainConfig;
@@ -27,8 +28,8 @@ pub struct TrainConfig {
     /// `.npy` maps are in NESTED order (RING otherwise). Default: false.
     #[config(default = false)]
     pub nested: bool,
-    /// Optimiser steps. Default: 1200.
-    #[config(default = 1200)]
+    /// Optimiser steps. Default: 1000.
+    #[config(default = 1000)]
     pub steps: usize,
     /// Samples (random rotations) per step. Default: 4 (more, smaller steps
     /// reached a higher PSNR than 8 in the same time on 2 CPU cores).
