@@ -158,10 +158,76 @@ pub fn fans(shape: &[usize]) -> Result<(usize, usize)> {
     Ok((shape[1] * r, shape[0] * r))
 }
 
+thread_local! {
+    /// The generator of [`with_seed`], when one is installed on this thread.
+    static SEEDED: std::cell::RefCell<Option<crate::data::SplitMix64>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with the initialisers of this thread drawing from a generator
+/// seeded by `seed`, on the host, instead of the backend's process-wide random
+/// state. Modules built inside `f` then get the same weights for the same seed
+/// whatever other threads draw meanwhile (burn's CPU backend has one global
+/// generator, so `device.seed(s)` followed by `init` is only reproducible when
+/// nothing else runs). Nested calls restore the outer generator.
+///
+/// ```
+/// use burn::tensor::Device;
+/// use idx_flow::layers::init::{Initializer, WeightInit, with_seed};
+/// let device = Device::default();
+/// let init = Initializer::new(WeightInit::KaimingUniform);
+/// let a = with_seed(7, || init.init([4, 3, 5], &device))?;
+/// let b = with_seed(7, || init.init([4, 3, 5], &device))?;
+/// assert_eq!(a.into_data(), b.into_data());
+/// # Ok::<(), idx_flow::Error>(())
+/// ```
+pub fn with_seed<T>(seed: u64, f: impl FnOnce() -> T) -> T {
+    let previous = SEEDED.with(|g| g.replace(Some(crate::data::SplitMix64::new(seed))));
+    struct Restore(Option<crate::data::SplitMix64>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let outer = self.0.take();
+            SEEDED.with(|g| *g.borrow_mut() = outer);
+        }
+    }
+    let _restore = Restore(previous);
+    f()
+}
+
+/// A tensor drawn from `dist`: from the generator of [`with_seed`] when one is
+/// installed, else from the backend.
+fn draw<const D: usize>(shape: [usize; D], dist: Distribution, device: &Device) -> Tensor<D> {
+    let sampled = SEEDED.with(|g| {
+        let mut g = g.borrow_mut();
+        let rng = g.as_mut()?;
+        let n: usize = shape.iter().product();
+        let values: Vec<f32> = match dist {
+            Distribution::Uniform(a, b) => (0..n)
+                .map(|_| (a + (b - a) * rng.uniform()) as f32)
+                .collect(),
+            Distribution::Normal(mean, std) => (0..n)
+                .map(|_| {
+                    // Box-Muller; 1 - u lies in (0, 1], so the logarithm is finite.
+                    let u1 = 1.0 - rng.uniform();
+                    let u2 = rng.uniform();
+                    let z = (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos();
+                    (mean + std * z) as f32
+                })
+                .collect(),
+            _ => return None,
+        };
+        Some(values)
+    });
+    match sampled {
+        Some(values) => Tensor::from_data(burn::tensor::TensorData::new(values, shape), device),
+        None => Tensor::random(shape, dist, device),
+    }
+}
+
 /// `U(-b, b)`; a zero width gives zeros (as PyTorch's `uniform_(-0, 0)`).
 fn uniform_sym<const D: usize>(shape: [usize; D], b: f64, device: &Device) -> Tensor<D> {
     if b > 0.0 {
-        Tensor::random(shape, Distribution::Uniform(-b, b), device)
+        draw(shape, Distribution::Uniform(-b, b), device)
     } else {
         Tensor::zeros(shape, device)
     }
@@ -170,7 +236,7 @@ fn uniform_sym<const D: usize>(shape: [usize; D], b: f64, device: &Device) -> Te
 /// `N(mean, std²)`; `std = 0` gives `mean` everywhere.
 fn normal<const D: usize>(shape: [usize; D], mean: f64, std: f64, device: &Device) -> Tensor<D> {
     if std > 0.0 {
-        Tensor::random(shape, Distribution::Normal(mean, std), device)
+        draw(shape, Distribution::Normal(mean, std), device)
     } else {
         Tensor::full(shape, mean, device)
     }
@@ -239,7 +305,7 @@ impl Initializer {
             WeightInit::Orthogonal => orthogonal(shape, self.gain, device)?,
             WeightInit::Normal => {
                 let std = positive("std", self.std)?;
-                Tensor::random(shape, Distribution::Normal(self.mean, std), device)
+                draw(shape, Distribution::Normal(self.mean, std), device)
             }
             WeightInit::Uniform => {
                 if !(self.a.is_finite() && self.b.is_finite() && self.a < self.b) {
@@ -248,7 +314,7 @@ impl Initializer {
                         format!("got a = {}, b = {}, expected finite a < b", self.a, self.b),
                     ));
                 }
-                Tensor::random(shape, Distribution::Uniform(self.a, self.b), device)
+                draw(shape, Distribution::Uniform(self.a, self.b), device)
             }
             WeightInit::Zeros => Tensor::zeros(shape, device),
         })
@@ -277,7 +343,7 @@ fn orthogonal<const D: usize>(shape: [usize; D], gain: f64, device: &Device) -> 
     } else {
         (rows, cols)
     };
-    let g: Vec<f64> = Tensor::<2>::random([m, n], Distribution::Normal(0.0, 1.0), device)
+    let g: Vec<f64> = draw::<2>([m, n], Distribution::Normal(0.0, 1.0), device)
         .into_data()
         .convert::<f64>()
         .iter::<f64>()
@@ -331,13 +397,13 @@ pub fn trunc_normal<const D: usize>(
     b: f64,
     device: &Device,
 ) -> Tensor<D> {
-    let mut t = Tensor::<D>::random(shape, Distribution::Normal(0.0, std), device);
+    let mut t = draw::<D>(shape, Distribution::Normal(0.0, std), device);
     for _ in 0..64 {
         let outside = t.clone().lower_elem(a).bool_or(t.clone().greater_elem(b));
         if !outside.clone().any().into_scalar::<bool>() {
             break;
         }
-        let redraw = Tensor::<D>::random(shape, Distribution::Normal(0.0, std), device);
+        let redraw = draw::<D>(shape, Distribution::Normal(0.0, std), device);
         t = t.mask_where(outside, redraw);
     }
     t
@@ -363,6 +429,45 @@ pub(crate) fn torch_linear_default(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn seeded_draws_have_the_asked_distribution_and_ignore_other_threads() {
+        let device = Device::default();
+        let n = 40_000;
+        let other = std::thread::spawn(|| {
+            let d = Device::default();
+            for _ in 0..50 {
+                let _ = Tensor::<1>::random([1000], Distribution::Uniform(0.0, 1.0), &d);
+            }
+        });
+        let (u, g) = with_seed(3, || {
+            (
+                draw::<1>([n], Distribution::Uniform(-2.0, 1.0), &device),
+                draw::<1>([n], Distribution::Normal(0.5, 2.0), &device),
+            )
+        });
+        other.join().unwrap();
+        let u: Vec<f32> = u.into_data().to_vec().unwrap();
+        let g: Vec<f32> = g.into_data().to_vec().unwrap();
+        assert!(u.iter().all(|&x| (-2.0..=1.0).contains(&x)));
+        let mean_u = u.iter().map(|&x| x as f64).sum::<f64>() / n as f64;
+        assert!((mean_u + 0.5).abs() < 0.03, "{mean_u}");
+        let mean = g.iter().map(|&x| x as f64).sum::<f64>() / n as f64;
+        let var = g.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / n as f64;
+        assert!(
+            (mean - 0.5).abs() < 0.05 && (var.sqrt() - 2.0).abs() < 0.05,
+            "{mean} {var}"
+        );
+        // The same seed gives the same values; without a seed, the backend draws.
+        let again: Vec<f32> = with_seed(3, || {
+            draw::<1>([n], Distribution::Uniform(-2.0, 1.0), &device)
+        })
+        .into_data()
+        .to_vec()
+        .unwrap();
+        assert_eq!(again, u);
+    }
+
     use super::*;
 
     #[test]

@@ -303,10 +303,15 @@ pub fn train(
     }
     let device = options.device.clone().autodiff();
 
+    // The weights come from a generator of our own, seeded by the run's seed:
+    // the backend's generator is process-wide, so anything else drawing from
+    // it (another thread, a test) would change them. The backend is seeded too,
+    // for any other draw.
     options.device.seed(config.seed);
     // Running statistics are frozen while training (workers on clones would
     // race to update them) and set exactly after it, see `precise_batch_norm`.
-    let mut model = config.model.init(&device)?.with_batch_norm_momentum(0.0);
+    let mut model = crate::layers::init::with_seed(config.seed, || config.model.init(&device))?
+        .with_batch_norm_momentum(0.0);
     let mut optim = optimizer(config);
     let mut schedule = lr_schedule(config)?;
     let mut losses: Vec<f64> = Vec::with_capacity(config.steps);
