@@ -447,8 +447,8 @@ mod tests {
             )
         });
         other.join().unwrap();
-        let u: Vec<f32> = u.into_data().to_vec().unwrap();
-        let g: Vec<f32> = g.into_data().to_vec().unwrap();
+        let u: Vec<f32> = u.into_data().try_to_vec::<f32>().unwrap();
+        let g: Vec<f32> = g.into_data().try_to_vec::<f32>().unwrap();
         assert!(u.iter().all(|&x| (-2.0..=1.0).contains(&x)));
         let mean_u = u.iter().map(|&x| x as f64).sum::<f64>() / n as f64;
         assert!((mean_u + 0.5).abs() < 0.03, "{mean_u}");
