@@ -463,7 +463,7 @@ mod tests {
             draw::<1>([n], Distribution::Uniform(-2.0, 1.0), &device)
         })
         .into_data()
-        .to_vec()
+        .try_to_vec::<f32>()
         .unwrap();
         assert_eq!(again, u);
     }
