@@ -7,9 +7,11 @@
 //! (`IDX_FLOW_PYTHON`, `--python`, or `python3`), idx_flow's time for the same
 //! case beside it, measured in the same run by `bench/idx_flow_indices.py`.
 
+mod common;
+
+use common::median_seconds;
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Instant;
 
 use idx_flow::geometry::HealpixGrid;
 use idx_flow::graphs::ConnectionGraph;
@@ -23,18 +25,6 @@ fn peak_rss_mib() -> f64 {
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(f64::NAN, |kib| kib / 1024.0)
-}
-
-fn median_seconds(mut f: impl FnMut(), runs: usize) -> f64 {
-    let mut times: Vec<f64> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[runs / 2]
 }
 
 fn python_time(python: &str, ni: u32, no: u32, k: usize) -> Option<f64> {
@@ -104,7 +94,7 @@ fn main() {
             let g = build();
             (g.indices().len() * 16) as f64 / (1024.0 * 1024.0)
         };
-        let ours = median_seconds(|| drop(build()), runs);
+        let ours = median_seconds(|| drop(build()), runs, 0);
         let reference = if python_ok && kind == "knn" && ni <= 512 && no <= 512 {
             python_time(&python, ni, no, k).map_or("failed".to_string(), |s| {
                 format!("{s:.3} s ({:.0}x)", s / ours)

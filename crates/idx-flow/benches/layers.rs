@@ -6,7 +6,9 @@
 //! it prints the median forward time, and forward + backward on an autodiff
 //! device, of the gather-based layers.
 
-use std::time::Instant;
+mod common;
+
+use common::median_seconds;
 
 use burn::tensor::{Device, Distribution, Tensor};
 use idx_flow::geometry::HealpixGrid;
@@ -14,19 +16,6 @@ use idx_flow::graphs::{ConnectionGraph, WeightMethod};
 use idx_flow::layers::{
     PoolType, SpatialConvConfig, SpatialMlpConfig, SpatialPoolingConfig, SpatialUpsamplingConfig,
 };
-
-fn median_seconds(mut f: impl FnMut(), runs: usize) -> f64 {
-    f(); // warm-up
-    let mut times: Vec<f64> = (0..runs)
-        .map(|_| {
-            let t = Instant::now();
-            f();
-            t.elapsed().as_secs_f64()
-        })
-        .collect();
-    times.sort_by(f64::total_cmp);
-    times[runs / 2]
-}
 
 fn sync(t: Tensor<3>) {
     let _ = t.sum().into_scalar::<f32>();
@@ -69,23 +58,23 @@ fn main() {
             }
         };
         let conv = SpatialConvConfig::new(c, f).init(&down, &device).unwrap();
-        let t = median_seconds(|| run(conv.forward(x.clone())), runs);
+        let t = median_seconds(|| run(conv.forward(x.clone())), runs, 1);
         println!("  SpatialConv        {label:>17}: {:8.1} ms", t * 1e3);
         let mlp = SpatialMlpConfig::new(c)
             .with_hidden_units(vec![f, f])
             .with_activations(vec!["gelu".parse().unwrap(), "linear".parse().unwrap()])
             .init(&down, &device)
             .unwrap();
-        let t = median_seconds(|| run(mlp.forward(x.clone())), runs);
+        let t = median_seconds(|| run(mlp.forward(x.clone())), runs, 1);
         println!("  SpatialMLP         {label:>17}: {:8.1} ms", t * 1e3);
         let upl = SpatialUpsamplingConfig::new().init(&up, &device).unwrap();
-        let t = median_seconds(|| run(upl.forward(xl.clone())), runs);
+        let t = median_seconds(|| run(upl.forward(xl.clone())), runs, 1);
         println!("  SpatialUpsampling  {label:>17}: {:8.1} ms", t * 1e3);
         let pool = SpatialPoolingConfig::new()
             .with_pool_type(PoolType::Max)
             .init(&down, &device)
             .unwrap();
-        let t = median_seconds(|| run(pool.forward(x.clone())), runs);
+        let t = median_seconds(|| run(pool.forward(x.clone())), runs, 1);
         println!("  SpatialPooling max {label:>17}: {:8.1} ms", t * 1e3);
     }
 }
