@@ -31,6 +31,7 @@ pub mod error;
 pub mod geometry;
 pub mod graphs;
 pub mod io;
+pub mod kernels;
 pub mod layers;
 pub mod models;
 pub mod plot;

@@ -1,0 +1,247 @@
+//! Fused gather-contract kernels: the graph layers' hot loop without the
+//! gathered `[B, N_out, k, C]` copy.
+//!
+//! Two operations cover every gather layer:
+//!
+//! - [`gather_contract`]: `Y[b,p,f] = Σ_j Σ_c w[p,j]·X[b, idx[p,j], c]·K[j·C + c, f]`
+//!   (SpatialConv, SpatialTransposeConv, the first layer of SpatialMLP, the
+//!   patch embedding);
+//! - [`gather_sum`]: `Y[b,p,c] = Σ_j w[p,j]·X[b, idx[p,j], c]` (SpatialUpsampling,
+//!   mean pooling).
+//!
+//! Each is a backend operation ([`GraphKernels`]) with its own backward:
+//! the kernel gradient is a blocked reduction summed in a fixed order, and the
+//! input gradient gathers through the reverse graph ([`ReverseGraph`]): no
+//! atomics, so gradients are bitwise identical from run to run and for any
+//! number of threads. The CPU implementation (flex) contracts gathered tiles
+//! that stay in cache with `gemm`; the GPU implementation is CubeCL (one
+//! source for wgpu and cuda). The per-edge weights `w` are constants: no
+//! gradient flows into them (in every layer they are fixed buffers).
+//!
+//! The plain tensor-op version ([`KernelPath::Reference`]: `select`, then
+//! `matmul`) stays as the reference the tests compare against.
+//!
+//! ```
+//! use burn::tensor::{Device, Distribution, Tensor};
+//! use idx_flow::geometry::HealpixGrid;
+//! use idx_flow::graphs::ConnectionGraph;
+//! use idx_flow::layers::GraphIndices;
+//! use idx_flow::kernels::KernelPath;
+//!
+//! let device = Device::default();
+//! let graph = ConnectionGraph::knn(HealpixGrid::ring(4)?, HealpixGrid::ring(2)?, 4)?;
+//! let fused = GraphIndices::new(&graph, &device);
+//! let reference = fused.clone().with_path(KernelPath::Reference);
+//! let x = Tensor::<3>::random([2, 192, 3], Distribution::Normal(0.0, 1.0), &device);
+//! let kernel = Tensor::<3>::random([4, 3, 5], Distribution::Normal(0.0, 1.0), &device);
+//! let a = fused.contract(x.clone(), None, kernel.clone());
+//! let b = reference.contract(x, None, kernel);
+//! assert!(a.all_close(b, Some(1e-5), Some(1e-5)));
+//! # Ok::<(), idx_flow::Error>(())
+//! ```
+
+mod autodiff;
+mod cpu;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+mod cube;
+
+use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::backend::{Backend, Dispatch, backend_extension};
+use burn::tensor::{Device, Int, Tensor, TensorData};
+
+/// Which implementation the gather layers run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum KernelPath {
+    /// The fused backend operation (flex on the CPU, CubeCL on the GPU). Default.
+    #[default]
+    Fused,
+    /// Plain tensor operations: `select` (a gathered copy), then `matmul`.
+    Reference,
+}
+
+impl KernelPath {
+    /// The path named by the environment variable `IDX_FLOW_KERNELS`
+    /// (`fused` or `reference`), [`KernelPath::Fused`] when it is unset or
+    /// names neither.
+    pub fn from_env() -> Self {
+        match std::env::var("IDX_FLOW_KERNELS").as_deref() {
+            Ok("reference") => Self::Reference,
+            _ => Self::Fused,
+        }
+    }
+}
+
+/// The reverse of a connection graph, in compressed rows: the edges that read
+/// input pixel `i` are `edges[offsets[i]..offsets[i + 1]]`, each the flat
+/// position `p·k + j` of the edge in the `[N_out, k]` index list, ascending.
+/// The input gradient of a gather is a gather through these lists.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReverseGraph {
+    /// `[N_in + 1]`, starting at 0 and ending at `N_out·k`.
+    pub offsets: Vec<i64>,
+    /// `[N_out·k]` flat edge positions grouped by input pixel.
+    pub edges: Vec<i64>,
+}
+
+impl ReverseGraph {
+    /// The reverse of a row-major `[n_out, k]` index list whose entries lie in
+    /// `0..n_in` (checked by the caller). A counting sort: O(N_out·k).
+    pub fn new(indices: &[i64], n_in: usize) -> Self {
+        let mut offsets = vec![0i64; n_in + 1];
+        for &i in indices {
+            offsets[i as usize + 1] += 1;
+        }
+        for i in 0..n_in {
+            offsets[i + 1] += offsets[i];
+        }
+        let mut next: Vec<i64> = offsets[..n_in].to_vec();
+        let mut edges = vec![0i64; indices.len()];
+        for (e, &i) in indices.iter().enumerate() {
+            let slot = &mut next[i as usize];
+            edges[*slot as usize] = e as i64;
+            *slot += 1;
+        }
+        Self { offsets, edges }
+    }
+}
+
+/// The backend operations behind [`gather_contract`] and [`gather_sum`].
+///
+/// Shapes: `x` `[B, N_in, C]`; `indices` `[N_out, k]` (int, entries in
+/// `0..N_in`); `edge_weights` `[N_out, k]` (read only where `weighted`);
+/// `kernel` `[k·C, F]`; `rev_offsets` `[N_in + 1]` and `rev_edges` `[N_out·k]`
+/// the [`ReverseGraph`]. Float tensors are contiguous after the call's own
+/// conversion; the CPU path computes in f32, the GPU path in the tensors' dtype.
+#[backend_extension(Flex, Cube: cfg(any(feature = "wgpu", feature = "cuda")), Autodiff)]
+pub trait GraphKernels: Backend {
+    /// `Y[b,p,f] = Σ_j Σ_c w[p,j]·X[b, idx[p,j], c]·K[j·C + c, f]` → `[B, N_out, F]`.
+    /// The reverse graph is not read here; the autodiff wrapper keeps it for the backward.
+    #[allow(clippy::too_many_arguments)]
+    fn gather_contract(
+        x: FloatTensor<Self>,
+        indices: IntTensor<Self>,
+        rev_offsets: IntTensor<Self>,
+        rev_edges: IntTensor<Self>,
+        edge_weights: FloatTensor<Self>,
+        kernel: FloatTensor<Self>,
+        weighted: bool,
+    ) -> FloatTensor<Self>;
+
+    /// Input gradient of [`gather_contract`](GraphKernels::gather_contract):
+    /// `dX[b,i,c] = Σ_{(p,j) → i} w[p,j]·Σ_f dY[b,p,f]·K[j·C + c, f]` → `[B, N_in, C]`,
+    /// summed over each pixel's reverse edges in ascending order.
+    fn gather_contract_grad_input(
+        dy: FloatTensor<Self>,
+        rev_offsets: IntTensor<Self>,
+        rev_edges: IntTensor<Self>,
+        edge_weights: FloatTensor<Self>,
+        kernel: FloatTensor<Self>,
+        weighted: bool,
+    ) -> FloatTensor<Self>;
+
+    /// Kernel gradient of [`gather_contract`](GraphKernels::gather_contract):
+    /// `dK[j·C + c, f] = Σ_b Σ_p w[p,j]·X[b, idx[p,j], c]·dY[b,p,f]` → `[k·C, F]`,
+    /// reduced over fixed blocks of rows in a fixed order.
+    fn gather_contract_grad_kernel(
+        x: FloatTensor<Self>,
+        indices: IntTensor<Self>,
+        edge_weights: FloatTensor<Self>,
+        dy: FloatTensor<Self>,
+        weighted: bool,
+    ) -> FloatTensor<Self>;
+
+    /// `Y[b,p,c] = Σ_j w[p,j]·X[b, idx[p,j], c]` → `[B, N_out, C]`.
+    fn gather_sum(
+        x: FloatTensor<Self>,
+        indices: IntTensor<Self>,
+        rev_offsets: IntTensor<Self>,
+        rev_edges: IntTensor<Self>,
+        edge_weights: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+
+    /// Input gradient of [`gather_sum`](GraphKernels::gather_sum):
+    /// `dX[b,i,c] = Σ_{(p,j) → i} w[p,j]·dY[b,p,c]` → `[B, N_in, C]`.
+    fn gather_sum_grad_input(
+        dy: FloatTensor<Self>,
+        rev_offsets: IntTensor<Self>,
+        rev_edges: IntTensor<Self>,
+        edge_weights: FloatTensor<Self>,
+    ) -> FloatTensor<Self>;
+}
+
+/// A graph on the device in the form the fused kernels read: the `[N_out, k]`
+/// indices and the reverse graph, built once per graph.
+#[derive(Clone, Debug)]
+pub struct DeviceGraph {
+    /// `[N_out, k]` input pixel indices.
+    pub indices: Tensor<2, Int>,
+    /// `[N_in + 1]` reverse-graph row offsets.
+    pub rev_offsets: Tensor<1, Int>,
+    /// `[N_out·k]` reverse-graph edges.
+    pub rev_edges: Tensor<1, Int>,
+}
+
+impl DeviceGraph {
+    /// Uploads a row-major `[n_out, k]` index list (entries in `0..n_in`,
+    /// checked by the caller) and its reverse graph to `device`.
+    pub fn new(indices: &[i64], n_in: usize, n_out: usize, k: usize, device: &Device) -> Self {
+        let reverse = ReverseGraph::new(indices, n_in);
+        Self {
+            indices: Tensor::from_data(TensorData::new(indices.to_vec(), [n_out, k]), device),
+            rev_offsets: Tensor::from_data(TensorData::new(reverse.offsets, [n_in + 1]), device),
+            rev_edges: Tensor::from_data(TensorData::new(reverse.edges, [n_out * k]), device),
+        }
+    }
+
+    /// Input pixels.
+    pub fn n_in(&self) -> usize {
+        self.rev_offsets.dims()[0] - 1
+    }
+
+    /// `[N_out, k]`.
+    pub fn dims(&self) -> [usize; 2] {
+        self.indices.dims()
+    }
+}
+
+/// The fused gather-contract: `x` `[B, N_in, C]`, optional per-edge weights
+/// `[N_out, k]`, `kernel` `[k·C, F]` → `[B, N_out, F]`, with no gathered copy.
+/// Differentiable in `x` and `kernel` (the edge weights are constants).
+///
+/// Shapes are checked by the calling layer.
+pub fn gather_contract(
+    x: Tensor<3>,
+    graph: &DeviceGraph,
+    edge_weights: Option<Tensor<2>>,
+    kernel: Tensor<2>,
+) -> Tensor<3> {
+    let weighted = edge_weights.is_some();
+    let w = edge_weights.unwrap_or_else(|| unit_weights(graph, &x));
+    Tensor::from_dispatch(Dispatch::gather_contract(
+        x.into_dispatch(),
+        graph.indices.clone().into_dispatch(),
+        graph.rev_offsets.clone().into_dispatch(),
+        graph.rev_edges.clone().into_dispatch(),
+        w.into_dispatch(),
+        kernel.into_dispatch(),
+        weighted,
+    ))
+}
+
+/// The fused weighted gather-sum: `x` `[B, N_in, C]`, per-edge weights
+/// `[N_out, k]` → `[B, N_out, C]`. Differentiable in `x`.
+pub fn gather_sum(x: Tensor<3>, graph: &DeviceGraph, edge_weights: Tensor<2>) -> Tensor<3> {
+    Tensor::from_dispatch(Dispatch::gather_sum(
+        x.into_dispatch(),
+        graph.indices.clone().into_dispatch(),
+        graph.rev_offsets.clone().into_dispatch(),
+        graph.rev_edges.clone().into_dispatch(),
+        edge_weights.into_dispatch(),
+    ))
+}
+
+/// Ones `[N_out, k]` on `x`'s device (the kernels do not read them when
+/// unweighted; they only fill the operand).
+fn unit_weights(graph: &DeviceGraph, x: &Tensor<3>) -> Tensor<2> {
+    Tensor::<2>::ones(graph.dims(), &x.device()).cast(x.dtype())
+}
