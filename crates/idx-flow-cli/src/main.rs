@@ -1,5 +1,7 @@
-//! The `idx-flow` command: `train` (the main job), `plot`, `indices`.
+//! The `idx-flow` command: `train` (the main job), `plot`, `indices`, `bench`.
 
+mod alloc_stats;
+mod bench_cmd;
 mod plot_cmd;
 mod train_cmd;
 
@@ -31,7 +33,12 @@ enum Command {
     Plot(plot_cmd::PlotArgs),
     /// Build a connection graph between two HEALPix grids and write it as .npz or .safetensors.
     Indices(IndicesArgs),
+    /// Time the gather layers: fused kernels, the tensor-op reference and (optionally) idx_flow.
+    Bench(bench_cmd::BenchArgs),
 }
+
+#[global_allocator]
+static ALLOCATOR: alloc_stats::CountingAllocator = alloc_stats::CountingAllocator;
 
 #[derive(Clone, Copy, ValueEnum)]
 enum GraphKind {
@@ -167,6 +174,7 @@ fn main() -> ExitCode {
         Command::Indices(args) => indices(args),
         Command::Train(args) => train_cmd::run(args),
         Command::Plot(args) => plot_cmd::run(args),
+        Command::Bench(args) => bench_cmd::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

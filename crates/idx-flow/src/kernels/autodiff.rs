@@ -5,12 +5,12 @@
 //! reduction), each only when its input is tracked. The per-edge weights are
 //! read as constants.
 
+use burn::backend::AutodiffBackend;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
-use burn::backend::AutodiffBackend;
 use burn::backend::tensor::{FloatTensor, IntTensor};
 
 use super::GraphKernels;

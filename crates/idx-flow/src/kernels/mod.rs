@@ -42,8 +42,6 @@
 
 mod autodiff;
 mod cpu;
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
-mod cube;
 
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, Dispatch, backend_extension};

@@ -360,8 +360,7 @@ impl SpatialUpsampling {
             &x.dims(),
             &[None, Some(self.indices.n_in()), None],
         )?;
-        let g = self.indices.gather(x) * self.interpolation_weights.clone().unsqueeze_dim::<4>(0);
-        Ok(g.sum_dim(2).squeeze_dim::<3>(2))
+        Ok(self.indices.weighted_sum(x, &self.interpolation_weights))
     }
 
     /// `[B, N_in, C]` → `[B, N_out, C]`.

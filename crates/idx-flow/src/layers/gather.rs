@@ -9,6 +9,11 @@
 //! memory order of idx_flow's `[k, C, F]` kernel). When the indices are
 //! `0, 1, …` in order (the NESTED children graph: pixel `p`'s children are
 //! `4p..4p+3`), the gather is a reshape and no copy is made.
+//!
+//! That is the reference path ([`KernelPath::Reference`]). By default the
+//! contractions and weighted sums run as fused backend operations instead
+//! ([`crate::kernels`]), which read the input through the graph without the
+//! gathered copy; the reshape case stays a reshape on both paths.
 
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
@@ -16,6 +21,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use super::state_dict::{StateLoader, StateVisitor, int_tensor_to_vec};
 use crate::error::{Error, Result};
 use crate::graphs::ConnectionGraph;
+use crate::kernels::{self, DeviceGraph, KernelPath, ReverseGraph};
 
 /// A graph's connection indices on the device (idx_flow's `connection_indices` buffer).
 ///
@@ -36,6 +42,10 @@ use crate::graphs::ConnectionGraph;
 pub struct GraphIndices {
     /// Flat row-major `[N_out·k]` input pixel indices.
     indices: Tensor<1, Int>,
+    /// Reverse graph row offsets `[N_in + 1]` (see [`ReverseGraph`]).
+    rev_offsets: Tensor<1, Int>,
+    /// Reverse graph edges `[N_out·k]`.
+    rev_edges: Tensor<1, Int>,
     /// Input pixels.
     n_in: usize,
     /// Output pixels.
@@ -44,6 +54,9 @@ pub struct GraphIndices {
     k: usize,
     /// The indices are `0, 1, …, N_out·k − 1` (NESTED children): the gather is a reshape.
     identity: bool,
+    /// Fused kernels or the plain tensor-op reference.
+    #[module(skip)]
+    path: KernelPath,
 }
 
 impl GraphIndices {
@@ -100,12 +113,43 @@ impl GraphIndices {
         let data = TensorData::new(indices.to_vec(), [indices.len()]);
         let identity =
             indices.len() == n_in && indices.iter().enumerate().all(|(i, &v)| v == i as i64);
+        let reverse = ReverseGraph::new(indices, n_in);
         Self {
             indices: Tensor::from_data(data, device),
+            rev_offsets: Tensor::from_data(TensorData::new(reverse.offsets, [n_in + 1]), device),
+            rev_edges: Tensor::from_data(TensorData::new(reverse.edges, [n_out * k]), device),
             n_in,
             n_out,
             k,
             identity,
+            path: KernelPath::from_env(),
+        }
+    }
+
+    /// The same indices running on `path` (default: [`KernelPath::Fused`],
+    /// or what the environment variable `IDX_FLOW_KERNELS` names).
+    pub fn with_path(mut self, path: KernelPath) -> Self {
+        self.path = path;
+        self
+    }
+
+    /// The path the contractions run on.
+    pub fn path(&self) -> KernelPath {
+        self.path
+    }
+
+    /// Whether the contractions run as fused backend operations: the fused
+    /// path, unless the gather is a reshape (which no kernel beats).
+    fn fused(&self) -> bool {
+        self.path == KernelPath::Fused && !self.identity
+    }
+
+    /// The graph in the form the fused kernels read.
+    fn device_graph(&self) -> DeviceGraph {
+        DeviceGraph {
+            indices: self.indices.clone().reshape([self.n_out, self.k]),
+            rev_offsets: self.rev_offsets.clone(),
+            rev_edges: self.rev_edges.clone(),
         }
     }
 
@@ -161,17 +205,52 @@ impl GraphIndices {
         weights: Option<&Tensor<3>>,
         kernel: Tensor<3>,
     ) -> Tensor<3> {
+        let b = x.dims()[0];
+        let [k, c, f] = kernel.dims();
+        self.contract_rows_weighted(x, weights, kernel.reshape([k * c, f]))
+            .reshape([b, self.n_out, f])
+    }
+
+    /// The gathered rows times a matrix: `x` `[B, N_in, C]`, `kernel` `[k·C, F]`
+    /// → `[B·N_out, F]`, i.e. `gather_rows(x).matmul(kernel)` (the first
+    /// linear layer of SpatialMLP, the patch projection) without the gathered copy.
+    pub fn contract_rows(&self, x: Tensor<3>, kernel: Tensor<2>) -> Tensor<2> {
+        self.contract_rows_weighted(x, None, kernel)
+    }
+
+    fn contract_rows_weighted(
+        &self,
+        x: Tensor<3>,
+        weights: Option<&Tensor<3>>,
+        kernel: Tensor<2>,
+    ) -> Tensor<2> {
         let [b, _, c] = x.dims();
-        let [k, _, f] = kernel.dims();
+        let [_, f] = kernel.dims();
+        if self.fused() {
+            let w = weights.map(|w| w.clone().reshape([self.n_out, self.k]));
+            return kernels::gather_contract(x, &self.device_graph(), w, kernel)
+                .reshape([b * self.n_out, f]);
+        }
         let rows = match weights {
             None => self.gather_rows(x),
             Some(w) => {
                 let g = self.gather(x) * w.clone().unsqueeze_dim::<4>(0);
-                g.reshape([b * self.n_out, k * c])
+                g.reshape([b * self.n_out, self.k * c])
             }
         };
-        rows.matmul(kernel.reshape([k * c, f]))
-            .reshape([b, self.n_out, f])
+        rows.matmul(kernel)
+    }
+
+    /// The weighted sum over each output pixel's neighbours:
+    /// `Y[b,p,c] = Σ_j w[p,j] X[b, idx[p,j], c]`, `x` `[B, N_in, C]`,
+    /// `weights` `[N_out, k, 1]` → `[B, N_out, C]` (SpatialUpsampling, mean pooling).
+    pub fn weighted_sum(&self, x: Tensor<3>, weights: &Tensor<3>) -> Tensor<3> {
+        if self.fused() {
+            let w = weights.clone().reshape([self.n_out, self.k]);
+            return kernels::gather_sum(x, &self.device_graph(), w);
+        }
+        let g = self.gather(x) * weights.clone().unsqueeze_dim::<4>(0);
+        g.sum_dim(2).squeeze_dim::<3>(2)
     }
 
     /// Writes the `connection_indices` buffer (`[N_out, k]` int64).
@@ -188,6 +267,9 @@ impl GraphIndices {
     pub(crate) fn load(self, prefix: &str, loader: &mut StateLoader<'_>) -> Result<Self> {
         let key = format!("{prefix}connection_indices");
         let v = loader.ints(&key, &[self.n_out, self.k])?;
-        Self::from_indices(&v, self.n_in, self.n_out, self.k, &self.indices.device())
+        Ok(
+            Self::from_indices(&v, self.n_in, self.n_out, self.k, &self.indices.device())?
+                .with_path(self.path),
+        )
     }
 }

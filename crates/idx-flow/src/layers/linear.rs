@@ -18,6 +18,7 @@ use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor};
 
 use super::check_positive;
+use super::gather::GraphIndices;
 use super::init::{Initializer, torch_linear_default};
 use super::reduce::add_bias;
 use super::state_dict::{StateLoader, StateVisitor, TorchState, key};
@@ -102,6 +103,17 @@ impl Linear {
             );
         }
         let y = burn::tensor::module::linear(x, self.weight.val().transpose(), None);
+        match &self.bias {
+            Some(b) => add_bias(y, b.val()),
+            None => y,
+        }
+    }
+
+    /// The layer applied to each output pixel's gathered neighbourhood:
+    /// `x` `[B, N_in, C]` with `d_input = k·C` → `[B·N_out, d_output]`, i.e.
+    /// `forward(indices.gather_rows(x))`, contracted without the gathered copy.
+    pub(crate) fn forward_gathered(&self, indices: &GraphIndices, x: Tensor<3>) -> Tensor<2> {
+        let y = indices.contract_rows(x, self.weight.val().transpose());
         match &self.bias {
             Some(b) => add_bias(y, b.val()),
             None => y,

@@ -154,9 +154,27 @@ impl MlpStack {
 
     /// `[M, D_in]` → `[M, D_out]`.
     pub fn forward_rows(&self, layer: &str, x: Tensor<2>) -> Result<Tensor<2>> {
-        let mut out = x.clone();
+        let first = self.mlp_layers[0].forward(x.clone());
+        let residual = self.residual.then(|| match &self.residual_proj {
+            Some(p) => p.forward(x),
+            None => x,
+        });
+        self.forward_after_first(layer, first, residual)
+    }
+
+    /// The stack after the first linear layer's output `[M, hidden_units[0]]`,
+    /// adding `residual` `[M, D_out]` at the end when there is one.
+    fn forward_after_first(
+        &self,
+        layer: &str,
+        first: Tensor<2>,
+        residual: Option<Tensor<2>>,
+    ) -> Result<Tensor<2>> {
+        let mut out = first;
         for (i, lin) in self.mlp_layers.iter().enumerate() {
-            out = lin.forward(out);
+            if i > 0 {
+                out = lin.forward(out);
+            }
             if let Some(bn) = self.bn_layers.get(i) {
                 out = bn.forward_rows(layer, out)?;
             }
@@ -165,11 +183,7 @@ impl MlpStack {
                 out = d.forward(out);
             }
         }
-        if self.residual {
-            let r = match &self.residual_proj {
-                Some(p) => p.forward(x),
-                None => x,
-            };
+        if let Some(r) = residual {
             out = out + r;
         }
         Ok(out)
@@ -281,8 +295,20 @@ impl SpatialMlp {
             &[None, Some(self.indices.n_in()), Some(c)],
         )?;
         let b = x.dims()[0];
-        let rows = self.indices.gather_rows(x);
-        let out = self.mlp.forward_rows("SpatialMLP", rows)?;
+        let mlp = &self.mlp;
+        let out = if mlp.residual && mlp.residual_proj.is_none() {
+            // The identity residual adds the gathered rows themselves.
+            mlp.forward_rows("SpatialMLP", self.indices.gather_rows(x))?
+        } else {
+            // Both linear maps of the gathered rows run fused.
+            let first = mlp.mlp_layers[0].forward_gathered(&self.indices, x.clone());
+            let residual = mlp
+                .residual_proj
+                .as_ref()
+                .filter(|_| mlp.residual)
+                .map(|p| p.forward_gathered(&self.indices, x));
+            mlp.forward_after_first("SpatialMLP", first, residual)?
+        };
         Ok(out.reshape([b, self.indices.n_out(), self.mlp.output_dim()]))
     }
 

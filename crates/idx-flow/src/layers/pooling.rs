@@ -103,8 +103,19 @@ impl SpatialPooling {
             &x.dims(),
             &[None, Some(self.indices.n_in()), None],
         )?;
-        let g = self.indices.gather(x);
-        Ok(self.pool_type.reduce(g, 2).squeeze_dim::<3>(2))
+        let (n_out, k) = (self.indices.n_out(), self.indices.k());
+        // Mean and sum are weighted sums (fused, no gathered copy); max gathers.
+        let uniform = |w: f64| Tensor::<3>::full([n_out, k, 1], w, &x.device());
+        Ok(match self.pool_type {
+            PoolType::Mean => self
+                .indices
+                .weighted_sum(x.clone(), &uniform(1.0 / k as f64)),
+            PoolType::Sum => self.indices.weighted_sum(x.clone(), &uniform(1.0)),
+            PoolType::Max => self
+                .pool_type
+                .reduce(self.indices.gather(x), 2)
+                .squeeze_dim::<3>(2),
+        })
     }
 
     /// `[B, N_in, C]` → `[B, N_out, C]`.

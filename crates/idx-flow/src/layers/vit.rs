@@ -107,12 +107,8 @@ impl SpatialPatchEmbedding {
             &[None, Some(self.indices.n_in()), Some(c)],
         )?;
         let b = x.dims()[0];
-        let rows = self.indices.gather_rows(x);
-        Ok(self.projection.forward(rows).reshape([
-            b,
-            self.indices.n_out(),
-            self.projection.d_output(),
-        ]))
+        let rows = self.projection.forward_gathered(&self.indices, x);
+        Ok(rows.reshape([b, self.indices.n_out(), self.projection.d_output()]))
     }
 
     /// `[B, N_in, C_in]` → `[B, N_out, E]`; a wrong input shape is an [`Error::Shape`].

@@ -9,6 +9,7 @@ mod fixtures;
 mod geometry;
 mod graph_files;
 mod graphs;
+mod kernels;
 mod layers;
 mod models;
 mod plot;

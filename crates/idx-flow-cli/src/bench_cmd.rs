@@ -1,0 +1,300 @@
+//! `idx-flow bench conv`: the SpatialConv forward and training step on the
+//! fused kernels and on the plain tensor-op reference, side by side, and
+//! idx_flow's (PyTorch) figures beside them when a Python with it is given.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Instant;
+
+use burn::module::Module;
+use burn::optim::{GradientsParams, SgdConfig};
+use burn::tensor::{DType, Device, FloatDType, Tensor};
+use clap::{Args, Subcommand, ValueEnum};
+use idx_flow::geometry::HealpixGrid;
+use idx_flow::graphs::ConnectionGraph;
+use idx_flow::io::write_bytes_atomically;
+use idx_flow::kernels::KernelPath;
+use idx_flow::layers::{SpatialConv, SpatialConvConfig};
+use idx_flow::train::device::by_name;
+
+use crate::alloc_stats;
+
+/// idx_flow's side of the comparison (bench/idx_flow_conv.py), built in.
+const PYTHON_SCRIPT: &str = include_str!("../../../bench/idx_flow_conv.py");
+
+#[derive(Args)]
+pub struct BenchArgs {
+    #[command(subcommand)]
+    what: BenchKind,
+}
+
+#[derive(Subcommand)]
+enum BenchKind {
+    /// SpatialConv on a k-nearest graph between two RING grids: forward and training step.
+    Conv(ConvArgs),
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PathChoice {
+    Fused,
+    Reference,
+    Both,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DtypeChoice {
+    F32,
+    Bf16,
+    F16,
+}
+
+#[derive(Args)]
+pub struct ConvArgs {
+    /// Nside of the input grid.
+    #[arg(long, default_value_t = 64)]
+    nside_in: u32,
+    /// Nside of the output grid.
+    #[arg(long, default_value_t = 32)]
+    nside_out: u32,
+    /// Neighbours per output pixel.
+    #[arg(short = 'k', long, default_value_t = 4)]
+    k: usize,
+    /// Batch size B.
+    #[arg(long, default_value_t = 8)]
+    batch: usize,
+    /// Input channels C.
+    #[arg(long, default_value_t = 32)]
+    channels: usize,
+    /// Output channels F.
+    #[arg(long, default_value_t = 64)]
+    filters: usize,
+    /// cpu (flex), wgpu or cuda (the last two need the crate features).
+    #[arg(long, default_value = "cpu")]
+    device: String,
+    /// Float type of the input and the parameters (bf16 and f16 on a GPU).
+    #[arg(long, value_enum, default_value_t = DtypeChoice::F32)]
+    dtype: DtypeChoice,
+    /// Which implementation(s) to time.
+    #[arg(long, value_enum, default_value_t = PathChoice::Both)]
+    path: PathChoice,
+    /// Timed runs (the median is printed).
+    #[arg(long, default_value_t = 10)]
+    runs: usize,
+    /// Untimed runs first.
+    #[arg(long, default_value_t = 3)]
+    warmup: usize,
+    /// Also differentiate with respect to the input (a layer that is not the first).
+    #[arg(long)]
+    input_grad: bool,
+    /// A Python with idx-flow 0.2.1 and torch: its figures are printed on a third line.
+    /// Default: the environment variable IDX_FLOW_PYTHON, if set.
+    #[arg(long)]
+    python: Option<PathBuf>,
+}
+
+pub fn run(args: BenchArgs) -> Result<(), String> {
+    match args.what {
+        BenchKind::Conv(a) => conv(a),
+    }
+}
+
+fn median_ms(
+    mut f: impl FnMut() -> Result<(), String>,
+    runs: usize,
+    warmup: usize,
+) -> Result<f64, String> {
+    for _ in 0..warmup {
+        f()?;
+    }
+    let mut times = Vec::with_capacity(runs);
+    for _ in 0..runs.max(1) {
+        let t = Instant::now();
+        f()?;
+        times.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    times.sort_by(f64::total_cmp);
+    Ok(times[times.len() / 2])
+}
+
+fn conv(a: ConvArgs) -> Result<(), String> {
+    let (device, device_name) = by_name(&a.device).map_err(|e| e.to_string())?;
+    let is_cpu = device_name.contains("CPU");
+    let dtype = match a.dtype {
+        DtypeChoice::F32 => FloatDType::F32,
+        DtypeChoice::Bf16 => FloatDType::BF16,
+        DtypeChoice::F16 => FloatDType::F16,
+    };
+    if dtype != FloatDType::F32 && (is_cpu || !device.supports_dtype(dtype)) {
+        return Err(format!(
+            "--dtype {:?} is not supported on {device_name}; expected f32 there (bf16/f16 need a GPU that computes in them)",
+            DType::from(dtype)
+        ));
+    }
+    let t = Instant::now();
+    let grid = |n| HealpixGrid::ring(n).map_err(|e| e.to_string());
+    let graph = ConnectionGraph::knn(grid(a.nside_in)?, grid(a.nside_out)?, a.k)
+        .map_err(|e| e.to_string())?;
+    eprintln!(
+        "case: nside {}→{} k={} B={} C={} F={} on {device_name}, {:?}; graph built in {:.2} s; {} runs after {} warm-up",
+        a.nside_in,
+        a.nside_out,
+        a.k,
+        a.batch,
+        a.channels,
+        a.filters,
+        DType::from(dtype),
+        t.elapsed().as_secs_f64(),
+        a.runs,
+        a.warmup
+    );
+    let paths: &[KernelPath] = match a.path {
+        PathChoice::Fused => &[KernelPath::Fused],
+        PathChoice::Reference => &[KernelPath::Reference],
+        PathChoice::Both => &[KernelPath::Fused, KernelPath::Reference],
+    };
+    for &path in paths {
+        let (fwd, step, peak) = time_path(&a, &graph, &device, is_cpu, dtype, path)?;
+        let name = match path {
+            KernelPath::Fused => "fused",
+            KernelPath::Reference => "reference",
+        };
+        println!("path={name} fwd_ms={fwd:.2} step_ms={step:.2} peak_mib={peak:.0}");
+    }
+    let python = a
+        .python
+        .clone()
+        .or_else(|| std::env::var_os("IDX_FLOW_PYTHON").map(PathBuf::from));
+    if let Some(python) = python {
+        python_side(&a, &graph, &python)?;
+    }
+    Ok(())
+}
+
+/// Forward and step medians (ms) and peak memory (MiB) of one path.
+fn time_path(
+    a: &ConvArgs,
+    graph: &ConnectionGraph,
+    device: &Device,
+    is_cpu: bool,
+    dtype: FloatDType,
+    path: KernelPath,
+) -> Result<(f64, f64, f64), String> {
+    let sync = |d: &Device| d.sync().map_err(|e| format!("device sync: {e:?}"));
+    if !is_cpu {
+        device.memory_cleanup();
+    }
+    alloc_stats::reset_peak();
+    let ad = device.clone().autodiff();
+    let mut conv: SpatialConv = SpatialConvConfig::new(a.channels, a.filters)
+        .init(graph, &ad)
+        .map_err(|e| e.to_string())?;
+    conv.indices = conv.indices.with_path(path);
+    conv.kernel = conv.kernel.map(|t| t.cast(dtype));
+    conv.bias_param = conv.bias_param.map(|b| b.map(|t| t.cast(dtype)));
+    let x = Tensor::<3>::random(
+        [a.batch, graph.n_in(), a.channels],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        &ad,
+    )
+    .cast(dtype);
+    let x = if a.input_grad { x.require_grad() } else { x };
+
+    let valid = conv.valid();
+    let x_valid = x.clone().inner();
+    let fwd = median_ms(
+        || {
+            let y = valid.forward(x_valid.clone());
+            sync(&y.device())
+        },
+        a.runs,
+        a.warmup,
+    )?;
+    drop(valid);
+
+    let mut optim = SgdConfig::new().init();
+    let mut model = Some(conv);
+    let step = median_ms(
+        || {
+            let conv = model.take().expect("model");
+            let y = conv.forward(x.clone()).cast(FloatDType::F32);
+            let loss = (y.clone() * y).mean();
+            let grads = GradientsParams::from_grads(loss.backward(), &conv);
+            let conv = optim.step(1e-3, conv, grads);
+            let r = sync(&conv.kernel.val().device());
+            model = Some(conv);
+            r
+        },
+        a.runs,
+        a.warmup,
+    )?;
+    let peak = if is_cpu {
+        alloc_stats::peak_bytes() as f64
+    } else {
+        device
+            .memory_pool_usage()
+            .map(|u| u.bytes_reserved as f64)
+            .unwrap_or(f64::NAN)
+    };
+    // Keep the parameters alive until the peak is read.
+    drop(model);
+    Ok((fwd, step, peak / (1024.0 * 1024.0)))
+}
+
+/// Writes the graph for bench/idx_flow_conv.py and runs it with `python`.
+fn python_side(a: &ConvArgs, graph: &ConnectionGraph, python: &PathBuf) -> Result<(), String> {
+    let dir = std::env::temp_dir().join(format!("idx-flow-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let script = dir.join("idx_flow_conv.py");
+    write_bytes_atomically(&script, PYTHON_SCRIPT.as_bytes()).map_err(|e| e.to_string())?;
+    let npz = dir.join("graph.npz");
+    write_graph_npz(graph, &npz)?;
+    let dtype = match a.dtype {
+        DtypeChoice::F32 => "f32",
+        DtypeChoice::Bf16 => "bf16",
+        DtypeChoice::F16 => "f16",
+    };
+    let mut cmd = Command::new(python);
+    cmd.arg(&script)
+        .arg(&npz)
+        .args(["--batch", &a.batch.to_string()])
+        .args(["--channels", &a.channels.to_string()])
+        .args(["--filters", &a.filters.to_string()])
+        .args(["--device", &a.device])
+        .args(["--dtype", dtype])
+        .args(["--runs", &a.runs.to_string()])
+        .args(["--warmup", &a.warmup.to_string()]);
+    if a.input_grad {
+        cmd.arg("--input-grad");
+    }
+    let status = cmd
+        .status()
+        .map_err(|e| format!("running {}: {e}", python.display()));
+    let _ = std::fs::remove_dir_all(&dir);
+    match status?.code() {
+        Some(0) => Ok(()),
+        Some(3) => {
+            eprintln!(
+                "idx_flow is not installed in {}: no third line",
+                python.display()
+            );
+            Ok(())
+        }
+        other => Err(format!("{} exited with {other:?}", python.display())),
+    }
+}
+
+/// `indices` (int64 `[N_out, k]`) and `n_in` in an .npz the script reads.
+fn write_graph_npz(graph: &ConnectionGraph, path: &PathBuf) -> Result<(), String> {
+    use ndarray::{Array0, Array2};
+    use ndarray_npy::NpzWriter;
+    let indices = Array2::from_shape_vec((graph.n_out(), graph.k()), graph.indices().to_vec())
+        .map_err(|e| e.to_string())?;
+    let file = std::fs::File::create(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mut npz = NpzWriter::new(file);
+    npz.add_array("indices", &indices)
+        .and_then(|_| npz.add_array("n_in", &Array0::from_elem((), graph.n_in() as i64)))
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    npz.finish()
+        .map_err(|e| format!("{}: {e}", path.display()))?;
+    Ok(())
+}
