@@ -11,6 +11,8 @@
 //!   norms, dropouts, attention, ViT, pooling), loadable from PyTorch state dicts.
 //! - [`data`]: Earth imagery and HEALPix maps (`.npy`, FITS) under random rotations.
 //! - [`models`]: the HEALPix convolutional autoencoder.
+//! - [`pde`]: physics convolutions on regular 1-3-D grids (pdequinox's layers:
+//!   boundary-aware convolutions, transposed convolutions, FNO spectral convolutions).
 //! - [`train`]: training with AdamW, checkpoints and exact resume, metrics.
 //! - [`plot`]: Mollweide pictures with colour bars, loss curves.
 //!
@@ -34,6 +36,7 @@ pub mod io;
 pub mod kernels;
 pub mod layers;
 pub mod models;
+pub mod pde;
 pub mod plot;
 pub mod train;
 

@@ -196,7 +196,11 @@ pub fn with_seed<T>(seed: u64, f: impl FnOnce() -> T) -> T {
 
 /// A tensor drawn from `dist`: from the generator of [`with_seed`] when one is
 /// installed, else from the backend.
-fn draw<const D: usize>(shape: [usize; D], dist: Distribution, device: &Device) -> Tensor<D> {
+pub(crate) fn draw<const D: usize>(
+    shape: [usize; D],
+    dist: Distribution,
+    device: &Device,
+) -> Tensor<D> {
     let sampled = SEEDED.with(|g| {
         let mut g = g.borrow_mut();
         let rng = g.as_mut()?;

@@ -12,5 +12,6 @@ mod graphs;
 mod kernels;
 mod layers;
 mod models;
+mod pde;
 mod plot;
 mod training;
