@@ -14,6 +14,7 @@
 //! | [`PhysicsConv`], [`PointwiseLinearConv`] | [`conv`] | "same" convolution by boundary mode, stride, dilation, groups; 1×1 channel mixing |
 //! | [`PhysicsConvTranspose`] | [`conv_transpose`] | pdequinox's transposed convolution (pad the coarse input by the boundary rule, then a dilated convolution) |
 //! | [`SpectralConv`] | [`spectral`] | the Fourier layer of an FNO: keep the lowest modes, mix channels per mode, back to the grid |
+//! | [`ClassicDoubleConvBlock`], [`ClassicResBlock`], [`ModernResBlock`], [`DilatedResBlock`], [`ClassicSpectralBlock`], [`GroupNorm`] | [`blocks`] | the blocks pdequinox's architectures stack |
 //!
 //! # Conventions
 //!
@@ -58,12 +59,18 @@
 //! # Ok::<(), idx_flow::Error>(())
 //! ```
 
+pub mod blocks;
 pub mod boundary;
 pub mod conv;
 pub mod conv_transpose;
 mod param;
 pub mod spectral;
 
+pub use blocks::{
+    ClassicDoubleConvBlock, ClassicDoubleConvBlockConfig, ClassicResBlock, ClassicResBlockConfig,
+    ClassicSpectralBlock, ClassicSpectralBlockConfig, DilatedResBlock, DilatedResBlockConfig,
+    GroupNorm, GroupNormConfig, ModernResBlock, ModernResBlockConfig, PdeActivation,
+};
 pub use boundary::{BoundaryMode, pad};
 pub use conv::{PhysicsConv, PhysicsConvConfig, PointwiseLinearConv, PointwiseLinearConvConfig};
 pub use conv_transpose::{PhysicsConvTranspose, PhysicsConvTransposeConfig};

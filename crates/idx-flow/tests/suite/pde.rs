@@ -98,20 +98,20 @@ enum Layer {
     Transpose(PhysicsConvTranspose),
     Spectral(SpectralConv),
     Pointwise(PointwiseLinearConv),
+    ClassicRes(ClassicResBlock),
+    ModernRes(ModernResBlock),
+    SpectralBlock(ClassicSpectralBlock),
 }
 
-/// Classes of the fixture that are not ported yet (blocks come with the architectures).
-const NOT_YET: [&str; 3] = ["ClassicResBlock", "ModernResBlock", "ClassicSpectralBlock"];
-
 impl Layer {
-    fn build(case: &Case, device: &Device) -> Option<Layer> {
+    fn build(case: &Case, device: &Device) -> Layer {
         let a = &case.args;
         let (d, ci, co) = (
             int(a, "num_spatial_dims"),
             int(a, "in_channels"),
             int(a, "out_channels"),
         );
-        Some(match case.class.as_str() {
+        match case.class.as_str() {
             "PhysicsConv" => Layer::Conv(
                 PhysicsConvConfig::new(d, ci, co, ints(a, "kernel_size", 0), mode(a))
                     .with_stride(ints(a, "stride", 1))
@@ -142,9 +142,30 @@ impl Layer {
                     .init(device)
                     .unwrap(),
             ),
-            c if NOT_YET.contains(&c) => return None,
+            "ClassicResBlock" => Layer::ClassicRes(
+                ClassicResBlockConfig::new(d, ci, co, mode(a))
+                    .with_kernel_size(int(a, "kernel_size"))
+                    .with_use_norm(flag(a, "use_norm", false))
+                    .with_num_groups(a["num_groups"].as_u64().unwrap_or(1) as usize)
+                    .init(device)
+                    .unwrap(),
+            ),
+            "ModernResBlock" => Layer::ModernRes(
+                ModernResBlockConfig::new(d, ci, co, mode(a))
+                    .with_kernel_size(int(a, "kernel_size"))
+                    .with_use_norm(flag(a, "use_norm", true))
+                    .with_num_groups(a["num_groups"].as_u64().unwrap_or(1) as usize)
+                    .init(device)
+                    .unwrap(),
+            ),
+            "ClassicSpectralBlock" => Layer::SpectralBlock(
+                ClassicSpectralBlockConfig::new(d, ci, co)
+                    .with_num_modes(ints(a, "num_modes", 8))
+                    .init(device)
+                    .unwrap(),
+            ),
             c => panic!("{}: class {c} has no Rust counterpart", case.name),
-        })
+        }
     }
 
     fn load(self, sd: &StateDict, name: &str) -> Layer {
@@ -157,6 +178,9 @@ impl Layer {
             Layer::Transpose(m) => Layer::Transpose(loaded(m, sd, name)),
             Layer::Spectral(m) => Layer::Spectral(loaded(m, sd, name)),
             Layer::Pointwise(m) => Layer::Pointwise(loaded(m, sd, name)),
+            Layer::ClassicRes(m) => Layer::ClassicRes(loaded(m, sd, name)),
+            Layer::ModernRes(m) => Layer::ModernRes(loaded(m, sd, name)),
+            Layer::SpectralBlock(m) => Layer::SpectralBlock(loaded(m, sd, name)),
         }
     }
 
@@ -166,6 +190,9 @@ impl Layer {
             Layer::Transpose(m) => m.forward(x),
             Layer::Spectral(m) => m.forward(x),
             Layer::Pointwise(m) => m.forward(x),
+            Layer::ClassicRes(m) => m.forward(x),
+            Layer::ModernRes(m) => m.forward(x),
+            Layer::SpectralBlock(m) => m.forward(x),
         }
     }
 
@@ -175,6 +202,9 @@ impl Layer {
             Layer::Transpose(m) => m.visit_state("", v),
             Layer::Spectral(m) => m.visit_state("", v),
             Layer::Pointwise(m) => m.visit_state("", v),
+            Layer::ClassicRes(m) => m.visit_state("", v),
+            Layer::ModernRes(m) => m.visit_state("", v),
+            Layer::SpectralBlock(m) => m.visit_state("", v),
         }
     }
 }
@@ -254,12 +284,9 @@ fn check_case<const R: usize>(file: &SafetensorsFile, name: &str, layer: &Layer,
 fn pdequinox_layers_match_the_fixture() {
     let file = file();
     let device = Device::default().autodiff();
-    let (mut ran, mut skipped) = (Vec::new(), Vec::new());
+    let mut ran = Vec::new();
     for case in cases(&file) {
-        let Some(layer) = Layer::build(&case, &device) else {
-            skipped.push(case.name.clone());
-            continue;
-        };
+        let layer = Layer::build(&case, &device);
         let sd = StateDict::from_safetensors(&file, &format!("{}.param.", case.name)).unwrap();
         let layer = layer.load(&sd, &case.name);
         let rank = file.shape(&format!("{}.input", case.name)).unwrap().len() + 1;
@@ -272,10 +299,7 @@ fn pdequinox_layers_match_the_fixture() {
         ran.push(case.name);
     }
     assert!(!ran.is_empty(), "no layer case ran");
-    eprintln!(
-        "pdequinox parity: {} cases ran; not ported yet: {skipped:?}",
-        ran.len()
-    );
+    eprintln!("pdequinox parity: {} cases", ran.len());
 }
 
 #[test]
@@ -356,6 +380,40 @@ fn parameter_counts_follow_pdequinox() {
             assert_eq!(pw.num_params(), ci * co + co);
         }
     }
+}
+
+#[test]
+fn blocks_without_fixture_cases_count_and_reach_as_pdequinox() {
+    let device = Device::default();
+    let p = BoundaryMode::Periodic;
+    let (ci, co) = (2, 6);
+    let double = ClassicDoubleConvBlockConfig::new(2, ci, co, p)
+        .with_num_groups(3)
+        .init(&device)
+        .unwrap();
+    // Two convolutions with biases, two group norms on C_out.
+    let want = ci * co * 9 + co + co * co * 9 + co + 2 * 2 * co;
+    assert_eq!(double.num_params(), want);
+    assert_eq!(double.receptive_field(), [(2.0, 2.0), (2.0, 2.0)]);
+    let dilated = DilatedResBlockConfig::new(1, ci, co, BoundaryMode::Neumann)
+        .init(&device)
+        .unwrap();
+    // Seven convolutions, norms on C_in then C_out, a 1x1 bypass with bias
+    // and its norm on C_in.
+    let want =
+        (ci * co * 3 + co) + 6 * (co * co * 3 + co) + 2 * ci + 6 * 2 * co + (ci * co + co) + 2 * ci;
+    assert_eq!(dilated.num_params(), want);
+    assert_eq!(dilated.receptive_field(), [(22.0, 22.0)]);
+    let x = Tensor::<3>::random([2, ci, 40], Distribution::Normal(0.0, 1.0), &device);
+    assert_eq!(dilated.forward(x).dims(), [2, co, 40]);
+    let x = Tensor::<4>::random([2, ci, 8, 6], Distribution::Normal(0.0, 1.0), &device);
+    assert_eq!(double.forward(x).dims(), [2, co, 8, 6]);
+    let err = ClassicDoubleConvBlockConfig::new(2, ci, co, p)
+        .with_num_groups(4)
+        .init(&device)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("num_groups") && err.contains('6'), "{err}");
 }
 
 /// `(k, d) -> receptive field` of pdequinox's convolutions.
