@@ -18,7 +18,10 @@
 //! # Ok::<(), idx_flow::Error>(())
 //! ```
 
+mod centers;
 mod faces;
+
+pub(crate) use centers::RingCenters;
 
 use std::f64::consts::{FRAC_PI_2, PI, TAU};
 use std::fmt;
@@ -190,6 +193,7 @@ pub fn ang2vec(theta: f64, phi: f64) -> [f64; 3] {
     [st * cp, st * sp, ct]
 }
 
+#[cfg(test)]
 pub(crate) fn lonlat_to_vec(lon: f64, lat: f64) -> [f64; 3] {
     let (sl, cl) = lat.sin_cos();
     let (so, co) = lon.sin_cos();
@@ -282,8 +286,8 @@ impl HealpixGrid {
     /// Centre of pixel `pix` as a unit vector.
     pub fn pix2vec(&self, pix: u64) -> Result<[f64; 3]> {
         self.check_pixel(pix)?;
-        let (lon, lat) = self.center_lonlat(pix);
-        Ok(lonlat_to_vec(lon, lat))
+        let ring = self.to_ring(pix)?;
+        Ok(RingCenters::without_table(self.nside).vec(ring))
     }
 
     /// The pixel containing the direction of colatitude `theta` (in `[0, π]`) and longitude `phi` (any finite value).
@@ -360,14 +364,20 @@ impl HealpixGrid {
         }
     }
 
-    /// Unit vectors of all pixel centres, in this grid's order (computed in parallel).
+    /// Unit vectors of all pixel centres, in this grid's order (computed in
+    /// parallel, by the closed forms of [`RingCenters`]).
     pub fn centers(&self) -> Vec<[f64; 3]> {
+        let rc = RingCenters::new(self.nside);
         let mut out = vec![[0.0; 3]; self.npix() as usize];
         out.par_chunks_mut(4096).enumerate().for_each(|(c, chunk)| {
             let base = (c * 4096) as u64;
             for (i, v) in chunk.iter_mut().enumerate() {
-                let (lon, lat) = self.center_lonlat(base + i as u64);
-                *v = lonlat_to_vec(lon, lat);
+                let p = base + i as u64;
+                let ring = match self.ordering {
+                    Ordering::Ring => p,
+                    Ordering::Nested => self.layer().to_ring(p),
+                };
+                *v = rc.vec(ring);
             }
         });
         out

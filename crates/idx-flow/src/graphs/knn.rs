@@ -24,7 +24,7 @@ use rayon::prelude::*;
 
 use super::ConnectionGraph;
 use crate::error::{Error, Result};
-use crate::geometry::{HealpixGrid, Ordering, lonlat_to_vec};
+use crate::geometry::{HealpixGrid, Ordering, RingCenters};
 
 /// Relative tolerance under which two distances count as tied.
 const TIE_RELATIVE: f64 = 1e-12;
@@ -98,16 +98,17 @@ impl Buckets {
         let nside = 1u32 << depth;
         let n_buckets = layer.n_hash() as usize;
         let n_in = input.npix() as usize;
+        let centers = RingCenters::new(input.nside());
         let (entries, layout) = if nside == input.nside() {
             let entries = (0..n_buckets as u64)
                 .into_par_iter()
                 .map(|nested| {
-                    let (lon, lat) = layer.center(nested);
+                    let ring = layer.to_ring(nested);
                     let id = match input.ordering() {
                         Ordering::Nested => nested,
-                        Ordering::Ring => layer.to_ring(nested),
+                        Ordering::Ring => ring,
                     };
-                    (lonlat_to_vec(lon, lat), id)
+                    (centers.vec(ring), id)
                 })
                 .collect();
             (entries, None)
@@ -115,8 +116,9 @@ impl Buckets {
             let placed: Vec<([f64; 3], u64)> = (0..n_in as u64)
                 .into_par_iter()
                 .map(|p| {
+                    // Not a power of two: a RING grid.
                     let (lon, lat) = input.center_lonlat(p);
-                    (lonlat_to_vec(lon, lat), layer.hash(lon, lat))
+                    (centers.vec(p), layer.hash(lon, lat))
                 })
                 .collect();
             let mut start = vec![0usize; n_buckets + 1];
@@ -451,6 +453,7 @@ pub(super) fn knn(
     }
     let n_out = output.npix() as usize;
     let buckets = Buckets::new(&input);
+    let out_centers = RingCenters::new(output.nside());
     let mut indices = vec![0i64; n_out * k];
     let mut distances = vec![0f64; n_out * k];
     let done = AtomicU64::new(0);
@@ -463,8 +466,13 @@ pub(super) fn knn(
             |search, (task, (idx, dist))| {
                 let first = task * ROWS_PER_TASK;
                 for r in 0..idx.len() / k {
-                    let (lon, lat) = output.center_lonlat((first + r) as u64);
-                    let q = lonlat_to_vec(lon, lat);
+                    let p = (first + r) as u64;
+                    let (lon, lat) = output.center_lonlat(p);
+                    let ring = match output.ordering() {
+                        Ordering::Ring => p,
+                        Ordering::Nested => output.to_ring(p).unwrap_or(p),
+                    };
+                    let q = out_centers.vec(ring);
                     search.query(
                         &buckets,
                         lon,
