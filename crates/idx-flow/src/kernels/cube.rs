@@ -156,11 +156,10 @@ fn contract_kernel<F: Float, I: Numeric>(
     #[comptime] tn: usize,
     #[define(F, I)] _dtypes: [ElemType; 2],
 ) {
-    let tile = CUBE_POS;
-    // Whole cubes beyond the tiles leave together: no barrier is split.
-    if tile >= num_tiles {
-        terminate!();
-    }
+    // Cubes past the last tile (the grid may be rounded up) redo the last
+    // tile without writing it, so that no thread returns ahead of a barrier.
+    let active = CUBE_POS < num_tiles;
+    let tile = min(CUBE_POS, num_tiles - 1);
     let threads = comptime!((bm / tm) * (bn / tn));
     let tid = UNIT_POS as usize;
     let tx = tid % (bn / tn);
@@ -239,7 +238,7 @@ fn contract_kernel<F: Float, I: Numeric>(
         #[unroll]
         for jn in 0..tn {
             let col = n0 + tx + jn * (bn / tn);
-            if row < rows && col < features {
+            if active && row < rows && col < features {
                 out[row * features + col] = F::cast_from(acc[i * tn + jn]);
             }
         }
@@ -275,10 +274,9 @@ fn contract_grad_kernel_partials<F: Float, I: Numeric>(
     #[comptime] tn: usize,
     #[define(F, I)] _dtypes: [ElemType; 2],
 ) {
-    let cube = CUBE_POS;
-    if cube >= num_cubes {
-        terminate!();
-    }
+    // As in the forward: no early return ahead of the barriers.
+    let active = CUBE_POS < num_cubes;
+    let cube = min(CUBE_POS, num_cubes - 1);
     let threads = comptime!((bm / tm) * (bn / tn));
     let tid = UNIT_POS as usize;
     let tx = tid % (bn / tn);
@@ -356,7 +354,7 @@ fn contract_grad_kernel_partials<F: Float, I: Numeric>(
         #[unroll]
         for jn in 0..tn {
             let n = n0 + tx + jn * (bn / tn);
-            if row < depth && n < features {
+            if active && row < depth && n < features {
                 partials[base + row * features + n] = acc[i * tn + jn];
             }
         }
