@@ -137,7 +137,12 @@ fn fused(
         .cast(dtype)
         .require_grad();
     let probe = tensor(&inp.probe_contract, [batch, case.n_out, f], &device).cast(dtype);
-    let y = gather_contract(x.clone(), &graph, weighted.then(|| w.clone()), kernel.clone());
+    let y = gather_contract(
+        x.clone(),
+        &graph,
+        weighted.then(|| w.clone()),
+        kernel.clone(),
+    );
     let grads = (y.clone() * probe).sum().backward();
     let contract_dx = floats(x.grad(&grads).expect("contract input gradient"));
     let contract_dk = floats(kernel.grad(&grads).expect("contract kernel gradient"));
@@ -162,7 +167,8 @@ fn reference(case: &Case, inp: &Inputs, dims: (usize, usize, usize), weighted: b
     let (n_in, n_out, k) = (case.n_in, case.n_out, case.k);
     // Explicitly flex: with the wgpu feature on, `Device::default()` is the GPU.
     let device = Device::flex().autodiff();
-    let idx = Tensor::<1, Int>::from_data(TensorData::new(case.indices.clone(), [n_out * k]), &device);
+    let idx =
+        Tensor::<1, Int>::from_data(TensorData::new(case.indices.clone(), [n_out * k]), &device);
     let w = tensor(&case.weights, [1, n_out, k, 1], &device);
     let gather = |x: Tensor<3>| x.select(1, idx.clone()).reshape([batch, n_out, k, c]);
 
@@ -182,7 +188,9 @@ fn reference(case: &Case, inp: &Inputs, dims: (usize, usize, usize), weighted: b
     let contract_dk = floats(kernel.grad(&grads).expect("contract kernel gradient"));
 
     let x2 = x.detach().require_grad();
-    let s: Tensor<3> = (gather(x2.clone()) * w).sum_dim(2).reshape([batch, n_out, c]);
+    let s: Tensor<3> = (gather(x2.clone()) * w)
+        .sum_dim(2)
+        .reshape([batch, n_out, c]);
     let probe = tensor(&inp.probe_sum, [batch, n_out, c], &device);
     let grads = (s.clone() * probe).sum().backward();
     Results {
@@ -195,9 +203,24 @@ fn reference(case: &Case, inp: &Inputs, dims: (usize, usize, usize), weighted: b
 }
 
 fn compare(what: &str, got: &Results, want: &Results, rel: f32) {
-    assert_close(&format!("{what}: contract"), &got.contract, &want.contract, rel);
-    assert_close(&format!("{what}: contract dX"), &got.contract_dx, &want.contract_dx, rel);
-    assert_close(&format!("{what}: contract dK"), &got.contract_dk, &want.contract_dk, rel);
+    assert_close(
+        &format!("{what}: contract"),
+        &got.contract,
+        &want.contract,
+        rel,
+    );
+    assert_close(
+        &format!("{what}: contract dX"),
+        &got.contract_dx,
+        &want.contract_dx,
+        rel,
+    );
+    assert_close(
+        &format!("{what}: contract dK"),
+        &got.contract_dk,
+        &want.contract_dk,
+        rel,
+    );
     assert_close(&format!("{what}: sum"), &got.sum, &want.sum, rel);
     assert_close(&format!("{what}: sum dX"), &got.sum_dx, &want.sum_dx, rel);
 }
@@ -223,8 +246,17 @@ fn gpu_kernels_equal_the_reference_on_random_graphs() {
         let case = Case::random(&mut rng, n_in, n_out, k);
         let inp = Inputs::random(&mut rng, &case, batch, c, f);
         for weighted in [false, true] {
-            let what = format!("n_in={n_in} n_out={n_out} k={k} C={c} F={f} B={batch} weighted={weighted}");
-            let got = fused(&case, &inp, (batch, c, f), weighted, FloatDType::F32, &device);
+            let what = format!(
+                "n_in={n_in} n_out={n_out} k={k} C={c} F={f} B={batch} weighted={weighted}"
+            );
+            let got = fused(
+                &case,
+                &inp,
+                (batch, c, f),
+                weighted,
+                FloatDType::F32,
+                &device,
+            );
             let want = reference(&case, &inp, (batch, c, f), weighted);
             compare(&what, &got, &want, 2e-5);
             for b in 0..batch {
@@ -278,4 +310,3 @@ fn gpu_device_runs_a_plain_operation() {
     let x = tensor(&[1.0, 2.0, 3.0], [3], &device);
     assert_eq!(floats(x + 1.0), vec![2.0, 3.0, 4.0]);
 }
-
