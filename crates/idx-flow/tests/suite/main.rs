@@ -9,6 +9,8 @@ mod fixtures;
 mod geometry;
 mod graph_files;
 mod graphs;
+#[cfg(feature = "wgpu")]
+mod gpu_kernels;
 mod kernels;
 mod layers;
 mod models;
