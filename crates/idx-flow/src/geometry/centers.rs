@@ -66,7 +66,7 @@ impl RingCenters {
     pub(crate) fn vec(&self, p: u64) -> [f64; 3] {
         let ns = self.nside;
         if p < self.ncap {
-            let i = (1 + isqrt(1 + 2 * p)) / 2;
+            let i = isqrt(1 + 2 * p).div_ceil(2);
             let j = p + 1 - 2 * i * (i - 1);
             self.cap(i, j, 1.0)
         } else if p < self.npix - self.ncap {
@@ -88,7 +88,7 @@ impl RingCenters {
             [sin_theta * c, sin_theta * s, z]
         } else {
             let ip = self.npix - p;
-            let i = (1 + isqrt(2 * ip - 1)) / 2;
+            let i = isqrt(2 * ip - 1).div_ceil(2);
             let j = 4 * i + 1 - (ip - 2 * i * (i - 1));
             self.cap(i, j, -1.0)
         }

@@ -16,7 +16,8 @@ use crate::error::{Error, Result};
 /// ```
 pub fn by_name(name: &str) -> Result<(Device, String)> {
     match name.to_ascii_lowercase().as_str() {
-        "cpu" | "flex" => Ok((Device::default(), "flex (CPU)".into())),
+        // Not Device::default(): with a GPU feature compiled in, that is the GPU.
+        "cpu" | "flex" => Ok((Device::flex(), "flex (CPU)".into())),
         "wgpu" => wgpu(),
         "cuda" => cuda(),
         other => Err(Error::arg(

@@ -7,10 +7,10 @@
 mod data;
 mod fixtures;
 mod geometry;
-mod graph_files;
-mod graphs;
 #[cfg(feature = "wgpu")]
 mod gpu_kernels;
+mod graph_files;
+mod graphs;
 mod kernels;
 mod layers;
 mod models;
