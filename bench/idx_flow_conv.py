@@ -4,7 +4,8 @@ python bench/idx_flow_conv.py GRAPH.npz --batch 8 --channels 32 --filters 64 \
     [--device cpu|cuda] [--dtype f32|bf16] [--runs 10] [--warmup 3] [--input-grad]
 
 GRAPH.npz holds `indices` [N_out, k] and `n_in` (written by `idx-flow bench conv`,
-so both sides use the same graph). Prints one line:
+so both sides use the same graph), or is a graph file of `idx-flow indices`
+(`nside_in` gives N_in = 12·nside_in²). Prints one line:
 `path=idx_flow fwd_ms=.. step_ms=.. peak_mib=..` (medians; the step is forward,
 mean-square loss, backward and an SGD update, as on the Rust side; peak memory is
 torch.cuda.max_memory_allocated on the GPU and the process's peak RSS growth on the CPU).
@@ -36,17 +37,19 @@ a = p.parse_args()
 if a.threads > 0:
     torch.set_num_threads(a.threads)
 g = np.load(a.graph)
-indices, n_in = g["indices"].astype(np.int64), int(g["n_in"])
+indices = g["indices"].astype(np.int64)
+n_in = int(g["n_in"]) if "n_in" in g else 12 * int(g["nside_in"]) ** 2
 n_out = indices.shape[0]
 dev = torch.device("cuda" if a.device in ("cuda", "wgpu") else "cpu")
 dtype = {"f32": torch.float32, "bf16": torch.bfloat16, "f16": torch.float16}[a.dtype]
 
 torch.manual_seed(0)
 layer = SpatialConv(n_out, indices, filters=a.filters).to(dev)
-x = torch.randn(a.batch, n_in, a.channels, device=dev, dtype=dtype)
+x = torch.randn(a.batch, n_in, a.channels, device=dev)
 with torch.no_grad():
-    layer(x)  # lazy parameter creation
+    layer(x[:1])  # lazy parameter creation (in f32)
 layer = layer.to(dtype)
+x = x.to(dtype)
 x.requires_grad_(a.input_grad)
 opt = torch.optim.SGD(layer.parameters(), lr=1e-3)
 

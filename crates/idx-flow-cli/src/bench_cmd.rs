@@ -86,6 +86,10 @@ pub struct ConvArgs {
     /// Also differentiate with respect to the input (a layer that is not the first).
     #[arg(long)]
     input_grad: bool,
+    /// Compare the fused and the reference forward on the case (same input
+    /// and parameters) and print the largest difference.
+    #[arg(long)]
+    check: bool,
     /// A Python with idx-flow 0.2.1 and torch: its figures are printed on a third line.
     /// Default: the environment variable IDX_FLOW_PYTHON, if set.
     #[arg(long)]
@@ -153,12 +157,21 @@ fn conv(a: ConvArgs) -> Result<(), String> {
         PathChoice::Both => &[KernelPath::Fused, KernelPath::Reference],
     };
     for &path in paths {
-        let (fwd, step, peak) = time_path(&a, &graph, &device, is_cpu, dtype, path)?;
         let name = match path {
             KernelPath::Fused => "fused",
             KernelPath::Reference => "reference",
         };
-        println!("path={name} fwd_ms={fwd:.2} step_ms={step:.2} peak_mib={peak:.0}");
+        match time_path(&a, &graph, &device, is_cpu, dtype, path) {
+            Ok((fwd, step, peak)) => {
+                println!("path={name} fwd_ms={fwd:.2} step_ms={step:.2} peak_mib={peak:.0}")
+            }
+            // A GPU reports a failed allocation only when data is read back:
+            // a path that could not run gets a line saying so, not timings.
+            Err(e) => println!("path={name} failed: {}", e.lines().last().unwrap_or(&e)),
+        }
+    }
+    if a.check {
+        check_paths(&a, &graph, &device, dtype)?;
     }
     let python = a
         .python
@@ -189,8 +202,13 @@ fn time_path(
         .init(graph, &ad)
         .map_err(|e| e.to_string())?;
     conv.indices = conv.indices.with_path(path);
-    conv.kernel = conv.kernel.map(|t| t.cast(dtype));
-    conv.bias_param = conv.bias_param.map(|b| b.map(|t| t.cast(dtype)));
+    // Cast, then make the cast tensors the leaves (a cast of the f32 leaf
+    // would tie every step to the first step's graph).
+    let leaf = move |t: Tensor<3>| t.cast(dtype).detach().require_grad();
+    conv.kernel = conv.kernel.map(leaf);
+    conv.bias_param = conv
+        .bias_param
+        .map(|b| b.map(move |t| t.cast(dtype).detach().require_grad()));
     let x = Tensor::<3>::random(
         [a.batch, graph.n_in(), a.channels],
         burn::tensor::Distribution::Normal(0.0, 1.0),
@@ -209,6 +227,11 @@ fn time_path(
         a.runs,
         a.warmup,
     )?;
+    // A GPU reports failures (an allocation larger than the device allows)
+    // only when data is read back: without this the timings would be empty.
+    if let Err(e) = valid.forward(x_valid).sum().try_into_scalar::<f32>() {
+        return Err(format!("the forward did not execute: {e:?}"));
+    }
     drop(valid);
 
     let mut optim = SgdConfig::new().init();
@@ -227,6 +250,12 @@ fn time_path(
         a.runs,
         a.warmup,
     )?;
+    let check = model
+        .as_ref()
+        .map(|m| m.kernel.val().sum().inner().try_into_scalar::<f32>());
+    if let Some(Err(e)) = check {
+        return Err(format!("the runs did not execute: {e:?}"));
+    }
     let peak = if is_cpu {
         alloc_stats::peak_bytes() as f64
     } else {
@@ -238,6 +267,34 @@ fn time_path(
     // Keep the parameters alive until the peak is read.
     drop(model);
     Ok((fwd, step, peak / (1024.0 * 1024.0)))
+}
+
+/// Prints the largest `|fused − reference|` of the forward, beside the largest `|reference|`.
+fn check_paths(
+    a: &ConvArgs,
+    graph: &ConnectionGraph,
+    device: &Device,
+    dtype: FloatDType,
+) -> Result<(), String> {
+    let conv: SpatialConv = SpatialConvConfig::new(a.channels, a.filters)
+        .init(graph, device)
+        .map_err(|e| e.to_string())?;
+    let mut conv = conv;
+    conv.kernel = conv.kernel.map(|t| t.cast(dtype));
+    let x = Tensor::<3>::random(
+        [a.batch, graph.n_in(), a.channels],
+        burn::tensor::Distribution::Normal(0.0, 1.0),
+        device,
+    )
+    .cast(dtype);
+    let fused = conv.forward(x.clone()).cast(FloatDType::F32);
+    let mut reference = conv.clone();
+    reference.indices = reference.indices.with_path(KernelPath::Reference);
+    let expected = reference.forward(x).cast(FloatDType::F32);
+    let diff = (fused - expected.clone()).abs().max().into_scalar::<f32>();
+    let scale = expected.abs().max().into_scalar::<f32>();
+    println!("check: max|fused - reference| = {diff:.3e} (max|reference| = {scale:.3e})");
+    Ok(())
 }
 
 /// Writes the graph for bench/idx_flow_conv.py and runs it with `python`.
