@@ -143,6 +143,18 @@ struct Sizes {
     k: usize,
 }
 
+impl Sizes {
+    fn new(batch: usize, n_in: usize, channels: usize, n_out: usize, k: usize) -> Self {
+        Self {
+            batch,
+            n_in,
+            channels,
+            n_out,
+            k,
+        }
+    }
+}
+
 /// Gathers output rows `r0..r0 + m` (flat over batch and output pixel) into
 /// `buf` as `[m, k·C]`, scaled by the edge weights when given.
 fn gather_rows(
@@ -424,13 +436,7 @@ impl GraphKernels for Flex {
         let (kernel, _) = f32_tensor(kernel);
         let (w, _) = f32_tensor(edge_weights);
         let idx = ints(&indices);
-        let s = Sizes {
-            batch,
-            n_in,
-            channels,
-            n_out,
-            k,
-        };
+        let s = Sizes::new(batch, n_in, channels, n_out, k);
         let y = contract_forward(
             floats(&x),
             &idx,
@@ -458,13 +464,7 @@ impl GraphKernels for Flex {
         let (dy, dtype) = f32_tensor(dy);
         let (kernel, _) = f32_tensor(kernel);
         let (w, _) = f32_tensor(edge_weights);
-        let s = Sizes {
-            batch,
-            n_in,
-            channels,
-            n_out,
-            k,
-        };
+        let s = Sizes::new(batch, n_in, channels, n_out, k);
         let dx = contract_grad_input(
             floats(&dy),
             &ints(&rev_offsets),
@@ -490,13 +490,7 @@ impl GraphKernels for Flex {
         let (x, dtype) = f32_tensor(x);
         let (dy, _) = f32_tensor(dy);
         let (w, _) = f32_tensor(edge_weights);
-        let s = Sizes {
-            batch,
-            n_in,
-            channels,
-            n_out,
-            k,
-        };
+        let s = Sizes::new(batch, n_in, channels, n_out, k);
         let dk = contract_grad_kernel(
             floats(&x),
             &ints(&indices),
@@ -519,13 +513,7 @@ impl GraphKernels for Flex {
         let [n_out, k] = dims2(&indices);
         let (x, dtype) = f32_tensor(x);
         let (w, _) = f32_tensor(edge_weights);
-        let s = Sizes {
-            batch,
-            n_in,
-            channels,
-            n_out,
-            k,
-        };
+        let s = Sizes::new(batch, n_in, channels, n_out, k);
         let y = sum_forward(floats(&x), &ints(&indices), floats(&w), s);
         output(y, vec![batch, n_out, channels], dtype)
     }
@@ -541,13 +529,7 @@ impl GraphKernels for Flex {
         let n_in = rev_offsets.layout().shape()[0] - 1;
         let (dy, dtype) = f32_tensor(dy);
         let (w, _) = f32_tensor(edge_weights);
-        let s = Sizes {
-            batch,
-            n_in,
-            channels,
-            n_out,
-            k,
-        };
+        let s = Sizes::new(batch, n_in, channels, n_out, k);
         let dx = sum_grad_input(
             floats(&dy),
             &ints(&rev_offsets),
