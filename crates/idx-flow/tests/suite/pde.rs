@@ -11,8 +11,8 @@
 use std::collections::BTreeMap;
 use std::f64::consts::TAU;
 
-use burn::module::{Module, Param};
-use burn::tensor::{Device, Distribution, Gradients, Tensor, TensorData};
+use burn::module::Module;
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use idx_flow::io::SafetensorsFile;
 use idx_flow::layers::state_dict::{
     StateDict, StateVisitor, TorchState, load_state_dict, tensor_to_vec,
@@ -21,7 +21,7 @@ use idx_flow::pde::*;
 use serde_json::Value;
 
 use crate::fixtures;
-use crate::layers::{assert_close, names_under};
+use crate::layers::{GradCollect, assert_close, names_under};
 
 /// One case of the manifest.
 struct Case {
@@ -207,24 +207,6 @@ impl Layer {
             Layer::SpectralBlock(m) => m.visit_state("", v),
         }
     }
-}
-
-/// A tensor's values and shape.
-type Values = (Vec<f32>, Vec<usize>);
-
-/// Parameter gradients by pdequinox path.
-struct GradCollect<'a> {
-    grads: &'a Gradients,
-    out: BTreeMap<String, Option<Values>>,
-}
-
-impl StateVisitor for GradCollect<'_> {
-    fn param<const D: usize>(&mut self, name: &str, param: &Param<Tensor<D>>) {
-        let g = param.val().grad(self.grads).map(tensor_to_vec);
-        self.out.insert(name.to_string(), g);
-    }
-    fn buffer<const D: usize>(&mut self, _: &str, _: &Tensor<D>) {}
-    fn int_buffer(&mut self, _: &str, _: &[usize], _: &[i64]) {}
 }
 
 /// A fixture tensor `[C, *spatial]` as a batch of one `[1, C, *spatial]`.

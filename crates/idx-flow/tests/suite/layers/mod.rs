@@ -6,13 +6,32 @@ mod properties;
 
 use std::collections::BTreeMap;
 
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::module::Param;
+use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use idx_flow::geometry::{HealpixGrid, angular_distance, npix2nside};
 use idx_flow::graphs::ConnectionGraph;
 use idx_flow::io::SafetensorsFile;
-use idx_flow::layers::state_dict::{StateDict, StateValues};
+use idx_flow::layers::state_dict::{StateDict, StateValues, StateVisitor, tensor_to_vec};
 
 use crate::fixtures;
+
+/// A tensor's values and shape.
+pub type Values = (Vec<f32>, Vec<usize>);
+
+/// Parameter gradients by state-dict name (PyTorch's, or pdequinox's paths).
+pub struct GradCollect<'a> {
+    pub grads: &'a Gradients,
+    pub out: BTreeMap<String, Option<Values>>,
+}
+
+impl StateVisitor for GradCollect<'_> {
+    fn param<const D: usize>(&mut self, name: &str, param: &Param<Tensor<D>>) {
+        let g = param.val().grad(self.grads).map(tensor_to_vec);
+        self.out.insert(name.to_string(), g);
+    }
+    fn buffer<const D: usize>(&mut self, _: &str, _: &Tensor<D>) {}
+    fn int_buffer(&mut self, _: &str, _: &[usize], _: &[i64]) {}
+}
 
 /// One recorded case of the manifest.
 #[derive(Clone, Debug)]

@@ -8,36 +8,18 @@
 use std::collections::BTreeMap;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
-use burn::module::{Module, Param};
-use burn::tensor::{Device, Gradients, Tensor};
+use burn::module::Module;
+use burn::tensor::{Device, Tensor};
 use idx_flow::io::SafetensorsFile;
 use idx_flow::layers::state_dict::{
-    StateDict, StateValues, StateVisitor, TorchState, load_state_dict, state_dict, tensor_to_vec,
+    StateDict, StateValues, TorchState, load_state_dict, state_dict, tensor_to_vec,
 };
 use idx_flow::layers::*;
 
 use super::{
-    Case, assert_close, case_state, cases, fixture_graph, layers_file, names_under, shape_of,
-    tensor,
+    Case, GradCollect, assert_close, case_state, cases, fixture_graph, layers_file, names_under,
+    shape_of, tensor,
 };
-
-/// A tensor's values and shape.
-type Values = (Vec<f32>, Vec<usize>);
-
-/// Parameter gradients by PyTorch name.
-struct GradCollect<'a> {
-    grads: &'a Gradients,
-    out: BTreeMap<String, Option<Values>>,
-}
-
-impl StateVisitor for GradCollect<'_> {
-    fn param<const D: usize>(&mut self, name: &str, param: &Param<Tensor<D>>) {
-        let g = param.val().grad(self.grads).map(tensor_to_vec);
-        self.out.insert(name.to_string(), g);
-    }
-    fn buffer<const D: usize>(&mut self, _: &str, _: &Tensor<D>) {}
-    fn int_buffer(&mut self, _: &str, _: &[usize], _: &[i64]) {}
-}
 
 /// Loads the case's state into `module`, runs `forward` in the recorded mode and
 /// compares output and gradients. `module` must live on an autodiff device.
