@@ -86,8 +86,9 @@ pub struct ConvArgs {
     /// Also differentiate with respect to the input (a layer that is not the first).
     #[arg(long)]
     input_grad: bool,
-    /// Compare the fused and the reference forward on the case (same input
-    /// and parameters) and print the largest difference.
+    /// Compare the fused and the reference paths on the case (same input,
+    /// parameters and output cotangent): the largest difference of the
+    /// output, the kernel gradient and, with --input-grad, the input gradient.
     #[arg(long)]
     check: bool,
     /// A Python with idx-flow 0.2.1 and torch: its figures are printed on a third line.
@@ -269,50 +270,80 @@ fn time_path(
     Ok((fwd, step, peak / (1024.0 * 1024.0)))
 }
 
-/// Prints the largest `|fused − reference|` of the forward, beside the largest `|reference|`.
+/// Prints the largest `|fused − reference|` of the forward, of the kernel
+/// gradient and (with `--input-grad`) of the input gradient, each beside the
+/// largest `|reference|`: both paths get the same input, parameters and
+/// output cotangent.
 fn check_paths(
     a: &ConvArgs,
     graph: &ConnectionGraph,
     device: &Device,
     dtype: FloatDType,
 ) -> Result<(), String> {
-    let conv: SpatialConv = SpatialConvConfig::new(a.channels, a.filters)
-        .init(graph, device)
+    let ad = device.clone().autodiff();
+    let mut conv: SpatialConv = SpatialConvConfig::new(a.channels, a.filters)
+        .init(graph, &ad)
         .map_err(|e| e.to_string())?;
-    let mut conv = conv;
-    conv.kernel = conv.kernel.map(|t| t.cast(dtype));
-    let x = Tensor::<3>::random(
-        [a.batch, graph.n_in(), a.channels],
-        burn::tensor::Distribution::Normal(0.0, 1.0),
-        device,
-    )
-    .cast(dtype);
-    let fused = conv.forward(x.clone()).cast(FloatDType::F32);
+    conv.kernel = conv.kernel.map(|t| t.cast(dtype).detach().require_grad());
+    let normal = burn::tensor::Distribution::Normal(0.0, 1.0);
+    let x = Tensor::<3>::random([a.batch, graph.n_in(), a.channels], normal, device).cast(dtype);
+    let cotangent = Tensor::<3>::random([a.batch, graph.n_out(), a.filters], normal, device);
     let mut reference = conv.clone();
     reference.indices = reference.indices.with_path(KernelPath::Reference);
-    let expected = reference.forward(x).cast(FloatDType::F32);
+
+    // (output, kernel gradient, input gradient) of one path, in f32.
+    let run = |conv: &SpatialConv| {
+        let x = Tensor::<3>::from_inner(x.clone());
+        let x = if a.input_grad { x.require_grad() } else { x };
+        let y = conv.forward(x.clone()).cast(FloatDType::F32);
+        let loss = (y.clone() * Tensor::from_inner(cotangent.clone())).sum();
+        let grads = loss.backward();
+        let dk = conv
+            .kernel
+            .val()
+            .grad(&grads)
+            .map(|g| g.cast(FloatDType::F32));
+        let dx = x.grad(&grads).map(|g| g.cast(FloatDType::F32));
+        (y.inner(), dk, dx)
+    };
+    let (y_f, dk_f, dx_f) = run(&conv);
+    let (y_r, dk_r, dx_r) = run(&reference);
+
     // A GPU reports a failed path (an allocation over the device's limit)
     // only when the values are read: say so instead of panicking.
     let read = |t: Tensor<1>, what: &str| {
         t.try_into_scalar::<f32>()
             .map_err(|e| format!("check: the {what} path did not execute: {e:?}"))
     };
-    let diff = read(
-        (fused.clone() - expected.clone()).abs().max(),
-        "fused or reference",
-    );
-    let scale = read(expected.abs().max(), "reference");
-    match (diff, scale) {
-        (Ok(diff), Ok(scale)) => {
-            println!("check: max|fused - reference| = {diff:.3e} (max|reference| = {scale:.3e})")
+    let compare = |what: &str, fused: Tensor<3>, expected: Tensor<3>| {
+        let diff = read(
+            (fused.clone() - expected.clone()).abs().max(),
+            "fused or reference",
+        );
+        let scale = read(expected.abs().max(), "reference");
+        match (diff, scale) {
+            (Ok(diff), Ok(scale)) => println!(
+                "check {what}: max|fused - reference| = {diff:.3e} (max|reference| = {scale:.3e})"
+            ),
+            (Err(e), _) | (_, Err(e)) => {
+                let fused_ok = read(fused.abs().max(), "fused").is_ok();
+                println!(
+                    "{what}: {} (the fused path {})",
+                    e.lines().last().unwrap_or(&e),
+                    if fused_ok { "ran" } else { "failed too" }
+                );
+            }
         }
-        (Err(e), _) | (_, Err(e)) => {
-            let fused_ok = read(fused.abs().max(), "fused").is_ok();
-            println!(
-                "{} (the fused path {})",
-                e.lines().last().unwrap_or(&e),
-                if fused_ok { "ran" } else { "failed too" }
-            );
+    };
+    compare("output", y_f, y_r);
+    match (dk_f, dk_r) {
+        (Some(f), Some(r)) => compare("kernel gradient", f, r),
+        _ => println!("check kernel gradient: missing on one path"),
+    }
+    if a.input_grad {
+        match (dx_f, dx_r) {
+            (Some(f), Some(r)) => compare("input gradient", f, r),
+            _ => println!("check input gradient: missing on one path"),
         }
     }
     Ok(())

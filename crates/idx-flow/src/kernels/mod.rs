@@ -73,7 +73,11 @@ impl KernelPath {
 
 /// The reverse of a connection graph, in compressed rows: the edges that read
 /// input pixel `i` are `edges[offsets[i]..offsets[i + 1]]`, each the flat
-/// position `p·k + j` of the edge in the `[N_out, k]` index list, ascending.
+/// position `p·k + j` of the edge in the `[N_out, k]` index list, ordered by
+/// kernel slot `j`, then by output pixel `p`. Grouping by slot lets an input
+/// gradient kernel walk a pixel's edges once while it steps through the
+/// kernel slot by slot (the GPU input gradient is a matrix product whose
+/// reduction runs over `(j, f)`).
 /// The input gradient of a gather is a gather through these lists.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReverseGraph {
@@ -85,8 +89,9 @@ pub struct ReverseGraph {
 
 impl ReverseGraph {
     /// The reverse of a row-major `[n_out, k]` index list whose entries lie in
-    /// `0..n_in` (checked by the caller). A counting sort: O(N_out·k).
-    pub fn new(indices: &[i64], n_in: usize) -> Self {
+    /// `0..n_in` (checked by the caller) and `k` entries per row. A counting
+    /// sort: O(N_out·k).
+    pub fn new(indices: &[i64], n_in: usize, k: usize) -> Self {
         let mut offsets = vec![0i64; n_in + 1];
         for &i in indices {
             offsets[i as usize + 1] += 1;
@@ -96,10 +101,16 @@ impl ReverseGraph {
         }
         let mut next: Vec<i64> = offsets[..n_in].to_vec();
         let mut edges = vec![0i64; indices.len()];
-        for (e, &i) in indices.iter().enumerate() {
-            let slot = &mut next[i as usize];
-            edges[*slot as usize] = e as i64;
-            *slot += 1;
+        let n_out = indices.len().checked_div(k).unwrap_or(0);
+        // Slot-major visiting order, so each pixel's list comes out ordered by
+        // (j, p).
+        for j in 0..k {
+            for p in 0..n_out {
+                let e = p * k + j;
+                let pos = &mut next[indices[e] as usize];
+                edges[*pos as usize] = e as i64;
+                *pos += 1;
+            }
         }
         Self { offsets, edges }
     }
@@ -185,7 +196,7 @@ impl DeviceGraph {
     /// Uploads a row-major `[n_out, k]` index list (entries in `0..n_in`,
     /// checked by the caller) and its reverse graph to `device`.
     pub fn new(indices: &[i64], n_in: usize, n_out: usize, k: usize, device: &Device) -> Self {
-        let reverse = ReverseGraph::new(indices, n_in);
+        let reverse = ReverseGraph::new(indices, n_in, k);
         Self {
             indices: Tensor::from_data(TensorData::new(indices.to_vec(), [n_out, k]), device),
             rev_offsets: Tensor::from_data(TensorData::new(reverse.offsets, [n_in + 1]), device),

@@ -113,7 +113,7 @@ impl GraphIndices {
         let data = TensorData::new(indices.to_vec(), [indices.len()]);
         let identity =
             indices.len() == n_in && indices.iter().enumerate().all(|(i, &v)| v == i as i64);
-        let reverse = ReverseGraph::new(indices, n_in);
+        let reverse = ReverseGraph::new(indices, n_in, k);
         Self {
             indices: Tensor::from_data(data, device),
             rev_offsets: Tensor::from_data(TensorData::new(reverse.offsets, [n_in + 1]), device),

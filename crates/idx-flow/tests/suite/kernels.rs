@@ -260,8 +260,14 @@ fn fused_gradients_are_bitwise_identical_across_runs_and_thread_counts() {
 }
 
 #[test]
-fn the_reverse_graph_lists_each_pixels_edges_in_ascending_order() {
-    let rev = ReverseGraph::new(&[2, 0, 2, 2, 1, 0], 4);
+fn the_reverse_graph_lists_each_pixels_edges_by_slot_then_output() {
+    // Three outputs of k = 2: pixel 2 is read by (p, j) = (0, 0), (1, 0), (1, 1).
+    let rev = ReverseGraph::new(&[2, 0, 2, 2, 1, 0], 4, 2);
     assert_eq!(rev.offsets, vec![0, 2, 3, 6, 6]);
     assert_eq!(rev.edges, vec![1, 5, 4, 0, 2, 3]);
+    // Two outputs of k = 3: pixel 2 is read by (0, 0), (0, 2), (1, 0); slot 0
+    // comes first, so edge 3 = (1, 0) precedes edge 2 = (0, 2).
+    let rev = ReverseGraph::new(&[2, 0, 2, 2, 1, 0], 4, 3);
+    assert_eq!(rev.offsets, vec![0, 2, 3, 6, 6]);
+    assert_eq!(rev.edges, vec![1, 5, 4, 0, 3, 2]);
 }
