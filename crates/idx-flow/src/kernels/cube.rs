@@ -13,9 +13,15 @@
 //!   problem's sizes; each cube reduces one group into its own f32 partial,
 //!   and a second pass adds the partials in group order: no atomics, so the
 //!   result is bitwise the same from run to run.
-//! - The input gradient of the gather-contract is the same tiled product over
-//!   the input rows, its A tile summed from `dY` through the reverse graph
-//!   (edges grouped by kernel slot) and its B tile the kernel transposed.
+//! - The input gradient of the gather-contract is the same tiled product,
+//!   one kernel slot per launch, over the input pixels that slot reads (the
+//!   graph's packed slot lists): its A tile is summed from `dY` through the
+//!   reverse graph, its B tile is the slot's kernel transposed, and each
+//!   launch adds into an f32 accumulator. Graphs whose slots read most input
+//!   pixels (same resolution, upsampling) carry no slot lists, and so does a
+//!   layer moved between devices: there one launch covers every input row
+//!   and slot, its A summed through the whole reverse graph (rows with no
+//!   edge in a slot are zero).
 //! - The gather-sum's input gradient gives each thread its own elements, which
 //!   it sums over the pixel's reverse edges in order (again no atomics).
 //! - The gather-sum is one thread per output element.
@@ -677,6 +683,176 @@ fn contract_grad_input_kernel<F: Float, I: Numeric>(
     }
 }
 
+/// Input gradient of the gather-contract, one kernel slot `j` per launch:
+/// a tiled product over the (batch, pixel) rows that slot reads,
+/// `dX[b,i,c] += Σ_f A[(b,i), f]·K[j·C + c, f]` with
+/// `A[(b,i), f] = Σ_{p : idx[p,j] = i} w[p,j]·dY[b,p,f]`. The rows come from
+/// the packed slot lists (`rev_slots`, see `ReverseGraph::slot_rows`), so no
+/// row of A is zero and the arithmetic is the forward's whatever the
+/// graph's shape. A pixel appears once per slot, so each launch adds into a
+/// row of `dx` (f32) at most once, and the launches run in slot order: every
+/// sum has a fixed order, without atomics.
+///
+/// Launched with enough cubes for the longest possible list
+/// (`B·min(N_in, N_out)` rows); cubes past this slot's list leave at once,
+/// all their threads together.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn contract_grad_input_slot_kernel<F: Float, I: Numeric>(
+    dy: &Tensor<F>,
+    rev_offsets: &Tensor<I>,
+    rev_edges: &Tensor<I>,
+    rev_slots: &Tensor<I>,
+    weights: &Tensor<F>,
+    kernel: &Tensor<F>,
+    dx: &mut Tensor<f32>,
+    batch: usize,
+    n_in: usize,
+    n_out: usize,
+    channels: usize,
+    k: usize,
+    features: usize,
+    slot: usize,
+    pixels_at: usize,
+    starts_at: usize,
+    tiles_n: usize,
+    num_tiles: usize,
+    #[comptime] weighted: bool,
+    #[comptime] bm: usize,
+    #[comptime] bn: usize,
+    #[comptime] bk: usize,
+    #[comptime] tm: usize,
+    #[comptime] tn: usize,
+    #[define(F, I)] _dtypes: [ElemType; 2],
+) {
+    let list_begin = usize::cast_from(rev_slots[slot]);
+    let list_len = usize::cast_from(rev_slots[slot + 1]) - list_begin;
+    let rows = batch * list_len;
+    let tile = CUBE_POS;
+    let m0 = (tile / tiles_n) * bm;
+    // Uniform for the whole cube: no thread waits at a barrier alone.
+    if tile >= num_tiles || m0 >= rows {
+        terminate!();
+    }
+    let threads = comptime!((bm / tm) * (bn / tn));
+    let tid = UNIT_POS as usize;
+    let tx = tid % (bn / tn);
+    let ty = tid / (bn / tn);
+    let n0 = (tile % tiles_n) * bn;
+
+    let mut a_s = Shared::<[f32]>::new_slice(comptime!(bk * (bm + 1)));
+    let mut b_s = Shared::<[f32]>::new_slice(comptime!(bk * (bn + 1)));
+    let mut acc = Array::<f32>::new(comptime!(tm * tn));
+    #[unroll]
+    for i in 0..comptime!(tm * tn) {
+        acc[i] = 0.0f32;
+    }
+
+    // A thread stages column `a_t` of the A tile in rows `a_m + s·a_stride`:
+    // for each, the pixel's slot edges `first[s]..` (up to `end[s]`) and the
+    // batch's dY rows.
+    let a_loads = comptime!(bm * bk / threads);
+    let a_stride = comptime!(threads / bk);
+    let a_t = tid % bk;
+    let a_m = tid / bk;
+    let mut dy_base = Array::<usize>::new(a_loads);
+    let mut first = Array::<usize>::new(a_loads);
+    let mut end = Array::<usize>::new(a_loads);
+    #[unroll]
+    for s in 0..a_loads {
+        let row = m0 + a_m + s * a_stride;
+        dy_base[s] = 0;
+        first[s] = 0;
+        end[s] = 0;
+        if row < rows {
+            let b = row / list_len;
+            let m = list_begin + row - b * list_len;
+            let i = usize::cast_from(rev_slots[pixels_at + m]);
+            dy_base[s] = b * n_out;
+            first[s] = usize::cast_from(rev_slots[starts_at + m]);
+            end[s] = usize::cast_from(rev_offsets[i + 1]);
+        }
+    }
+    let b_loads = comptime!(bk * bn / threads);
+    let b_stride = comptime!(threads / bk);
+    let b_t = tid % bk;
+    let b_n = tid / bk;
+    let k_base = slot * channels;
+
+    let mut f0 = 0;
+    while f0 < features {
+        let f = f0 + a_t;
+        #[unroll]
+        for s in 0..a_loads {
+            let m = a_m + s * a_stride;
+            let mut v = 0.0f32;
+            if f < features {
+                let mut q = first[s];
+                while q < end[s] {
+                    let e = usize::cast_from(rev_edges[q]);
+                    let p = e / k;
+                    if e - p * k == slot {
+                        let mut g = f32::cast_from(dy[(dy_base[s] + p) * features + f]);
+                        if weighted {
+                            g *= f32::cast_from(weights[e]);
+                        }
+                        v += g;
+                        q += 1;
+                    } else {
+                        q = end[s];
+                    }
+                }
+            }
+            a_s[a_t * (bm + 1) + m] = v;
+        }
+        #[unroll]
+        for s in 0..b_loads {
+            let n = b_n + s * b_stride;
+            let kr = f0 + b_t;
+            let c = n0 + n;
+            let mut v = 0.0f32;
+            if kr < features && c < channels {
+                v = f32::cast_from(kernel[(k_base + c) * features + kr]);
+            }
+            b_s[b_t * (bn + 1) + n] = v;
+        }
+        sync_cube();
+        tile_fma(
+            &a_s,
+            &b_s,
+            &mut acc,
+            tx,
+            ty,
+            bm,
+            bn,
+            bk,
+            tm,
+            tn,
+            comptime!(bn + 1),
+        );
+        sync_cube();
+        f0 += bk;
+    }
+
+    #[unroll]
+    for i in 0..tm {
+        let row = m0 + ty + i * (bm / tm);
+        if row < rows {
+            let b = row / list_len;
+            let m = list_begin + row - b * list_len;
+            let pixel = usize::cast_from(rev_slots[pixels_at + m]);
+            let base = (b * n_in + pixel) * channels;
+            #[unroll]
+            for jn in 0..tn {
+                let c = n0 + tx + jn * (bn / tn);
+                if c < channels {
+                    dx[base + c] += acc[i * tn + jn];
+                }
+            }
+        }
+    }
+}
+
 /// The gather-sum: one thread per output element `(b·N_out + p, c)`.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
@@ -790,12 +966,99 @@ fn int_tensors<const N: usize>(ts: [CubeTensor; N]) -> [CubeTensor; N] {
     ts.map(|t| prepare(t, dtype))
 }
 
+/// The input gradient of the gather-contract slot by slot (see
+/// [`contract_grad_input_slot_kernel`]): an f32 accumulator starts at zero,
+/// each slot's launch adds its product, and the result is cast to the
+/// tensors' dtype.
+fn contract_grad_input_by_slot(
+    dy: CubeTensor,
+    rev_offsets: CubeTensor,
+    rev_edges: CubeTensor,
+    rev_slots: CubeTensor,
+    edge_weights: CubeTensor,
+    kernel: CubeTensor,
+    weighted: bool,
+) -> CubeTensor {
+    let dtype = dy.dtype;
+    let dy = prepare(dy, dtype);
+    let [rev_offsets, rev_edges, rev_slots] = int_tensors([rev_offsets, rev_edges, rev_slots]);
+    let w = prepare(edge_weights, dtype);
+    let kernel = prepare(kernel, dtype);
+    let [batch, n_out, features] = dims::<3>(&dy);
+    let k = dims::<2>(&w)[1];
+    let channels = dims::<2>(&kernel)[0] / k.max(1);
+    let n_in = dims::<1>(&rev_offsets)[0] - 1;
+    let pairs = (dims::<1>(&rev_slots)[0] - (k + 1)) / 2;
+    let shape = Shape::from(vec![batch, n_in, channels]);
+    let acc = zeros_client(dy.client.clone(), dy.device.clone(), shape, DType::F32);
+    if batch * n_in * channels == 0 || features == 0 || n_out == 0 {
+        return if dtype == DType::F32 {
+            acc
+        } else {
+            cast(acc, dtype)
+        };
+    }
+    let tiling = Tiling::for_columns(channels);
+    let tiles_n = channels.div_ceil(tiling.bn);
+    // No slot reads more pixels than there are inputs, or outputs.
+    let num_tiles = (batch * n_in.min(n_out)).div_ceil(tiling.bm) * tiles_n;
+    let (count, dim) = tiled_launch(&dy, num_tiles, tiling.threads());
+    let dtypes = [
+        dtype_to_storage_type(dtype),
+        dtype_to_storage_type(rev_offsets.dtype),
+    ];
+    for slot in 0..k {
+        // SAFETY: the slot lists hold pixels in 0..N_in and edge positions in
+        // 0..N_out·k (ReverseGraph::slot_rows of this graph); rows, features
+        // and channels are checked in the kernel, and each launch writes a
+        // pixel's row at most once.
+        unsafe {
+            contract_grad_input_slot_kernel::launch_unchecked(
+                &dy.client,
+                count.clone(),
+                dim,
+                dy.clone().into_tensor_arg(),
+                rev_offsets.clone().into_tensor_arg(),
+                rev_edges.clone().into_tensor_arg(),
+                rev_slots.clone().into_tensor_arg(),
+                w.clone().into_tensor_arg(),
+                kernel.clone().into_tensor_arg(),
+                acc.clone().into_tensor_arg(),
+                batch,
+                n_in,
+                n_out,
+                channels,
+                k,
+                features,
+                slot,
+                k + 1,
+                k + 1 + pairs,
+                tiles_n,
+                num_tiles,
+                weighted,
+                tiling.bm,
+                tiling.bn,
+                tiling.bk,
+                tiling.tm,
+                tiling.tn,
+                dtypes,
+            )
+        };
+    }
+    if dtype == DType::F32 {
+        acc
+    } else {
+        cast(acc, dtype)
+    }
+}
+
 impl GraphKernels for CubeBackend {
     fn gather_contract(
         x: CubeTensor,
         indices: CubeTensor,
         _rev_offsets: CubeTensor,
         _rev_edges: CubeTensor,
+        _rev_slots: CubeTensor,
         edge_weights: CubeTensor,
         kernel: CubeTensor,
         weighted: bool,
@@ -858,10 +1121,23 @@ impl GraphKernels for CubeBackend {
         dy: CubeTensor,
         rev_offsets: CubeTensor,
         rev_edges: CubeTensor,
+        rev_slots: CubeTensor,
         edge_weights: CubeTensor,
         kernel: CubeTensor,
         weighted: bool,
     ) -> CubeTensor {
+        let k = dims::<2>(&edge_weights)[1];
+        if dims::<1>(&rev_slots)[0] > k + 1 {
+            return contract_grad_input_by_slot(
+                dy,
+                rev_offsets,
+                rev_edges,
+                rev_slots,
+                edge_weights,
+                kernel,
+                weighted,
+            );
+        }
         let dtype = dy.dtype;
         let dy = prepare(dy, dtype);
         let [rev_offsets, rev_edges] = int_tensors([rev_offsets, rev_edges]);

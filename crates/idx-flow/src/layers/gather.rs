@@ -46,6 +46,13 @@ pub struct GraphIndices {
     rev_offsets: Tensor<1, Int>,
     /// Reverse graph edges `[N_out·k]`.
     rev_edges: Tensor<1, Int>,
+    /// The reverse graph by slot for the GPU input gradient of downsampling
+    /// graphs (empty on the CPU and where it would not pay, see
+    /// [`DeviceGraph::rev_slots`]). Not part of the record: it is derived
+    /// from the indices, and a module moved to another device leaves it
+    /// behind (the GPU then uses its input gradient that needs none).
+    #[module(skip)]
+    rev_slots: Tensor<1, Int>,
     /// Input pixels.
     n_in: usize,
     /// Output pixels.
@@ -114,10 +121,12 @@ impl GraphIndices {
         let identity =
             indices.len() == n_in && indices.iter().enumerate().all(|(i, &v)| v == i as i64);
         let reverse = ReverseGraph::new(indices, n_in, k);
+        let rev_slots = kernels::slot_rows_on(&reverse, k, device);
         Self {
             indices: Tensor::from_data(data, device),
             rev_offsets: Tensor::from_data(TensorData::new(reverse.offsets, [n_in + 1]), device),
             rev_edges: Tensor::from_data(TensorData::new(reverse.edges, [n_out * k]), device),
+            rev_slots,
             n_in,
             n_out,
             k,
@@ -150,6 +159,11 @@ impl GraphIndices {
             indices: self.indices.clone().reshape([self.n_out, self.k]),
             rev_offsets: self.rev_offsets.clone(),
             rev_edges: self.rev_edges.clone(),
+            rev_slots: if self.rev_slots.device() == self.indices.device() {
+                self.rev_slots.clone()
+            } else {
+                Tensor::empty([0], &self.indices.device())
+            },
         }
     }
 

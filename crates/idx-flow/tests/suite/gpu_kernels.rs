@@ -13,7 +13,7 @@
 //! gather-sum pass there.
 
 use burn::tensor::{DType, Device, DeviceKind, FloatDType, Int, Tensor, TensorData};
-use idx_flow::kernels::{DeviceGraph, gather_contract, gather_sum};
+use idx_flow::kernels::{DeviceGraph, ReverseGraph, gather_contract, gather_sum};
 
 /// A small deterministic generator (xorshift64*), so cases are reproducible.
 struct Rng(u64);
@@ -117,7 +117,9 @@ struct Results {
 }
 
 /// The fused operations on `device` (autodiff added here), the loss of each
-/// being `Σ Y·probe`, computed in `dtype`.
+/// being `Σ Y·probe`, computed in `dtype`. With `slot_lists` the graph gets
+/// its per-slot lists whatever its shape (the input gradient runs slot by
+/// slot), without them none (one launch over every input row).
 fn fused(
     case: &Case,
     inp: &Inputs,
@@ -125,10 +127,19 @@ fn fused(
     weighted: bool,
     dtype: FloatDType,
     device: &Device,
+    slot_lists: bool,
 ) -> Results {
     let (batch, c, f) = dims;
     let device = device.clone().autodiff();
-    let graph = DeviceGraph::new(&case.indices, case.n_in, case.n_out, case.k, &device);
+    let mut graph = DeviceGraph::new(&case.indices, case.n_in, case.n_out, case.k, &device);
+    // Either input gradient kernel, whichever the graph would choose.
+    let packed = if slot_lists {
+        ReverseGraph::new(&case.indices, case.n_in, case.k).slot_rows(case.k)
+    } else {
+        Vec::new()
+    };
+    let len = packed.len();
+    graph.rev_slots = Tensor::from_data(TensorData::new(packed, [len]), &device);
     let w = tensor(&case.weights, [case.n_out, case.k], &device).cast(dtype);
     let x = tensor(&inp.x, [batch, case.n_in, c], &device)
         .cast(dtype)
@@ -249,19 +260,23 @@ fn gpu_kernels_equal_the_reference_on_random_graphs() {
             let what = format!(
                 "n_in={n_in} n_out={n_out} k={k} C={c} F={f} B={batch} weighted={weighted}"
             );
-            let got = fused(
-                &case,
-                &inp,
-                (batch, c, f),
-                weighted,
-                FloatDType::F32,
-                &device,
-            );
             let want = reference(&case, &inp, (batch, c, f), weighted);
-            compare(&what, &got, &want, 2e-5);
-            for b in 0..batch {
-                let row = &got.contract_dx[b * n_in * c..][..c];
-                assert!(row.iter().all(|&v| v == 0.0), "{what}: unread pixel");
+            for slot_lists in [true, false] {
+                let what = format!("{what} slot_lists={slot_lists}");
+                let got = fused(
+                    &case,
+                    &inp,
+                    (batch, c, f),
+                    weighted,
+                    FloatDType::F32,
+                    &device,
+                    slot_lists,
+                );
+                compare(&what, &got, &want, 2e-5);
+                for b in 0..batch {
+                    let row = &got.contract_dx[b * n_in * c..][..c];
+                    assert!(row.iter().all(|&v| v == 0.0), "{what}: unread pixel");
+                }
             }
         }
     }
@@ -274,9 +289,9 @@ fn gpu_kernels_are_bitwise_deterministic() {
     let case = Case::random(&mut rng, 3000, 1500, 9);
     let dims = (2, 16, 24);
     let inp = Inputs::random(&mut rng, &case, dims.0, dims.1, dims.2);
-    let first = fused(&case, &inp, dims, true, FloatDType::F32, &device);
+    let first = fused(&case, &inp, dims, true, FloatDType::F32, &device, true);
     for _ in 0..3 {
-        let again = fused(&case, &inp, dims, true, FloatDType::F32, &device);
+        let again = fused(&case, &inp, dims, true, FloatDType::F32, &device, true);
         assert!(again == first, "a second run differs");
     }
 }
@@ -295,7 +310,7 @@ fn gpu_kernels_run_in_reduced_precision_where_supported() {
             eprintln!("{dtype:?} is not supported by this adapter: skipped");
             continue;
         }
-        let got = fused(&case, &inp, dims, true, dtype, &device);
+        let got = fused(&case, &inp, dims, true, dtype, &device, true);
         compare(&format!("{dtype:?}"), &got, &want, rel);
         ran += 1;
     }

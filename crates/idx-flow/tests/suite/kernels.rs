@@ -271,3 +271,23 @@ fn the_reverse_graph_lists_each_pixels_edges_by_slot_then_output() {
     assert_eq!(rev.offsets, vec![0, 2, 3, 6, 6]);
     assert_eq!(rev.edges, vec![1, 5, 4, 0, 3, 2]);
 }
+
+#[test]
+fn the_slot_lists_name_each_pixel_once_per_slot_with_its_first_edge() {
+    let rev = ReverseGraph::new(&[2, 0, 2, 2, 1, 0], 4, 3);
+    // Slot 0 reads pixel 2 (twice, from rev.edges[3]); slot 1 pixels 0 and 1;
+    // slot 2 pixels 0 and 2. Pixel 3 is read by no slot.
+    let packed = rev.slot_rows(3);
+    assert_eq!(&packed[..4], &[0, 1, 3, 5], "offsets");
+    assert_eq!(&packed[4..9], &[2, 0, 1, 0, 2], "pixels");
+    assert_eq!(&packed[9..], &[3, 0, 2, 1, 5], "first edges");
+    // The CPU kernels never read them, so a CPU graph carries none.
+    let graph = idx_flow::kernels::DeviceGraph::new(
+        &[2, 0, 2, 2, 1, 0],
+        4,
+        2,
+        3,
+        &burn::tensor::Device::flex(),
+    );
+    assert_eq!(graph.rev_slots.dims(), [0]);
+}
