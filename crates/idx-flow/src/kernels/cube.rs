@@ -126,16 +126,16 @@ impl Tiling {
     /// tile.
     fn is_valid(&self) -> bool {
         let Self { bm, bn, bk, tm, tn } = *self;
-        if [bm, bn, bk, tm, tn].contains(&0) || bm % tm != 0 || bn % tn != 0 {
+        if [bm, bn, bk, tm, tn].contains(&0) || !bm.is_multiple_of(tm) || !bn.is_multiple_of(tn) {
             return false;
         }
         let threads = self.threads();
         (1..=1024).contains(&threads)
-            && threads % bk == 0
-            && threads % bm == 0
-            && threads % bn == 0
-            && (bm * bk) % threads == 0
-            && (bk * bn) % threads == 0
+            && threads.is_multiple_of(bk)
+            && threads.is_multiple_of(bm)
+            && threads.is_multiple_of(bn)
+            && (bm * bk).is_multiple_of(threads)
+            && (bk * bn).is_multiple_of(threads)
     }
 
     /// The tiling named by `IDX_FLOW_CUBE_TILING`, read once.
