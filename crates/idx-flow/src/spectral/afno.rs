@@ -21,7 +21,7 @@
 //! use idx_flow::spectral::AfnoMixingConfig;
 //!
 //! let device = Device::default();
-//! let afno = AfnoMixingConfig::new(16).with_num_blocks(4).with_modes(Some(12)).init(&device)?;
+//! let afno = AfnoMixingConfig::new(16).with_num_blocks(Some(4)).with_modes(Some(12)).init(&device)?;
 //! let x = Tensor::<3>::random([2, 48, 16], Distribution::Normal(0.0, 1.0), &device);
 //! assert_eq!(afno.try_forward(x)?.dims(), [2, 48, 16]);
 //! // Two complex block-diagonal layers: 2 × (2·4·4·4 + 2·4·4) parameters.
