@@ -866,3 +866,38 @@ fn a_spectral_regressor_on_healpix_sequences_learns() {
     let (first, last) = (losses[0], *losses.last().unwrap());
     assert!(last < 0.5 * first, "loss {first} -> {last}: {losses:?}");
 }
+
+#[test]
+fn global_filters_with_a_unit_filter_are_the_identity_and_separable_fourier_factorises() {
+    let device = Device::default();
+    let x = Tensor::<3>::random([2, 12, 6], Distribution::Normal(0.0, 1.0), &device);
+    let cfg = GlobalFilterMixingConfig::new(6, 12).with_activation(FilterActivation::Identity);
+    let mut gf = cfg.init(&device).unwrap();
+    let mut gf2 = cfg.init_2d(&device).unwrap();
+    let one = burn::module::Param::from_tensor(Tensor::<2>::ones([12, 6], &device));
+    let zero = burn::module::Param::from_tensor(Tensor::<2>::zeros([12, 6], &device));
+    gf.filter_real = one.clone();
+    gf.filter_imag = zero.clone();
+    gf2.filter_real = one;
+    gf2.filter_imag = zero;
+    // Re(F⁻¹(1·F x)) = x, on the configured length and, interpolated, on others.
+    for n in [12, 7, 20] {
+        let xn = Tensor::<3>::random([2, n, 6], Distribution::Normal(0.0, 1.0), &device);
+        for y in [gf.forward(xn.clone()), gf2.forward(xn.clone())] {
+            let err = (y - xn.clone()).abs().max().into_scalar::<f32>();
+            assert!(err < 1e-5, "n {n}: {err}");
+        }
+    }
+    // C_N·X·C_H: the 1-D transform along the sequence, then along the hidden axis.
+    let sep = SeparableFourierMixing::new().forward(x.clone());
+    let seq = FourierMixing1D::new().forward(x.clone());
+    let both = FourierMixing1D::new()
+        .forward(seq.swap_dims(1, 2))
+        .swap_dims(1, 2);
+    let err = (sep - both).abs().max().into_scalar::<f32>();
+    assert!(err < 1e-5, "{err}");
+    let block = TransformerBlockConfig::new(6)
+        .init_parallel(FourierMixing::new(), &device)
+        .unwrap();
+    assert_eq!(block.forward(x).dims(), [2, 12, 6]);
+}
