@@ -13,6 +13,8 @@
 //! - [`models`]: the HEALPix convolutional autoencoder.
 //! - [`pde`]: physics convolutions on regular 1-3-D grids (pdequinox's layers:
 //!   boundary-aware convolutions, transposed convolutions, FNO spectral convolutions).
+//! - [`spectral`]: spectral token mixing (FNet, GFNet, AFNO, random-feature and
+//!   spectral-transform attention, wavelets) and hybrid transformer blocks (spectrans).
 //! - [`train`]: training with AdamW, checkpoints and exact resume, metrics.
 //! - [`plot`]: Mollweide pictures with colour bars, loss curves.
 //!
@@ -38,6 +40,7 @@ pub mod layers;
 pub mod models;
 pub mod pde;
 pub mod plot;
+pub mod spectral;
 pub mod train;
 
 pub use error::{Error, Result};

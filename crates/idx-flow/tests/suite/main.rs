@@ -16,4 +16,5 @@ mod layers;
 mod models;
 mod pde;
 mod plot;
+mod spectral;
 mod training;

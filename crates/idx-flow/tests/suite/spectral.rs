@@ -1,0 +1,903 @@
+//! The spectral mixers and hybrid blocks (`idx_flow::spectral`): every case of
+//! `spectrans.safetensors` (spectrans 0.1.0, PyTorch) with its output, input
+//! gradient and every parameter gradient of `sum(output * output_cotangent)`;
+//! the cases where spectrans is wrong, checked for the correct behaviour; the
+//! transforms against closed forms; and a small GFNet/FNet regressor on
+//! HEALPix pixel sequences that learns.
+//!
+//! Cases, classes and constructor arguments come from `spectrans_manifest.json`
+//! and the tensors of the file, so any fixture set of `make_spectrans.py` runs.
+
+use std::collections::BTreeMap;
+use std::f64::consts::TAU;
+
+use burn::module::Module;
+use burn::optim::{AdamConfig, GradientsParams};
+use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use idx_flow::geometry::HealpixGrid;
+use idx_flow::io::SafetensorsFile;
+use idx_flow::layers::state_dict::{
+    StateDict, StateVisitor, TorchState, load_state_dict, state_dict, tensor_to_vec,
+};
+use idx_flow::layers::{Activation, LinearConfig, SpatialSelfAttentionConfig};
+use idx_flow::spectral::transforms::{
+    Dwt, WaveletFilters, daubechies, dct, dft, dst, hadamard, linear_interpolation,
+};
+use idx_flow::spectral::*;
+use serde_json::Value;
+
+use crate::fixtures;
+use crate::layers::{GradCollect, assert_close, case_state, names_under, tensor};
+
+struct Case {
+    name: String,
+    class: String,
+    args: Value,
+    without_grad: Vec<String>,
+}
+
+fn file() -> SafetensorsFile {
+    fixtures::open("spectrans.safetensors")
+}
+
+fn manifest() -> Value {
+    let path = fixtures::dir().join("spectrans_manifest.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("manifest {}: {e}", path.display()));
+    serde_json::from_str(&text).expect("spectrans_manifest.json is JSON")
+}
+
+fn cases(file: &SafetensorsFile) -> Vec<Case> {
+    let m = manifest();
+    let cases: Vec<Case> = m["cases"]
+        .as_object()
+        .expect("manifest has 'cases'")
+        .iter()
+        .map(|(name, v)| Case {
+            name: name.clone(),
+            class: v["class"].as_str().expect("class").to_string(),
+            args: v["args"].clone(),
+            without_grad: v["params_without_grad"]
+                .as_array()
+                .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
+                .unwrap_or_default(),
+        })
+        .collect();
+    assert!(!cases.is_empty(), "no cases in spectrans_manifest.json");
+    for c in &cases {
+        assert!(
+            file.contains(&format!("{}.output", c.name)),
+            "case {} of the manifest has no output in spectrans.safetensors",
+            c.name
+        );
+    }
+    cases
+}
+
+fn usize_arg(args: &Value, name: &str) -> usize {
+    args[name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("argument {name} missing in {args}")) as usize
+}
+
+fn opt_usize(args: &Value, name: &str) -> Option<usize> {
+    args[name].as_u64().map(|v| v as usize)
+}
+
+fn str_arg<'a>(args: &'a Value, name: &str, default: &'a str) -> &'a str {
+    args[name].as_str().unwrap_or(default)
+}
+
+/// spectrans' mixer `{class, args}` as ours (spectrans-compatible settings).
+fn mixer(spec: &Value, device: &Device) -> Mixer {
+    let a = &spec["args"];
+    let h = usize_arg(a, "hidden_dim");
+    match spec["class"].as_str().expect("class") {
+        "FourierMixing" => FourierMixing::new().into(),
+        "FourierMixing1D" => FourierMixing1D::new().into(),
+        "GlobalFilterMixing" => GlobalFilterMixingConfig::new(h, usize_arg(a, "sequence_length"))
+            .with_activation(str_arg(a, "activation", "sigmoid").parse().unwrap())
+            .init(device)
+            .unwrap()
+            .into(),
+        "AFNOMixing" => SpectransAfnoMixingConfig::new(h, usize_arg(a, "max_sequence_length"))
+            .with_modes_seq(opt_usize(a, "modes_seq"))
+            .with_modes_hidden(opt_usize(a, "modes_hidden"))
+            .with_mlp_ratio(a["mlp_ratio"].as_f64().unwrap_or(2.0))
+            .init(device)
+            .unwrap()
+            .into(),
+        "WaveletMixing" => {
+            assert_eq!(str_arg(a, "mixing_mode", "pointwise"), "pointwise");
+            WaveletMixingConfig::new(h)
+                .with_wavelet(str_arg(a, "wavelet", "db4").into())
+                .with_levels(opt_usize(a, "levels").unwrap_or(3))
+                .init(device)
+                .unwrap()
+                .into()
+        }
+        "SpectralAttention" => {
+            let kernel = match str_arg(a, "kernel_type", "softmax") {
+                "softmax" => AttentionKernel::Softmax,
+                "gaussian" => AttentionKernel::Trigonometric,
+                k => panic!("kernel {k}"),
+            };
+            SpectralAttentionConfig::new(h)
+                .with_num_heads(opt_usize(a, "num_heads").unwrap_or(8))
+                .with_num_features(opt_usize(a, "num_features"))
+                .with_kernel(kernel)
+                .with_feature_scale(FeatureScale::One)
+                .init(device)
+                .unwrap()
+                .into()
+        }
+        "LSTAttention" => {
+            let t = match str_arg(a, "transform_type", "dct") {
+                "dct" => LstTransform::Dct,
+                "dst" => LstTransform::Dst,
+                "hadamard" => LstTransform::Hadamard,
+                "mixed" => LstTransform::Mixed,
+                t => panic!("transform {t}"),
+            };
+            LstAttentionConfig::new(h)
+                .with_num_heads(opt_usize(a, "num_heads").unwrap_or(8))
+                .with_transform(t)
+                .init(device)
+                .unwrap()
+                .into()
+        }
+        c => panic!("mixer class {c} has no Rust counterpart"),
+    }
+}
+
+fn mixers(list: &Value, device: &Device) -> Vec<Mixer> {
+    list.as_array()
+        .expect("layers")
+        .iter()
+        .map(|s| mixer(s, device))
+        .collect()
+}
+
+/// The layers of the manifest's classes.
+#[allow(clippy::large_enum_variant)]
+enum Layer {
+    Mixer(Mixer),
+    Block(TransformerBlock<Mixer>),
+    Alternating(AlternatingBlock<Mixer, Mixer>),
+    Adaptive(AdaptiveBlock<Mixer>),
+    Multiscale(MultiscaleBlock<Mixer>),
+    Cascade(CascadeBlock<Mixer>),
+}
+
+macro_rules! each_layer {
+    ($self:expr, $m:ident => $body:expr) => {
+        match $self {
+            Layer::Mixer($m) => $body,
+            Layer::Block($m) => $body,
+            Layer::Alternating($m) => $body,
+            Layer::Adaptive($m) => $body,
+            Layer::Multiscale($m) => $body,
+            Layer::Cascade($m) => $body,
+        }
+    };
+}
+
+impl Layer {
+    fn build(case: &Case, device: &Device) -> Layer {
+        let a = &case.args;
+        let h = usize_arg(a, "hidden_dim");
+        let ffn = opt_usize(a, "ffn_hidden_dim");
+        match case.class.as_str() {
+            "TransformerBlock" | "PreNormBlock" => {
+                let pre = a["use_pre_norm"].as_bool().unwrap_or(true);
+                let activation: Activation = str_arg(a, "activation", "gelu").parse().unwrap();
+                let with_ffn = ffn.is_some() || case.class == "PreNormBlock";
+                Layer::Block(
+                    TransformerBlockConfig::new(h)
+                        .with_ffn_hidden_dim(ffn)
+                        .with_ffn(with_ffn)
+                        .with_pre_norm(pre)
+                        .with_activation(activation)
+                        .init(mixer(&a["mixing_layer"], device), device)
+                        .unwrap(),
+                )
+            }
+            "AlternatingBlock" => Layer::Alternating(
+                AlternatingBlockConfig::new(h)
+                    .with_ffn_hidden_dim(ffn)
+                    .with_use_layer1(a["use_layer1"].as_bool().unwrap())
+                    .init(
+                        mixer(&a["layer1"], device),
+                        mixer(&a["layer2"], device),
+                        device,
+                    )
+                    .unwrap(),
+            ),
+            "AdaptiveBlock" => {
+                assert_eq!(str_arg(a, "gate_type", "soft"), "soft");
+                Layer::Adaptive(
+                    AdaptiveBlockConfig::new(h)
+                        .with_ffn_hidden_dim(ffn)
+                        .init(mixers(&a["layers"], device), device)
+                        .unwrap(),
+                )
+            }
+            "MultiscaleBlock" => {
+                let fusion = match str_arg(a, "fusion_type", "add") {
+                    "add" => Fusion::Add,
+                    "weighted" => Fusion::Weighted,
+                    "concat" => Fusion::Concat,
+                    f => panic!("fusion {f}"),
+                };
+                Layer::Multiscale(
+                    MultiscaleBlockConfig::new(h)
+                        .with_ffn_hidden_dim(ffn)
+                        .with_fusion(fusion)
+                        .init(mixers(&a["layers"], device), device)
+                        .unwrap(),
+                )
+            }
+            "CascadeBlock" => Layer::Cascade(
+                CascadeBlockConfig::new(h)
+                    .with_ffn_hidden_dim(ffn)
+                    .with_share_norm(a["share_norm"].as_bool().unwrap())
+                    .init(mixers(&a["layers"], device), device)
+                    .unwrap(),
+            ),
+            _ => Layer::Mixer(mixer(
+                &serde_json::json!({"class": case.class, "args": case.args}),
+                device,
+            )),
+        }
+    }
+
+    fn forward(&self, x: Tensor<3>) -> Tensor<3> {
+        each_layer!(self, m => m.try_forward(x).unwrap())
+    }
+
+    fn visit<V: StateVisitor>(&self, v: &mut V) {
+        each_layer!(self, m => m.visit_state("", v))
+    }
+
+    fn state(&self) -> StateDict {
+        each_layer!(self, m => state_dict(m).unwrap())
+    }
+
+    /// Loads spectrans' parameters and buffers; entries spectrans has and we
+    /// do not must be ones spectrans never uses (its `norm3`, CascadeBlock's
+    /// unused `norm1`).
+    fn load(self, fixture: &StateDict, case: &Case) -> Layer {
+        let ours = self.state();
+        let mut sd = StateDict::new();
+        for (k, t) in fixture.iter() {
+            if ours.get(k).is_some() {
+                sd.insert(k, t.shape.clone(), t.values.clone()).unwrap();
+            } else {
+                assert!(
+                    case.without_grad.iter().any(|p| p == k),
+                    "{}: spectrans entry '{k}' is used by spectrans but missing here",
+                    case.name
+                );
+            }
+        }
+        fn loaded<M: TorchState>(m: M, sd: &StateDict, name: &str) -> M {
+            load_state_dict(m, sd).unwrap_or_else(|e| panic!("{name}: loading: {e}"))
+        }
+        let n = &case.name;
+        match self {
+            Layer::Mixer(m) => Layer::Mixer(loaded(m, &sd, n)),
+            Layer::Block(m) => Layer::Block(loaded(m, &sd, n)),
+            Layer::Alternating(m) => Layer::Alternating(loaded(m, &sd, n)),
+            Layer::Adaptive(m) => Layer::Adaptive(loaded(m, &sd, n)),
+            Layer::Multiscale(m) => Layer::Multiscale(loaded(m, &sd, n)),
+            Layer::Cascade(m) => Layer::Cascade(loaded(m, &sd, n)),
+        }
+    }
+}
+
+/// Cases where spectrans computes the wrong thing, with what is checked instead.
+const SPECTRANS_DEFECTS: [&str; 1] = ["real_fourier_mixing"];
+
+/// Cases whose result is ill-conditioned in float32, with the tolerance
+/// factor over `assert_close`'s `1e-5`: spectrans' trigonometric ("gaussian")
+/// features are signed, and in this case the normaliser of one query is 1.9e-3
+/// (median 1.2; outputs reach 357 from inputs of order 1), which amplifies
+/// float32 rounding: PyTorch's own float32 output is 0.042 from the float64
+/// value (computed with numpy from the fixture's tensors), ours 0.056 from
+/// PyTorch's. The positive features of `AttentionKernel::Softmax` and
+/// `AttentionKernel::Gaussian` remove this defect.
+const ILL_CONDITIONED: [(&str, f32); 1] = [("spectral_attention_gaussian", 100.0)];
+
+fn close(case: &str, what: &str, ours: &[f32], os: &[usize], reference: &[f32], rs: &[usize]) {
+    let factor = ILL_CONDITIONED
+        .iter()
+        .find(|(c, _)| *c == case)
+        .map_or(1.0, |(_, f)| *f);
+    if factor == 1.0 {
+        return assert_close(what, ours, os, reference, rs);
+    }
+    assert_eq!(os, rs, "{what}: shape");
+    let scale = reference.iter().fold(1f32, |m, v| m.max(v.abs()));
+    let worst = ours
+        .iter()
+        .zip(reference)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(
+        worst <= factor * 1e-5 * scale,
+        "{what}: max |ours - ref| = {worst}, tolerance {}",
+        factor * 1e-5 * scale
+    );
+}
+
+fn check_case(file: &SafetensorsFile, case: &Case, layer: &Layer, device: &Device) {
+    let name = &case.name;
+    let x: Tensor<3> = tensor::<3>(file, &format!("{name}.input"), device).require_grad();
+    let y = layer.forward(x.clone());
+    let (yv, ys) = tensor_to_vec(y.clone());
+    let (rv, rs) = file.f32(&format!("{name}.output")).unwrap();
+    close(name, &format!("{name} output"), &yv, &ys, &rv, &rs);
+
+    let r: Tensor<3> = tensor(file, &format!("{name}.output_cotangent"), device);
+    let grads = (y * r).sum().backward();
+    let (gv, gs) = tensor_to_vec(x.grad(&grads).expect("input gradient"));
+    let (rv, rs) = file.f32(&format!("{name}.grad.input")).unwrap();
+    close(name, &format!("{name} grad.input"), &gv, &gs, &rv, &rs);
+
+    let mut collect = GradCollect {
+        grads: &grads,
+        out: BTreeMap::new(),
+    };
+    layer.visit(&mut collect);
+    let reference = names_under(file, &format!("{name}.grad.param."));
+    for (p, full) in &reference {
+        let ours = collect
+            .out
+            .get(p)
+            .unwrap_or_else(|| panic!("{name}: spectrans has '{p}', our layer does not"));
+        let (v, s) = ours
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: no gradient reached '{p}'"));
+        let (rv, rs) = file.f32(full).unwrap();
+        close(name, &format!("{name} grad.param.{p}"), v, s, &rv, &rs);
+    }
+    // Our parameters without a spectrans gradient are the unused ones: no
+    // gradient here either (or exact zeros).
+    for (p, g) in &collect.out {
+        if reference.contains_key(p) {
+            continue;
+        }
+        assert!(
+            case.without_grad.contains(p),
+            "{name}: our parameter '{p}' has no spectrans gradient"
+        );
+        if let Some((v, _)) = g {
+            assert!(
+                v.iter().all(|&g| g == 0.0),
+                "{name}: '{p}' should get no gradient"
+            );
+        }
+    }
+}
+
+#[test]
+fn spectrans_layers_match_the_fixture() {
+    let file = file();
+    let device = Device::default().autodiff();
+    let mut ran = Vec::new();
+    for case in cases(&file) {
+        if SPECTRANS_DEFECTS.contains(&case.name.as_str()) {
+            continue;
+        }
+        let sd = case_state(&file, &case.name);
+        let layer = Layer::build(&case, &device).load(&sd, &case);
+        check_case(&file, &case, &layer, &device);
+        ran.push(case.name);
+    }
+    assert!(!ran.is_empty(), "no case ran");
+    eprintln!("spectrans parity: {} cases", ran.len());
+}
+
+/// Re(fft2(x, norm="ortho")) of one `[N, H]` sample, by the definition in float64.
+fn real_dft2(x: &[f32], n: usize, h: usize) -> Vec<f64> {
+    let mut out = vec![0.0; n * h];
+    for k in 0..n {
+        for l in 0..h {
+            let mut re = 0.0;
+            for a in 0..n {
+                for b in 0..h {
+                    let ang = TAU * (k * a) as f64 / n as f64 + TAU * (l * b) as f64 / h as f64;
+                    re += x[a * h + b] as f64 * ang.cos();
+                }
+            }
+            out[k * h + l] = re / ((n * h) as f64).sqrt();
+        }
+    }
+    out
+}
+
+#[test]
+fn real_fourier_mixing_is_the_identity_in_spectrans_and_mixes_here() {
+    let file = file();
+    let device = Device::default();
+    let name = "real_fourier_mixing";
+    if !file.contains(&format!("{name}.output")) {
+        return;
+    }
+    let (xv, xs) = file.f32(&format!("{name}.input")).unwrap();
+    let (yv, ys) = file.f32(&format!("{name}.output")).unwrap();
+    // spectrans' layer returns its input: irfft2(rfft2(x)).
+    assert_close("spectrans RealFourierMixing = identity", &yv, &ys, &xv, &xs);
+    // The layer it should be is FNet's real part of the 2-D DFT.
+    let x: Tensor<3> = tensor(&file, &format!("{name}.input"), &device);
+    let (ov, os) = tensor_to_vec(FourierMixing::new().forward(x));
+    let (b, n, h) = (xs[0], xs[1], xs[2]);
+    let reference: Vec<f32> = (0..b)
+        .flat_map(|i| real_dft2(&xv[i * n * h..(i + 1) * n * h], n, h))
+        .map(|v| v as f32)
+        .collect();
+    assert_close(
+        "FourierMixing vs the DFT's definition",
+        &ov,
+        &os,
+        &reference,
+        &xs,
+    );
+    let moved = ov
+        .iter()
+        .zip(&xv)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(moved > 0.1, "FourierMixing must mix (max change {moved})");
+}
+
+fn max_abs_diff(a: &[f64], b: &[f64]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+/// `m·mᵀ` of a row-major `[n, n]` matrix.
+fn gram(m: &[f64], n: usize) -> Vec<f64> {
+    let mut g = vec![0.0; n * n];
+    for i in 0..n {
+        for j in 0..n {
+            g[i * n + j] = (0..n).map(|k| m[i * n + k] * m[j * n + k]).sum();
+        }
+    }
+    g
+}
+
+fn eye(n: usize) -> Vec<f64> {
+    (0..n * n)
+        .map(|i| if i / n == i % n { 1.0 } else { 0.0 })
+        .collect()
+}
+
+#[test]
+fn transforms_are_orthonormal_and_match_closed_forms() {
+    for n in [1, 2, 5, 12, 16, 48] {
+        // DFT: F·F^H = I, i.e. (C + iS)(C − iS)ᵀ: CCᵀ + SSᵀ = I and SCᵀ − CSᵀ = 0.
+        let (c, s) = dft(n);
+        let cc = gram(&c, n);
+        let ss = gram(&s, n);
+        let sum: Vec<f64> = cc.iter().zip(&ss).map(|(a, b)| a + b).collect();
+        assert!(max_abs_diff(&sum, &eye(n)) < 1e-12, "DFT {n}");
+        // A cosine of frequency k0 has spectrum √N/2 at ±k0 (√N at 0 or N/2).
+        let k0 = n / 3;
+        let wave: Vec<f64> = (0..n)
+            .map(|j| (TAU * (k0 * j) as f64 / n as f64).cos())
+            .collect();
+        for k in 0..n {
+            let re: f64 = (0..n).map(|j| c[k * n + j] * wave[j]).sum();
+            let hits = usize::from(k == k0) + usize::from((n - k) % n == k0);
+            let want = hits as f64 * (n as f64).sqrt() / 2.0;
+            assert!((re - want).abs() < 1e-9, "DFT of a cosine, n {n} k {k}");
+        }
+        assert!(max_abs_diff(&gram(&dct(n), n), &eye(n)) < 1e-12, "DCT {n}");
+        assert!(max_abs_diff(&gram(&dst(n), n), &eye(n)) < 1e-12, "DST {n}");
+        // DCT-II of a constant is √N at frequency 0 only.
+        let d = dct(n);
+        for k in 0..n {
+            let v: f64 = (0..n).map(|j| d[k * n + j]).sum();
+            let want = if k == 0 { (n as f64).sqrt() } else { 0.0 };
+            assert!((v - want).abs() < 1e-9, "DCT of ones, n {n} k {k}");
+        }
+        // DST-II of the alternating sequence (−1)^j is √N at the last frequency only.
+        let t = dst(n);
+        for k in 0..n {
+            let v: f64 = (0..n)
+                .map(|j| t[k * n + j] * if j % 2 == 0 { 1.0 } else { -1.0 })
+                .sum();
+            let want = if k == n - 1 { (n as f64).sqrt() } else { 0.0 };
+            assert!((v - want).abs() < 1e-9, "DST of (−1)^j, n {n} k {k}");
+        }
+    }
+    // Hadamard: Sylvester's recursion H_2n = [[H, H], [H, −H]]/√2.
+    let mut sylvester = vec![1.0];
+    let mut n = 1;
+    while n < 32 {
+        let mut next = vec![0.0; 4 * n * n];
+        for i in 0..n {
+            for j in 0..n {
+                let v = sylvester[i * n + j] / 2f64.sqrt();
+                next[i * 2 * n + j] = v;
+                next[i * 2 * n + j + n] = v;
+                next[(i + n) * 2 * n + j] = v;
+                next[(i + n) * 2 * n + j + n] = -v;
+            }
+        }
+        sylvester = next;
+        n *= 2;
+        assert!(
+            max_abs_diff(&hadamard(n).unwrap(), &sylvester) < 1e-12,
+            "Hadamard {n}"
+        );
+    }
+    assert!(hadamard(12).is_err());
+    // Interpolation rows sum to one and reproduce linear functions inside the range.
+    let m = linear_interpolation(20, 16);
+    for i in 0..16 {
+        let row = &m[i * 20..(i + 1) * 20];
+        assert!((row.iter().sum::<f64>() - 1.0).abs() < 1e-12);
+    }
+}
+
+#[test]
+fn daubechies_filters_match_closed_forms_and_reconstruct_perfectly() {
+    // db2 in closed form: (1 + √3, 3 + √3, 3 − √3, 1 − √3)/(4√2).
+    let r3 = 3f64.sqrt();
+    let db2: Vec<f64> = [1.0 + r3, 3.0 + r3, 3.0 - r3, 1.0 - r3]
+        .iter()
+        .map(|v| v / (4.0 * 2f64.sqrt()))
+        .collect();
+    assert!(max_abs_diff(&daubechies(2).unwrap(), &db2) < 1e-15);
+    for order in 1..=8 {
+        let h = daubechies(order).unwrap();
+        // Σh = √2, Σh² = 1, orthogonal to its even shifts, p vanishing moments.
+        assert!(
+            (h.iter().sum::<f64>() - 2f64.sqrt()).abs() < 1e-12,
+            "db{order}"
+        );
+        for shift in (0..h.len()).step_by(2) {
+            let dot: f64 = (0..h.len() - shift).map(|k| h[k] * h[k + shift]).sum();
+            let want = if shift == 0 { 1.0 } else { 0.0 };
+            assert!((dot - want).abs() < 1e-10, "db{order} shift {shift}");
+        }
+        let f = WaveletFilters::named(&format!("db{order}")).unwrap();
+        for moment in 0..order {
+            let m: f64 = f
+                .rec_hi
+                .iter()
+                .enumerate()
+                .map(|(k, v)| v * (k as f64).powi(moment as i32))
+                .sum();
+            assert!(m.abs() < 1e-6, "db{order} moment {moment}: {m}");
+        }
+        for n in [1, 7, 12, 16, 48] {
+            for levels in 1..=3 {
+                let dwt = Dwt::new(&f, levels, n).unwrap();
+                let err = max_abs_diff(&dwt.with_gains(&vec![1.0; levels + 1]), &eye(n));
+                assert!(err < 1e-9, "db{order} n {n} levels {levels}: {err}");
+            }
+        }
+    }
+    // Haar, one level, symmetric mode: c_k = (x_{2k} + x_{2k+1})/√2 (PyWavelets' dwt).
+    let dwt = Dwt::new(&WaveletFilters::named("haar").unwrap(), 1, 4).unwrap();
+    let (len, a, _) = &dwt.bands[0];
+    assert_eq!(*len, 2);
+    let s = 1.0 / 2f64.sqrt();
+    assert!(max_abs_diff(a, &[s, s, 0.0, 0.0, 0.0, 0.0, s, s]) < 1e-15);
+    assert!(WaveletFilters::named("sym4").is_err());
+}
+
+#[test]
+fn spectral_attention_estimates_softmax_attention_with_a_positive_normaliser() {
+    let device = Device::default();
+    let (h, n) = (4, 10);
+    let attn = idx_flow::layers::init::with_seed(3, || {
+        SpectralAttentionConfig::new(h)
+            .with_num_heads(1)
+            .with_num_features(Some(4096))
+            .init(&device)
+    })
+    .unwrap();
+    // ω ~ N(0, I): mean squared norm d.
+    let (w, _) = tensor_to_vec(attn.projection.clone());
+    let msq: f64 = w.iter().map(|v| (*v as f64).powi(2)).sum::<f64>() / 4096.0;
+    assert!((msq - h as f64).abs() < 0.3, "mean |ω|² = {msq}");
+    let x = Tensor::<3>::random([1, n, h], Distribution::Normal(0.0, 0.5), &device);
+    let ours = attn.forward(x.clone());
+    // Exact softmax attention with the same projections.
+    let q = attn.q_proj.forward(x.clone());
+    let k = attn.k_proj.forward(x.clone());
+    let v = attn.v_proj.forward(x);
+    let scores = q.matmul(k.swap_dims(1, 2)) / (h as f64).sqrt();
+    let exact = attn
+        .out_proj
+        .forward(burn::tensor::activation::softmax(scores, 2).matmul(v));
+    let err = (ours - exact.clone()).abs().max().into_scalar::<f32>();
+    let scale = exact.abs().max().into_scalar::<f32>();
+    assert!(
+        err < 0.05 * scale.max(1.0),
+        "FAVOR+ error {err} (scale {scale})"
+    );
+    // Huge inputs: the max-shift keeps features finite and the normaliser positive.
+    let big = Tensor::<3>::random([2, n, h], Distribution::Normal(0.0, 60.0), &device);
+    for kernel in [AttentionKernel::Softmax, AttentionKernel::Gaussian] {
+        let a = SpectralAttentionConfig::new(h)
+            .with_num_heads(2)
+            .with_kernel(kernel)
+            .init(&device)
+            .unwrap();
+        let (v, _) = tensor_to_vec(a.forward(big.clone()));
+        assert!(
+            v.iter().all(|x| x.is_finite()),
+            "{kernel:?}: non-finite output"
+        );
+    }
+}
+
+#[test]
+fn hard_gate_selects_one_mixer_and_still_trains_the_gate() {
+    let device = Device::default().autodiff();
+    let layers = vec![
+        Mixer::from(FourierMixing1D::new()),
+        Mixer::from(GlobalFilterMixingConfig::new(8, 12).init(&device).unwrap()),
+    ];
+    let block = AdaptiveBlockConfig::new(8)
+        .with_gate(Gate::Hard)
+        .init(layers, &device)
+        .unwrap();
+    let x = Tensor::<3>::random([3, 12, 8], Distribution::Normal(0.0, 1.0), &device);
+    let y = block.forward(x.clone());
+    // Forward: exactly the arg-max mixer per sample.
+    let normed = block.norm1.forward(x.clone());
+    let w = block.weights(normed.clone());
+    let (wv, _) = tensor_to_vec(w);
+    assert!(wv.iter().all(|&v| v == 0.0 || v == 1.0), "{wv:?}");
+    for b in 0..3 {
+        let pick = if wv[2 * b] == 1.0 { 0 } else { 1 };
+        let xb = x.clone().narrow(0, b, 1);
+        let nb = normed.clone().narrow(0, b, 1);
+        let hb = xb + block.layers[pick].forward(nb);
+        let want = hb.clone() + tail(&block, hb);
+        let got = y.clone().narrow(0, b, 1);
+        let err = (got - want).abs().max().into_scalar::<f32>();
+        assert!(err < 1e-5, "sample {b}: {err}");
+    }
+    // Backward: the gate gets a gradient through the straight-through estimator.
+    let grads = y.sum().backward();
+    let g = block.gate.weight.val().grad(&grads).expect("gate gradient");
+    let gmax = g.abs().max().into_scalar::<f32>();
+    assert!(gmax > 0.0, "the hard gate must train");
+}
+
+/// `ffn(norm2(h))` of a hybrid block, from its state (norm2 and ffn are private).
+fn tail(block: &AdaptiveBlock<Mixer>, h: Tensor<3>) -> Tensor<3> {
+    let sd = state_dict(block).unwrap();
+    let device = h.device();
+    let get = |k: &str| {
+        let t = sd.get(k).unwrap();
+        let v = t.f32(k).unwrap().to_vec();
+        (v, t.shape.clone())
+    };
+    let vec1 = |k: &str| {
+        let (v, s) = get(k);
+        Tensor::<1>::from_data(TensorData::new(v, [s[0]]), &device)
+    };
+    let mat = |k: &str| {
+        let (v, s) = get(k);
+        Tensor::<2>::from_data(TensorData::new(v, [s[0], s[1]]), &device)
+    };
+    let mean = h.clone().mean_dim(2);
+    let c = h - mean;
+    let var = c.clone().square().mean_dim(2);
+    let n = c / (var + 1e-12).sqrt() * vec1("norm2.weight").reshape([1, 1, 8])
+        + vec1("norm2.bias").reshape([1, 1, 8]);
+    let [b, t, _] = n.dims();
+    let f1 = n
+        .reshape([b * t, 8])
+        .matmul(mat("ffn.fc1.weight").transpose())
+        + vec1("ffn.fc1.bias").unsqueeze::<2>();
+    let f1 = burn::tensor::activation::gelu(f1);
+    let f2 = f1.matmul(mat("ffn.fc2.weight").transpose()) + vec1("ffn.fc2.bias").unsqueeze::<2>();
+    f2.reshape([b, t, 8])
+}
+
+#[test]
+fn afno_is_block_diagonal_and_resolution_free() {
+    let device = Device::default();
+    let cfg = AfnoMixingConfig::new(16).with_num_blocks(Some(4));
+    let afno = cfg.init(&device).unwrap();
+    // 2 complex layers of 4 blocks of 4×4, plus complex biases: independent of N.
+    assert_eq!(afno.num_params(), 2 * (2 * 4 * 4 * 4 + 2 * 16));
+    for n in [12, 48, 192] {
+        let x = Tensor::<3>::random([2, n, 16], Distribution::Normal(0.0, 1.0), &device);
+        assert_eq!(afno.forward(x).dims(), [2, n, 16]);
+    }
+    // With λ larger than any spectral value the shrinkage zeroes the filter:
+    // the layer is its residual.
+    let mut shrunk = afno.clone();
+    shrunk.sparsity_threshold = 1e6;
+    let x = Tensor::<3>::random([1, 48, 16], Distribution::Normal(0.0, 1.0), &device);
+    let err = (shrunk.forward(x.clone()) - x.clone())
+        .abs()
+        .max()
+        .into_scalar::<f32>();
+    assert_eq!(err, 0.0);
+    // Channels of different blocks do not mix: a perturbation of block 0's
+    // channels leaves the other blocks' outputs unchanged.
+    let mut bump = vec![0f32; 48 * 16];
+    for p in 0..48 {
+        bump[p * 16] = 1.0;
+    }
+    let bump = Tensor::<3>::from_data(TensorData::new(bump, [1, 48, 16]), &device);
+    let d = afno.forward(x.clone() + bump) - afno.forward(x);
+    let others = d.narrow(2, 4, 12).abs().max().into_scalar::<f32>();
+    assert!(others < 1e-6, "{others}");
+    assert!(cfg.with_num_blocks(Some(3)).init(&device).is_err());
+}
+
+#[test]
+fn mixers_refuse_wrong_inputs_with_errors() {
+    let device = Device::default();
+    let gf = GlobalFilterMixingConfig::new(8, 16).init(&device).unwrap();
+    let e = gf
+        .try_forward(Tensor::zeros([1, 16, 5], &device))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("GlobalFilterMixing") && e.contains('8'), "{e}");
+    assert!(
+        FourierMixing::new()
+            .try_forward(Tensor::zeros([1, 0, 4], &device))
+            .is_err()
+    );
+    let afno = SpectransAfnoMixingConfig::new(8, 16).init(&device).unwrap();
+    assert!(
+        afno.try_forward(Tensor::zeros([1, 20, 8], &device))
+            .is_err()
+    );
+    assert!(
+        SpectralAttentionConfig::new(8)
+            .with_num_heads(3)
+            .init(&device)
+            .is_err()
+    );
+    assert!(
+        WaveletMixingConfig::new(8)
+            .with_wavelet("db9".into())
+            .init(&device)
+            .is_err()
+    );
+    assert!(
+        CascadeBlockConfig::new(8)
+            .init(Vec::<Mixer>::new(), &device)
+            .is_err()
+    );
+}
+
+#[test]
+fn self_attention_and_spectral_mixers_share_a_block() {
+    let device = Device::default();
+    let layers = vec![
+        Mixer::from(SpatialSelfAttentionConfig::new(8, 2).init(&device).unwrap()),
+        Mixer::from(
+            LstAttentionConfig::new(8)
+                .with_num_heads(2)
+                .init(&device)
+                .unwrap(),
+        ),
+        Mixer::from(
+            WaveletMixingConfig::new(8)
+                .with_levels(2)
+                .init(&device)
+                .unwrap(),
+        ),
+        Mixer::from(AfnoMixingConfig::new(8).init(&device).unwrap()),
+    ];
+    let block = CascadeBlockConfig::new(8).init(layers, &device).unwrap();
+    let x = Tensor::<3>::random([2, 48, 8], Distribution::Normal(0.0, 1.0), &device);
+    assert_eq!(block.forward(x).dims(), [2, 48, 8]);
+    let keys = state_dict(&block).unwrap();
+    assert!(keys.get("layers.0.qkv_proj.weight").is_some());
+    assert!(keys.get("layers.2.dwt.dec_lo").is_some());
+    assert!(keys.get("norms.3.weight").is_some());
+}
+
+/// A GFNet/FNet-style regressor on HEALPix pixel sequences.
+#[derive(Module, Debug)]
+struct Regressor {
+    embed: idx_flow::layers::Linear,
+    gfnet: TransformerBlock<GlobalFilterMixing>,
+    fnet: TransformerBlock<FourierMixing1D>,
+    head: idx_flow::layers::Linear,
+}
+
+impl Regressor {
+    fn forward(&self, x: Tensor<3>) -> Tensor<2> {
+        let h = self.fnet.forward(self.gfnet.forward(self.embed.forward(x)));
+        let [b, _, c] = h.dims();
+        self.head.forward(h.mean_dim(1).reshape([b, c]))
+    }
+}
+
+#[test]
+fn a_spectral_regressor_on_healpix_sequences_learns() {
+    let device = Device::default().autodiff();
+    let grid = HealpixGrid::ring(2).unwrap();
+    let n = grid.npix() as usize; // 48 pixels
+    let (hidden, batch) = (8, 16);
+    let model = idx_flow::layers::init::with_seed(11, || -> idx_flow::Result<Regressor> {
+        Ok(Regressor {
+            embed: LinearConfig::new(1, hidden).init(&device)?,
+            gfnet: TransformerBlockConfig::new(hidden)
+                .with_ffn_hidden_dim(Some(16))
+                .init(
+                    GlobalFilterMixingConfig::new(hidden, n).init(&device)?,
+                    &device,
+                )?,
+            fnet: TransformerBlockConfig::new(hidden)
+                .with_ffn_hidden_dim(Some(16))
+                .init(FourierMixing1D::new(), &device)?,
+            head: LinearConfig::new(hidden, 1).init(&device)?,
+        })
+    })
+    .unwrap();
+    // Random maps whose amplitude varies with the sample; target: the map's
+    // power (1/N)·Σ_p x_p², which needs the whole sequence.
+    let amp: Vec<f32> = (0..batch).map(|i| 0.5 + i as f32 / batch as f32).collect();
+    let amp = Tensor::<3>::from_data(TensorData::new(amp, [batch, 1, 1]), &device);
+    let x = idx_flow::layers::init::with_seed(5, || {
+        Tensor::<3>::random([batch, n, 1], Distribution::Normal(0.0, 1.0), &device)
+    }) * amp;
+    let target = x.clone().square().reshape([batch, n]).mean_dim(1);
+    let mut model = model;
+    let mut optim = AdamConfig::new().init();
+    let mut losses = Vec::new();
+    for _ in 0..25 {
+        let pred = model.forward(x.clone());
+        let loss = (pred - target.clone()).square().mean();
+        losses.push(loss.clone().into_scalar::<f32>());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-2, model, grads);
+    }
+    let (first, last) = (losses[0], *losses.last().unwrap());
+    assert!(last < 0.5 * first, "loss {first} -> {last}: {losses:?}");
+}
+
+#[test]
+fn global_filters_with_a_unit_filter_are_the_identity_and_separable_fourier_factorises() {
+    let device = Device::default();
+    let x = Tensor::<3>::random([2, 12, 6], Distribution::Normal(0.0, 1.0), &device);
+    let cfg = GlobalFilterMixingConfig::new(6, 12).with_activation(FilterActivation::Identity);
+    let mut gf = cfg.init(&device).unwrap();
+    let mut gf2 = cfg.init_2d(&device).unwrap();
+    let one = burn::module::Param::from_tensor(Tensor::<2>::ones([12, 6], &device));
+    let zero = burn::module::Param::from_tensor(Tensor::<2>::zeros([12, 6], &device));
+    gf.filter_real = one.clone();
+    gf.filter_imag = zero.clone();
+    gf2.filter_real = one;
+    gf2.filter_imag = zero;
+    // Re(F⁻¹(1·F x)) = x, on the configured length and, interpolated, on others.
+    for n in [12, 7, 20] {
+        let xn = Tensor::<3>::random([2, n, 6], Distribution::Normal(0.0, 1.0), &device);
+        for y in [gf.forward(xn.clone()), gf2.forward(xn.clone())] {
+            let err = (y - xn.clone()).abs().max().into_scalar::<f32>();
+            assert!(err < 1e-5, "n {n}: {err}");
+        }
+    }
+    // C_N·X·C_H: the 1-D transform along the sequence, then along the hidden axis.
+    let sep = SeparableFourierMixing::new().forward(x.clone());
+    let seq = FourierMixing1D::new().forward(x.clone());
+    let both = FourierMixing1D::new()
+        .forward(seq.swap_dims(1, 2))
+        .swap_dims(1, 2);
+    let err = (sep - both).abs().max().into_scalar::<f32>();
+    assert!(err < 1e-5, "{err}");
+    let block = TransformerBlockConfig::new(6)
+        .init_parallel(FourierMixing::new(), &device)
+        .unwrap();
+    assert_eq!(block.forward(x).dims(), [2, 12, 6]);
+}
