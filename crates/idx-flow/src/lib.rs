@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 
 pub mod data;
+pub mod equivariant;
 pub mod error;
 pub mod geometry;
 pub mod graphs;
