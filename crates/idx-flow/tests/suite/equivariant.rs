@@ -1,12 +1,17 @@
 //! The equivariant layers (`idx_flow::equivariant`) against ginjax 0.1.8.
 
+use std::collections::BTreeMap;
+
 use burn::tensor::{Device, Tensor, TensorData};
 use idx_flow::equivariant::*;
 use idx_flow::io::SafetensorsFile;
+use idx_flow::layers::state_dict::{
+    StateDict, StateVisitor, TorchState, load_state_dict, tensor_to_vec,
+};
 use serde_json::Value;
 
 use crate::fixtures;
-use crate::layers::assert_close;
+use crate::layers::{GradCollect, assert_close, names_under};
 
 fn file() -> SafetensorsFile {
     fixtures::open("ginjax.safetensors")
@@ -114,4 +119,254 @@ fn fixture_filters_are_invariant_under_the_action() {
         checked += 1;
     }
     assert!(checked > 0, "no filters in the fixture");
+}
+
+/// One case of the manifest.
+struct Case {
+    name: String,
+    class: String,
+    args: Value,
+    d: usize,
+    torus: bool,
+}
+
+fn cases(file: &SafetensorsFile) -> Vec<Case> {
+    let m = manifest();
+    let cases: Vec<Case> = m["cases"]
+        .as_object()
+        .expect("manifest has 'cases'")
+        .iter()
+        .map(|(name, v)| Case {
+            name: name.clone(),
+            class: v["class"].as_str().expect("class").to_string(),
+            args: v["args"].clone(),
+            d: v["D"].as_u64().expect("D") as usize,
+            torus: v["is_torus"].as_bool().expect("is_torus"),
+        })
+        .collect();
+    assert!(!cases.is_empty(), "no cases in ginjax_manifest.json");
+    for c in &cases {
+        assert!(
+            !names_under(file, &format!("{}.output.", c.name)).is_empty(),
+            "case {} of the manifest has no output in ginjax.safetensors",
+            c.name
+        );
+    }
+    cases
+}
+
+/// A signature from the manifest: `{"k0p0": 2, ...}`.
+fn signature(v: &Value) -> Signature {
+    v.as_object()
+        .expect("keys")
+        .iter()
+        .map(|(k, c)| (k.parse().unwrap(), c.as_u64().unwrap() as usize))
+        .collect()
+}
+
+enum Layer {
+    Conv(ConvContract),
+    Norm(GroupNorm),
+    Vn(VectorNeuronNonlinear),
+    Pool(MaxNormPool),
+}
+
+impl Layer {
+    fn build(case: &Case, device: &Device) -> Layer {
+        let a = &case.args;
+        match case.class.as_str() {
+            "ConvContract" => {
+                let bias = match a["use_bias"].as_str().unwrap() {
+                    "auto" => BiasMode::Auto,
+                    "mean" => BiasMode::Mean,
+                    "scalar" => BiasMode::Scalar,
+                    b => panic!("{}: bias {b}", case.name),
+                };
+                Layer::Conv(
+                    ConvContractConfig::new(
+                        case.d,
+                        signature(&a["input_keys"]),
+                        signature(&a["target_keys"]),
+                    )
+                    .with_bias(bias)
+                    .init(device)
+                    .unwrap(),
+                )
+            }
+            "LayerNorm" | "GroupNorm" => Layer::Norm(
+                GroupNormConfig::new(
+                    case.d,
+                    signature(&a["input_keys"]),
+                    a["groups"].as_u64().unwrap_or(1) as usize,
+                )
+                .with_eps(a["eps"].as_f64().unwrap_or(1e-5))
+                .init(device)
+                .unwrap(),
+            ),
+            "VectorNeuronNonlinear" => {
+                assert_eq!(a["scalar_activation"].as_str(), Some("relu"));
+                Layer::Vn(
+                    VectorNeuronNonlinearConfig::new(case.d, signature(&a["input_keys"]))
+                        .with_eps(a["eps"].as_f64().unwrap_or(1e-5))
+                        .init(device)
+                        .unwrap(),
+                )
+            }
+            "MaxNormPool" => {
+                assert_ne!(a["use_norm"].as_bool(), Some(false));
+                Layer::Pool(MaxNormPool::new(a["patch_len"].as_u64().unwrap() as usize))
+            }
+            c => panic!("{}: class {c} has no Rust counterpart", case.name),
+        }
+    }
+
+    fn load(self, sd: &StateDict, name: &str) -> Layer {
+        fn loaded<M: TorchState>(m: M, sd: &StateDict, name: &str) -> M {
+            load_state_dict(m, sd)
+                .unwrap_or_else(|e| panic!("{name}: loading ginjax's parameters: {e}"))
+        }
+        match self {
+            Layer::Conv(m) => Layer::Conv(loaded(m, sd, name)),
+            Layer::Norm(m) => Layer::Norm(loaded(m, sd, name)),
+            Layer::Vn(m) => Layer::Vn(loaded(m, sd, name)),
+            Layer::Pool(m) => Layer::Pool(m),
+        }
+    }
+
+    fn forward<const R: usize>(&self, x: MultiImage<R>) -> MultiImage<R> {
+        match self {
+            Layer::Conv(m) => m.forward(x),
+            Layer::Norm(m) => m.forward(x),
+            Layer::Vn(m) => m.forward(x),
+            Layer::Pool(m) => m.forward(x),
+        }
+    }
+
+    fn visit<V: StateVisitor>(&self, v: &mut V) {
+        match self {
+            Layer::Conv(m) => m.visit_state("", v),
+            Layer::Norm(m) => m.visit_state("", v),
+            Layer::Vn(m) => m.visit_state("", v),
+            Layer::Pool(_) => {}
+        }
+    }
+}
+
+/// A fixture block `(C, *N, *(D,)*k)` as our `[1, C·D^k, *N]`.
+fn block<const R: usize>(
+    file: &SafetensorsFile,
+    name: &str,
+    key: TensorKey,
+    device: &Device,
+) -> Tensor<R> {
+    let (v, mut shape) = file.f32(name).unwrap_or_else(|e| panic!("{e}"));
+    shape.insert(0, 1);
+    let d = R - 2;
+    let ours = from_pixel_layout(&v, &shape, d, key.k).unwrap();
+    let mut dims = [0usize; R];
+    dims[0] = 1;
+    dims[1] = shape[1] * key.components(d);
+    dims[2..].copy_from_slice(&shape[2..2 + d]);
+    Tensor::from_data(TensorData::new(ours, dims), device)
+}
+
+/// Our block `[1, C·D^k, *N]` in the fixture's layout `(C, *N, *(D,)*k)`.
+fn pixels<const R: usize>(t: Tensor<R>, key: TensorKey) -> (Vec<f32>, Vec<usize>) {
+    let d = R - 2;
+    let dims = t.dims();
+    let (v, _) = tensor_to_vec(t);
+    let mut shape = vec![dims[0], dims[1] / key.components(d)];
+    shape.extend_from_slice(&dims[2..]);
+    shape.extend(std::iter::repeat_n(d, key.k));
+    let v = to_pixel_layout(&v, &shape, d, key.k).unwrap();
+    (v, shape[1..].to_vec())
+}
+
+fn check_case<const R: usize>(file: &SafetensorsFile, case: &Case, layer: &Layer, device: &Device) {
+    let name = &case.name;
+    let mut x = MultiImage::<R>::new(vec![case.torus; R - 2]).unwrap();
+    let mut inputs = BTreeMap::new();
+    for k in names_under(file, &format!("{name}.input.")).keys() {
+        let key: TensorKey = k.parse().unwrap();
+        let t: Tensor<R> = block(file, &format!("{name}.input.{k}"), key, device).require_grad();
+        inputs.insert(key, t.clone());
+        x.insert(key, t).unwrap();
+    }
+    let y = layer.forward(x);
+    let outputs = names_under(file, &format!("{name}.output."));
+    assert_eq!(
+        y.keys().iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+        outputs.keys().cloned().collect::<Vec<_>>(),
+        "{name}: output keys"
+    );
+    let mut loss: Option<Tensor<1>> = None;
+    for (key, t) in y.iter() {
+        let (v, s) = pixels(t.clone(), key);
+        let (rv, rs) = file.f32(&format!("{name}.output.{key}")).unwrap();
+        assert_close(&format!("{name} output.{key}"), &v, &s, &rv, &rs);
+        let r: Tensor<R> = block(file, &format!("{name}.output_cotangent.{key}"), key, device);
+        let term = (t.clone() * r).sum();
+        loss = Some(match loss {
+            Some(l) => l + term,
+            None => term,
+        });
+    }
+    let grads = loss.expect("some output").backward();
+    for (key, t) in &inputs {
+        let g = t
+            .grad(&grads)
+            .unwrap_or_else(|| panic!("{name}: no input gradient for {key}"));
+        let (v, s) = pixels(g, *key);
+        let (rv, rs) = file.f32(&format!("{name}.grad.input.{key}")).unwrap();
+        assert_close(&format!("{name} grad.input.{key}"), &v, &s, &rv, &rs);
+    }
+    let mut collect = GradCollect {
+        grads: &grads,
+        out: BTreeMap::new(),
+    };
+    layer.visit(&mut collect);
+    let reference = names_under(file, &format!("{name}.grad.param."));
+    for (p, full) in &reference {
+        let ours = collect
+            .out
+            .get(p)
+            .unwrap_or_else(|| panic!("{name}: ginjax has '{p}', our layer does not"));
+        let (v, s) = ours
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: no gradient reached '{p}'"));
+        let (rv, rs) = file.f32(full).unwrap();
+        assert_close(&format!("{name} grad.param.{p}"), v, s, &rv, &rs);
+    }
+    for p in collect.out.keys() {
+        assert!(
+            reference.contains_key(p),
+            "{name}: our parameter '{p}' has no ginjax gradient"
+        );
+    }
+    // The filters ginjax handed to the layer are ours.
+    for (k, full) in names_under(file, &format!("{name}.buffer.invariant_filters.")) {
+        let (rv, rs) = file.f32(&full).unwrap();
+        let ours = invariant_filters(rs[1], k.parse().unwrap(), R - 2).unwrap();
+        assert_close(&full, ours.values(), &ours.shape(), &rv, &rs);
+    }
+}
+
+#[test]
+fn ginjax_layers_match_the_fixture() {
+    let file = file();
+    let device = Device::default().autodiff();
+    let mut ran = Vec::new();
+    for case in cases(&file) {
+        let layer = Layer::build(&case, &device);
+        let sd = StateDict::from_safetensors(&file, &format!("{}.param.", case.name)).unwrap();
+        let layer = layer.load(&sd, &case.name);
+        match case.d {
+            2 => check_case::<4>(&file, &case, &layer, &device),
+            3 => check_case::<5>(&file, &case, &layer, &device),
+            d => panic!("{}: D = {d}", case.name),
+        }
+        ran.push(case.name);
+    }
+    assert!(!ran.is_empty(), "no case ran");
+    eprintln!("ginjax parity: {} cases", ran.len());
 }
