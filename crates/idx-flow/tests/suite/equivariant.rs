@@ -370,3 +370,370 @@ fn ginjax_layers_match_the_fixture() {
     assert!(!ran.is_empty(), "no case ran");
     eprintln!("ginjax parity: {} cases", ran.len());
 }
+
+// ---- equivariance ---------------------------------------------------------------------
+
+/// A random multi-image of `sig` on the grid `[n; D]`, batch 2.
+fn random_image<const R: usize>(
+    sig: &[(TensorKey, usize)],
+    n: usize,
+    torus: bool,
+    device: &Device,
+) -> MultiImage<R> {
+    let mut x = MultiImage::<R>::new(vec![torus; R - 2]).unwrap();
+    for &(k, c) in sig {
+        let mut dims = [n; R];
+        dims[0] = 2;
+        dims[1] = c * k.components(R - 2);
+        x.insert(
+            k,
+            Tensor::random(dims, burn::tensor::Distribution::Normal(0.0, 1.0), device),
+        )
+        .unwrap();
+    }
+    x
+}
+
+fn assert_images_close<const R: usize>(what: &str, a: &MultiImage<R>, b: &MultiImage<R>) {
+    assert_eq!(a.keys(), b.keys(), "{what}: keys");
+    assert_eq!(a.is_torus(), b.is_torus(), "{what}: torus flags");
+    for (k, t) in a.iter() {
+        let (v, s) = tensor_to_vec(t.clone());
+        let (w, sw) = tensor_to_vec(b.get(k).unwrap().clone());
+        assert_close(&format!("{what} {k}"), &v, &s, &w, &sw);
+    }
+}
+
+/// `f(g·x) = g·f(x)` for every `g` of `B_D`.
+fn check_equivariant<const R: usize>(
+    what: &str,
+    x: &MultiImage<R>,
+    f: impl Fn(MultiImage<R>) -> MultiImage<R>,
+) {
+    let y = f(x.clone());
+    let group = hyperoctahedral_group(R - 2).unwrap();
+    assert_eq!(group.len(), if R == 4 { 8 } else { 48 });
+    for g in &group {
+        let lhs = f(g.apply(x).unwrap());
+        let rhs = g.apply(&y).unwrap();
+        assert_images_close(&format!("{what} under {:?}", g.matrix()), &lhs, &rhs);
+    }
+}
+
+fn all_keys(c: usize, max_k: usize) -> Signature {
+    (0..=max_k)
+        .flat_map(|k| [TensorKey::new(k, 0), TensorKey::new(k, 1)])
+        .map(|k| (k, c))
+        .collect()
+}
+
+/// Parameters drawn at random, so that no zero bias or unit scale hides a
+/// broken symmetry.
+fn randomized_norm(mut n: GroupNorm, device: &Device) -> GroupNorm {
+    use burn::module::Param;
+    let rnd = |c: usize| {
+        Param::from_tensor(Tensor::<1>::random(
+            [c],
+            burn::tensor::Distribution::Normal(0.5, 0.5),
+            device,
+        ))
+    };
+    for (i, (_, c)) in n.keys().to_vec().iter().enumerate() {
+        n.scales[i] = rnd(*c);
+        if n.biases[i].is_some() {
+            n.biases[i] = Some(rnd(*c));
+        }
+    }
+    n
+}
+
+#[test]
+fn conv_contract_is_equivariant_in_2d() {
+    let device = Device::default();
+    let sig = all_keys(1, 2);
+    for (torus, bias) in [
+        (true, BiasMode::Auto),
+        (false, BiasMode::Mean),
+        (true, BiasMode::Scalar),
+    ] {
+        let conv = ConvContractConfig::new(2, sig.clone(), sig.clone())
+            .with_bias(bias)
+            .init(&device)
+            .unwrap();
+        let x = random_image::<4>(&sig, 7, torus, &device);
+        check_equivariant(&format!("ConvContract torus={torus} {bias:?}"), &x, |x| {
+            conv.forward(x)
+        });
+    }
+    // Stride 2 on an odd grid, dilation 2, and a 5×5 filter.
+    let small: Signature = vec![(TensorKey::SCALAR, 2), (TensorKey::VECTOR, 1)];
+    for (m, stride, dilation) in [(3, 2, 1), (3, 1, 2), (5, 1, 1)] {
+        let conv = ConvContractConfig::new(2, small.clone(), small.clone())
+            .with_kernel_size(m)
+            .with_stride(vec![stride])
+            .with_dilation(vec![dilation])
+            .init(&device)
+            .unwrap();
+        let x = random_image::<4>(&small, 9, false, &device);
+        check_equivariant(
+            &format!("ConvContract M={m} stride={stride} dilation={dilation}"),
+            &x,
+            |x| conv.forward(x),
+        );
+    }
+}
+
+#[test]
+fn transposed_conv_contract_doubles_the_grid_equivariantly() {
+    let device = Device::default();
+    let sig: Signature = vec![(TensorKey::SCALAR, 2), (TensorKey::VECTOR, 1)];
+    let up = ConvContractConfig::new(2, sig.clone(), sig.clone())
+        .with_kernel_size(2)
+        .with_padding(Padding::Explicit(vec![(1, 1)]))
+        .with_input_dilation(vec![2])
+        .init(&device)
+        .unwrap();
+    let x = random_image::<4>(&sig, 4, true, &device);
+    let y = up.forward(x.clone());
+    assert_eq!(y.spatial_dims(), Some(vec![8, 8]));
+    check_equivariant("transposed ConvContract", &x, |x| up.forward(x));
+}
+
+#[test]
+fn conv_contract_is_equivariant_in_3d() {
+    let device = Device::default();
+    let sig = all_keys(1, 1);
+    let conv = ConvContractConfig::new(3, sig.clone(), sig.clone())
+        .init(&device)
+        .unwrap();
+    for torus in [true, false] {
+        let x = random_image::<5>(&sig, 4, torus, &device);
+        check_equivariant(&format!("3-D ConvContract torus={torus}"), &x, |x| {
+            conv.forward(x)
+        });
+    }
+}
+
+#[test]
+fn norms_nonlinearities_and_pooling_are_equivariant() {
+    let device = Device::default();
+    fn run<const R: usize>(device: &Device) {
+        let d = R - 2;
+        let sig = all_keys(2, 2);
+        let x = random_image::<R>(&sig, 4, true, device);
+        for groups in [1, 2] {
+            let norm = GroupNormConfig::new(d, sig.clone(), groups)
+                .init(device)
+                .unwrap();
+            let norm = randomized_norm(norm, device);
+            check_equivariant(&format!("{d}-D GroupNorm groups={groups}"), &x, |x| {
+                norm.forward(x)
+            });
+        }
+        let vn = VectorNeuronNonlinearConfig::new(d, sig.clone())
+            .init(device)
+            .unwrap();
+        check_equivariant(&format!("{d}-D VectorNeuronNonlinear"), &x, |x| {
+            vn.forward(x)
+        });
+        let pool = MaxNormPool::new(2);
+        check_equivariant(&format!("{d}-D MaxNormPool"), &x, |x| pool.forward(x));
+        let act = PerKey::new(
+            Activation::new(ScalarActivation::Gelu),
+            vec![TensorKey::SCALAR],
+        );
+        check_equivariant(&format!("{d}-D PerKey(gelu)"), &x, |x| act.forward(x));
+    }
+    run::<4>(&device);
+    run::<5>(&device);
+}
+
+/// Our filters are invariant for sizes the fixture does not hold (even ones
+/// included), and the convolution with them is equivariant there.
+#[test]
+fn filters_of_other_sizes_are_invariant() {
+    let device = Device::default();
+    for (d, m, max_k) in [(2usize, 2usize, 2usize), (2, 4, 2), (2, 5, 1), (3, 2, 2)] {
+        for k in 0..=max_k {
+            for p in 0..2 {
+                let key = TensorKey::new(k, p);
+                let f = invariant_filters(m, key, d).unwrap();
+                if f.is_empty() {
+                    continue;
+                }
+                let mut shape = vec![f.len(), 1];
+                shape.extend_from_slice(&f.shape()[1..]);
+                for g in hyperoctahedral_group(d).unwrap() {
+                    let (a, b) = if d == 2 {
+                        let x = image::<4>(key, f.values(), &shape, false, &device);
+                        let y = g.apply(&x).unwrap();
+                        (
+                            values(x.get(key).unwrap().clone()),
+                            values(y.get(key).unwrap().clone()),
+                        )
+                    } else {
+                        let x = image::<5>(key, f.values(), &shape, false, &device);
+                        let y = g.apply(&x).unwrap();
+                        (
+                            values(x.get(key).unwrap().clone()),
+                            values(y.get(key).unwrap().clone()),
+                        )
+                    };
+                    let sh = [a.len()];
+                    assert_close(&format!("M={m} D={d} {key}"), &b, &sh, &a, &sh);
+                }
+            }
+        }
+    }
+}
+
+// ---- where ginjax is defective -----------------------------------------------------------
+
+/// ginjax's `use_bias="scalar"` drops every non-scalar output; ours keeps them
+/// without a bias, and biases the scalars plainly.
+#[test]
+fn scalar_bias_mode_keeps_non_scalar_outputs() {
+    let device = Device::default();
+    let quirk = &manifest()["quirks"]["conv_contract_use_bias_scalar_output_keys"];
+    assert_eq!(
+        quirk.as_array().map(|a| a.len()),
+        Some(1),
+        "ginjax's defect is recorded"
+    );
+    let sig: Signature = vec![(TensorKey::SCALAR, 2), (TensorKey::VECTOR, 2)];
+    let with = ConvContractConfig::new(2, sig.clone(), sig.clone())
+        .with_bias(BiasMode::Scalar)
+        .init(&device)
+        .unwrap();
+    let mut without = ConvContractConfig::new(2, sig.clone(), sig.clone())
+        .with_bias(BiasMode::None)
+        .init(&device)
+        .unwrap();
+    without.weights = with.weights.clone();
+    assert_eq!(with.bias_keys(), &[TensorKey::SCALAR]);
+    let x = random_image::<4>(&sig, 6, true, &device);
+    let (a, b) = (with.forward(x.clone()), without.forward(x));
+    assert_eq!(a.keys(), vec![TensorKey::SCALAR, TensorKey::VECTOR]);
+    let (va, sa) = tensor_to_vec(a.get(TensorKey::VECTOR).unwrap().clone());
+    let (vb, sb) = tensor_to_vec(b.get(TensorKey::VECTOR).unwrap().clone());
+    assert_close("unbiased vectors", &va, &sa, &vb, &sb);
+    let bias = with.biases[0].val().reshape([1, 2, 1, 1]);
+    let (va, sa) = tensor_to_vec(a.get(TensorKey::SCALAR).unwrap().clone());
+    let (vb, sb) = tensor_to_vec(b.get(TensorKey::SCALAR).unwrap().clone() + bias);
+    assert_close("plainly biased scalars", &va, &sa, &vb, &sb);
+}
+
+/// ginjax's norm gives pseudoscalars an affine bias, which a reflection does
+/// not flip; ours has none there (equivariance is checked above).
+#[test]
+fn pseudoscalar_norm_has_no_bias() {
+    let device = Device::default();
+    let sig: Signature = vec![(TensorKey::SCALAR, 2), (TensorKey::PSEUDOSCALAR, 2)];
+    let norm = LayerNormConfig::new(2, sig).init(&device).unwrap();
+    let sd = idx_flow::layers::state_dict::state_dict(&norm).unwrap();
+    let names: BTreeMap<&str, ()> = sd.keys().into_iter().map(|k| (k, ())).collect();
+    assert!(names.contains_key("vanilla_norm.k0p0.bias"));
+    assert!(names.contains_key("vanilla_norm.k0p1.weight"));
+    assert!(!names.contains_key("vanilla_norm.k0p1.bias"));
+}
+
+#[test]
+fn pairs_without_filters_contribute_nothing() {
+    let device = Device::default();
+    // No 3×3 invariant filter maps scalars to pseudoscalars in 2-D.
+    let conv = ConvContractConfig::new(
+        2,
+        vec![(TensorKey::SCALAR, 1)],
+        vec![(TensorKey::PSEUDOSCALAR, 2)],
+    )
+    .init(&device)
+    .unwrap();
+    assert!(conv.pairs().is_empty());
+    let x = random_image::<4>(&[(TensorKey::SCALAR, 1)], 5, true, &device);
+    let y = conv.forward(x);
+    let (v, _) = tensor_to_vec(y.get(TensorKey::PSEUDOSCALAR).unwrap().clone());
+    assert!(v.iter().all(|&x| x == 0.0));
+}
+
+#[test]
+fn bad_arguments_and_inputs_are_errors() {
+    let device = Device::default();
+    let sig: Signature = vec![(TensorKey::SCALAR, 2)];
+    assert!(
+        ConvContractConfig::new(4, sig.clone(), sig.clone())
+            .init(&device)
+            .is_err()
+    );
+    assert!(
+        ConvContractConfig::new(2, vec![], sig.clone())
+            .init(&device)
+            .is_err()
+    );
+    assert!(
+        ConvContractConfig::new(2, sig.clone(), sig.clone())
+            .with_kernel_size(2)
+            .init(&device)
+            .is_err()
+    );
+    assert!(
+        GroupNormConfig::new(2, vec![(TensorKey::VECTOR, 3)], 2)
+            .init(&device)
+            .is_err()
+    );
+    let conv = ConvContractConfig::new(2, sig.clone(), sig.clone())
+        .init(&device)
+        .unwrap();
+    let wrong = random_image::<4>(&[(TensorKey::VECTOR, 2)], 5, true, &device);
+    assert!(conv.try_forward(wrong.clone()).is_err());
+    assert!(MaxNormPool::new(2).try_forward(wrong).is_err());
+    assert!(MultiImage::<4>::new(vec![true]).is_err());
+    assert!("k1q0".parse::<TensorKey>().is_err());
+    let mut x = MultiImage::<4>::new(vec![true, true]).unwrap();
+    assert!(
+        x.insert(TensorKey::VECTOR, Tensor::zeros([1, 3, 4, 4], &device))
+            .is_err()
+    );
+}
+
+/// The action is a faithful group action: `g·(h·x) = (gh)·x`, and only the
+/// identity fixes a random image; so the equivariance checks cannot pass
+/// for a trivial action.
+#[test]
+fn the_action_is_a_faithful_group_action() {
+    let device = Device::default();
+    fn run<const R: usize>(device: &Device) {
+        let d = R - 2;
+        let x = random_image::<R>(&all_keys(1, 2), 3, true, device);
+        let group = hyperoctahedral_group(d).unwrap();
+        for g in &group {
+            let gx = g.apply(&x).unwrap();
+            let moved = x.iter().any(|(k, t)| {
+                let (a, _) = tensor_to_vec(t.clone());
+                let (b, _) = tensor_to_vec(gx.get(k).unwrap().clone());
+                a.iter().zip(&b).any(|(p, q)| (p - q).abs() > 1e-3)
+            });
+            assert_eq!(moved, *g != GroupElement::identity(d), "{:?}", g.matrix());
+            for h in group.iter().step_by(5) {
+                let lhs = g.apply(&h.apply(&x).unwrap()).unwrap();
+                let rhs = g.compose(h).apply(&x).unwrap();
+                assert_images_close("g·(h·x) = (gh)·x", &lhs, &rhs);
+            }
+        }
+        // An elementwise ReLU of vector components is not equivariant.
+        let relu = PerKey::new(
+            Activation::new(ScalarActivation::Relu),
+            vec![TensorKey::VECTOR],
+        );
+        let y = relu.forward(x.clone());
+        let broken = group.iter().any(|g| {
+            let a = relu.forward(g.apply(&x).unwrap());
+            let b = g.apply(&y).unwrap();
+            let (va, _) = tensor_to_vec(a.get(TensorKey::VECTOR).unwrap().clone());
+            let (vb, _) = tensor_to_vec(b.get(TensorKey::VECTOR).unwrap().clone());
+            va.iter().zip(&vb).any(|(p, q)| (p - q).abs() > 1e-3)
+        });
+        assert!(broken, "{d}-D: the check must see a broken symmetry");
+    }
+    run::<4>(&device);
+    run::<5>(&device);
+}
