@@ -15,7 +15,7 @@
 //! let x = MultiImage::<4>::new(vec![true, true])?
 //!     .with(TensorKey::SCALAR, Tensor::from_data(TensorData::new(v, [1, 1, 2, 2]), &device))?;
 //! let y = MaxNormPool::new(2).try_forward(x)?;
-//! assert_eq!(y.get(TensorKey::SCALAR).unwrap().clone().into_scalar(), -3.0);
+//! assert_eq!(y.get(TensorKey::SCALAR).unwrap().clone().into_scalar::<f32>(), -3.0);
 //! # Ok::<(), idx_flow::Error>(())
 //! ```
 

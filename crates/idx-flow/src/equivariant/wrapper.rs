@@ -20,8 +20,8 @@
 //!     .with(TensorKey::SCALAR, Tensor::full([1, 1, 4, 4], -1.0, &device))?
 //!     .with(TensorKey::VECTOR, Tensor::full([1, 2, 4, 4], -1.0, &device))?;
 //! let y = relu.try_forward(x)?;
-//! assert_eq!(y.get(TensorKey::SCALAR).unwrap().clone().sum().into_scalar(), 0.0);
-//! assert_eq!(y.get(TensorKey::VECTOR).unwrap().clone().sum().into_scalar(), -32.0);
+//! assert_eq!(y.get(TensorKey::SCALAR).unwrap().clone().sum().into_scalar::<f32>(), 0.0);
+//! assert_eq!(y.get(TensorKey::VECTOR).unwrap().clone().sum().into_scalar::<f32>(), -32.0);
 //! # Ok::<(), idx_flow::Error>(())
 //! ```
 
