@@ -179,7 +179,7 @@ impl ConvContractConfig {
                     ));
                 }
             },
-            p if m % 2 == 0 => {
+            p if m.is_multiple_of(2) => {
                 return Err(Error::arg(
                     "padding",
                     format!("{p:?} needs an odd kernel_size, got {m}; give explicit padding"),
@@ -203,14 +203,18 @@ impl ConvContractConfig {
             for (&kout, &cout) in &targets {
                 bias_bound.insert(kout, bound);
                 let fkey = kin.product(kout);
-                if !cache.contains_key(&fkey) {
-                    let basis = invariant_filters(m, fkey, d)?;
-                    if basis.is_empty() {
-                        continue;
+                let f = match cache.get(&fkey) {
+                    Some(f) => f.clone(),
+                    None => {
+                        let basis = invariant_filters(m, fkey, d)?;
+                        if basis.is_empty() {
+                            continue;
+                        }
+                        let f = basis.to_matrix(device);
+                        cache.insert(fkey, f.clone());
+                        f
                     }
-                    cache.insert(fkey, basis.to_matrix(device));
-                }
-                let f = cache[&fkey].clone();
+                };
                 let n = f.dims()[0];
                 weights.push(Param::from_tensor(draw(
                     [cout, cin, n],

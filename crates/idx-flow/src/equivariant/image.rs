@@ -218,14 +218,13 @@ impl<const R: usize> MultiImage<R> {
             .iter()
             .find(|(k, _)| **k != key)
             .map(|(_, t)| t.dims())
+            && (other[0] != dims[0] || other[2..] != dims[2..])
         {
-            if other[0] != dims[0] || other[2..] != dims[2..] {
-                return Err(shape_err(format!(
-                    "batch {} and grid {:?} like the other blocks",
-                    other[0],
-                    &other[2..]
-                )));
-            }
+            return Err(shape_err(format!(
+                "batch {} and grid {:?} like the other blocks",
+                other[0],
+                &other[2..]
+            )));
         }
         self.blocks.insert(key, block);
         Ok(())
@@ -387,7 +386,7 @@ impl<const R: usize> MultiImage<R> {
     }
 
     /// Blockwise sum of two multi-images of the same signature and grid.
-    pub fn add(self, other: MultiImage<R>) -> Result<Self> {
+    pub fn try_add(self, other: MultiImage<R>) -> Result<Self> {
         if self.signature() != other.signature() {
             return Err(Error::Shape {
                 context: "MultiImage::add".into(),
