@@ -11,6 +11,9 @@
 //!   norms, dropouts, attention, ViT, pooling), loadable from PyTorch state dicts.
 //! - [`data`]: Earth imagery and HEALPix maps (`.npy`, FITS) under random rotations.
 //! - [`models`]: the HEALPix convolutional autoencoder.
+//! - [`equivariant`]: layers on geometric images (scalar, vector and tensor
+//!   fields on 2-D/3-D grids) that commute with the grid's rotations and
+//!   reflections (ginjax's layers).
 //! - [`pde`]: physics convolutions on regular 1-3-D grids (pdequinox's layers:
 //!   boundary-aware convolutions, transposed convolutions, FNO spectral convolutions).
 //! - [`spectral`]: spectral token mixing (FNet, GFNet, AFNO, random-feature and
@@ -31,6 +34,7 @@
 #![warn(missing_docs)]
 
 pub mod data;
+pub mod equivariant;
 pub mod error;
 pub mod geometry;
 pub mod graphs;

@@ -5,6 +5,7 @@
 //! this crate's `tests/data` otherwise, and discover their cases from the files.
 
 mod data;
+mod equivariant;
 mod fixtures;
 mod geometry;
 #[cfg(feature = "wgpu")]

@@ -1,0 +1,739 @@
+//! The equivariant layers (`idx_flow::equivariant`) against ginjax 0.1.8.
+
+use std::collections::BTreeMap;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use idx_flow::equivariant::*;
+use idx_flow::io::SafetensorsFile;
+use idx_flow::layers::state_dict::{
+    StateDict, StateVisitor, TorchState, load_state_dict, tensor_to_vec,
+};
+use serde_json::Value;
+
+use crate::fixtures;
+use crate::layers::{GradCollect, assert_close, names_under};
+
+fn file() -> SafetensorsFile {
+    fixtures::open("ginjax.safetensors")
+}
+
+fn manifest() -> Value {
+    let path = fixtures::dir().join("ginjax_manifest.json");
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("manifest {}: {e}", path.display()));
+    serde_json::from_str(&text).expect("ginjax_manifest.json is JSON")
+}
+
+#[test]
+fn group_operators_match_ginjax() {
+    let file = file();
+    for d in [2usize, 3] {
+        let (v, s) = file.f32(&format!("group.D{d}.operators")).unwrap();
+        let ours: Vec<f32> = hyperoctahedral_group(d)
+            .unwrap()
+            .iter()
+            .flat_map(|g| g.matrix().into_iter().map(|x| x as f32))
+            .collect();
+        assert_eq!(s, vec![ours.len() / (d * d), d, d]);
+        assert_eq!(ours, v, "B_{d} operators");
+    }
+}
+
+#[test]
+fn filter_bases_match_ginjax() {
+    let file = file();
+    let m = manifest();
+    let counts = m["filter_counts"].as_object().expect("filter_counts");
+    assert!(!counts.is_empty());
+    for (name, n) in counts {
+        // M{M}.k{k}.p{p}.D{D}
+        let parts: Vec<usize> = name.split('.').map(|p| p[1..].parse().unwrap()).collect();
+        let (size, k, p, d) = (parts[0], parts[1], parts[2], parts[3]);
+        let ours = invariant_filters(size, TensorKey::new(k, p), d).unwrap();
+        assert_eq!(ours.len() as u64, n.as_u64().unwrap(), "{name}: count");
+        let key = format!("filters.{name}");
+        if ours.is_empty() {
+            assert!(!file.contains(&key), "{key}: ginjax has filters");
+            continue;
+        }
+        let (v, s) = file.f32(&key).unwrap();
+        assert_close(&key, ours.values(), &ours.shape(), &v, &s);
+    }
+}
+
+/// A multi-image of one block from pixel-layout values `[B, C, *N, *(D,)*k]`.
+fn image<const R: usize>(
+    key: TensorKey,
+    values: &[f32],
+    shape: &[usize],
+    torus: bool,
+    device: &Device,
+) -> MultiImage<R> {
+    let mut x = MultiImage::<R>::new(vec![torus; R - 2]).unwrap();
+    x.insert_pixel_layout(key, values, shape, device).unwrap();
+    x
+}
+
+fn values<const R: usize>(t: Tensor<R>) -> Vec<f32> {
+    t.into_data().convert::<f32>().iter::<f32>().collect()
+}
+
+/// ginjax's filters are invariant under our action of every group element,
+/// which pins the action's conventions (centre, direction, components).
+#[test]
+fn fixture_filters_are_invariant_under_the_action() {
+    let file = file();
+    let device = Device::default();
+    let names = fixtures::prefixes(&file, "");
+    let mut checked = 0;
+    for name in names.iter().filter(|n| n.starts_with("filters.")) {
+        let (v, s) = file.f32(name).unwrap();
+        let d: usize = name.rsplit(".D").next().unwrap().parse().unwrap();
+        let k = s.len() - 1 - d;
+        let p: usize = name.split(".p").nth(1).unwrap()[..1].parse().unwrap();
+        let key = TensorKey::new(k, p);
+        let mut shape = vec![s[0], 1];
+        shape.extend_from_slice(&s[1..]);
+        for g in hyperoctahedral_group(d).unwrap() {
+            let (a, b) = match d {
+                2 => {
+                    let x = image::<4>(key, &v, &shape, false, &device);
+                    let y = g.apply(&x).unwrap();
+                    (
+                        values(x.get(key).unwrap().clone()),
+                        values(y.get(key).unwrap().clone()),
+                    )
+                }
+                _ => {
+                    let x = image::<5>(key, &v, &shape, false, &device);
+                    let y = g.apply(&x).unwrap();
+                    (
+                        values(x.get(key).unwrap().clone()),
+                        values(y.get(key).unwrap().clone()),
+                    )
+                }
+            };
+            let sh = [a.len()];
+            assert_close(&format!("{name} under {:?}", g.matrix()), &b, &sh, &a, &sh);
+        }
+        checked += 1;
+    }
+    assert!(checked > 0, "no filters in the fixture");
+}
+
+/// One case of the manifest.
+struct Case {
+    name: String,
+    class: String,
+    args: Value,
+    d: usize,
+    torus: bool,
+}
+
+fn cases(file: &SafetensorsFile) -> Vec<Case> {
+    let m = manifest();
+    let cases: Vec<Case> = m["cases"]
+        .as_object()
+        .expect("manifest has 'cases'")
+        .iter()
+        .map(|(name, v)| Case {
+            name: name.clone(),
+            class: v["class"].as_str().expect("class").to_string(),
+            args: v["args"].clone(),
+            d: v["D"].as_u64().expect("D") as usize,
+            torus: v["is_torus"].as_bool().expect("is_torus"),
+        })
+        .collect();
+    assert!(!cases.is_empty(), "no cases in ginjax_manifest.json");
+    for c in &cases {
+        assert!(
+            !names_under(file, &format!("{}.output.", c.name)).is_empty(),
+            "case {} of the manifest has no output in ginjax.safetensors",
+            c.name
+        );
+    }
+    cases
+}
+
+/// A signature from the manifest: `{"k0p0": 2, ...}`.
+fn signature(v: &Value) -> Signature {
+    v.as_object()
+        .expect("keys")
+        .iter()
+        .map(|(k, c)| (k.parse().unwrap(), c.as_u64().unwrap() as usize))
+        .collect()
+}
+
+enum Layer {
+    Conv(ConvContract),
+    Norm(GroupNorm),
+    Vn(VectorNeuronNonlinear),
+    Pool(MaxNormPool),
+}
+
+impl Layer {
+    fn build(case: &Case, device: &Device) -> Layer {
+        let a = &case.args;
+        match case.class.as_str() {
+            "ConvContract" => {
+                let bias = match a["use_bias"].as_str().unwrap() {
+                    "auto" => BiasMode::Auto,
+                    "mean" => BiasMode::Mean,
+                    "scalar" => BiasMode::Scalar,
+                    b => panic!("{}: bias {b}", case.name),
+                };
+                Layer::Conv(
+                    ConvContractConfig::new(
+                        case.d,
+                        signature(&a["input_keys"]),
+                        signature(&a["target_keys"]),
+                    )
+                    .with_bias(bias)
+                    .init(device)
+                    .unwrap(),
+                )
+            }
+            "LayerNorm" | "GroupNorm" => Layer::Norm(
+                GroupNormConfig::new(
+                    case.d,
+                    signature(&a["input_keys"]),
+                    a["groups"].as_u64().unwrap_or(1) as usize,
+                )
+                .with_eps(a["eps"].as_f64().unwrap_or(1e-5))
+                .init(device)
+                .unwrap(),
+            ),
+            "VectorNeuronNonlinear" => {
+                assert_eq!(a["scalar_activation"].as_str(), Some("relu"));
+                Layer::Vn(
+                    VectorNeuronNonlinearConfig::new(case.d, signature(&a["input_keys"]))
+                        .with_eps(a["eps"].as_f64().unwrap_or(1e-5))
+                        .init(device)
+                        .unwrap(),
+                )
+            }
+            "MaxNormPool" => {
+                assert_ne!(a["use_norm"].as_bool(), Some(false));
+                Layer::Pool(MaxNormPool::new(a["patch_len"].as_u64().unwrap() as usize))
+            }
+            c => panic!("{}: class {c} has no Rust counterpart", case.name),
+        }
+    }
+
+    fn load(self, sd: &StateDict, name: &str) -> Layer {
+        fn loaded<M: TorchState>(m: M, sd: &StateDict, name: &str) -> M {
+            load_state_dict(m, sd)
+                .unwrap_or_else(|e| panic!("{name}: loading ginjax's parameters: {e}"))
+        }
+        match self {
+            Layer::Conv(m) => Layer::Conv(loaded(m, sd, name)),
+            Layer::Norm(m) => Layer::Norm(loaded(m, sd, name)),
+            Layer::Vn(m) => Layer::Vn(loaded(m, sd, name)),
+            Layer::Pool(m) => Layer::Pool(m),
+        }
+    }
+
+    fn forward<const R: usize>(&self, x: MultiImage<R>) -> MultiImage<R> {
+        match self {
+            Layer::Conv(m) => m.forward(x),
+            Layer::Norm(m) => m.forward(x),
+            Layer::Vn(m) => m.forward(x),
+            Layer::Pool(m) => m.forward(x),
+        }
+    }
+
+    fn visit<V: StateVisitor>(&self, v: &mut V) {
+        match self {
+            Layer::Conv(m) => m.visit_state("", v),
+            Layer::Norm(m) => m.visit_state("", v),
+            Layer::Vn(m) => m.visit_state("", v),
+            Layer::Pool(_) => {}
+        }
+    }
+}
+
+/// A fixture block `(C, *N, *(D,)*k)` as our `[1, C·D^k, *N]`.
+fn block<const R: usize>(
+    file: &SafetensorsFile,
+    name: &str,
+    key: TensorKey,
+    device: &Device,
+) -> Tensor<R> {
+    let (v, mut shape) = file.f32(name).unwrap_or_else(|e| panic!("{e}"));
+    shape.insert(0, 1);
+    let d = R - 2;
+    let ours = from_pixel_layout(&v, &shape, d, key.k).unwrap();
+    let mut dims = [0usize; R];
+    dims[0] = 1;
+    dims[1] = shape[1] * key.components(d);
+    dims[2..].copy_from_slice(&shape[2..2 + d]);
+    Tensor::from_data(TensorData::new(ours, dims), device)
+}
+
+/// Our block `[1, C·D^k, *N]` in the fixture's layout `(C, *N, *(D,)*k)`.
+fn pixels<const R: usize>(t: Tensor<R>, key: TensorKey) -> (Vec<f32>, Vec<usize>) {
+    let d = R - 2;
+    let dims = t.dims();
+    let (v, _) = tensor_to_vec(t);
+    let mut shape = vec![dims[0], dims[1] / key.components(d)];
+    shape.extend_from_slice(&dims[2..]);
+    shape.extend(std::iter::repeat_n(d, key.k));
+    let v = to_pixel_layout(&v, &shape, d, key.k).unwrap();
+    (v, shape[1..].to_vec())
+}
+
+fn check_case<const R: usize>(file: &SafetensorsFile, case: &Case, layer: &Layer, device: &Device) {
+    let name = &case.name;
+    let mut x = MultiImage::<R>::new(vec![case.torus; R - 2]).unwrap();
+    let mut inputs = BTreeMap::new();
+    for k in names_under(file, &format!("{name}.input.")).keys() {
+        let key: TensorKey = k.parse().unwrap();
+        let t: Tensor<R> = block(file, &format!("{name}.input.{k}"), key, device).require_grad();
+        inputs.insert(key, t.clone());
+        x.insert(key, t).unwrap();
+    }
+    let y = layer.forward(x);
+    let outputs = names_under(file, &format!("{name}.output."));
+    assert_eq!(
+        y.keys().iter().map(|k| k.to_string()).collect::<Vec<_>>(),
+        outputs.keys().cloned().collect::<Vec<_>>(),
+        "{name}: output keys"
+    );
+    let mut loss: Option<Tensor<1>> = None;
+    for (key, t) in y.iter() {
+        let (v, s) = pixels(t.clone(), key);
+        let (rv, rs) = file.f32(&format!("{name}.output.{key}")).unwrap();
+        assert_close(&format!("{name} output.{key}"), &v, &s, &rv, &rs);
+        let r: Tensor<R> = block(file, &format!("{name}.output_cotangent.{key}"), key, device);
+        let term = (t.clone() * r).sum();
+        loss = Some(match loss {
+            Some(l) => l + term,
+            None => term,
+        });
+    }
+    let grads = loss.expect("some output").backward();
+    for (key, t) in &inputs {
+        let g = t
+            .grad(&grads)
+            .unwrap_or_else(|| panic!("{name}: no input gradient for {key}"));
+        let (v, s) = pixels(g, *key);
+        let (rv, rs) = file.f32(&format!("{name}.grad.input.{key}")).unwrap();
+        assert_close(&format!("{name} grad.input.{key}"), &v, &s, &rv, &rs);
+    }
+    let mut collect = GradCollect {
+        grads: &grads,
+        out: BTreeMap::new(),
+    };
+    layer.visit(&mut collect);
+    let reference = names_under(file, &format!("{name}.grad.param."));
+    for (p, full) in &reference {
+        let ours = collect
+            .out
+            .get(p)
+            .unwrap_or_else(|| panic!("{name}: ginjax has '{p}', our layer does not"));
+        let (v, s) = ours
+            .as_ref()
+            .unwrap_or_else(|| panic!("{name}: no gradient reached '{p}'"));
+        let (rv, rs) = file.f32(full).unwrap();
+        assert_close(&format!("{name} grad.param.{p}"), v, s, &rv, &rs);
+    }
+    for p in collect.out.keys() {
+        assert!(
+            reference.contains_key(p),
+            "{name}: our parameter '{p}' has no ginjax gradient"
+        );
+    }
+    // The filters ginjax handed to the layer are ours.
+    for (k, full) in names_under(file, &format!("{name}.buffer.invariant_filters.")) {
+        let (rv, rs) = file.f32(&full).unwrap();
+        let ours = invariant_filters(rs[1], k.parse().unwrap(), R - 2).unwrap();
+        assert_close(&full, ours.values(), &ours.shape(), &rv, &rs);
+    }
+}
+
+#[test]
+fn ginjax_layers_match_the_fixture() {
+    let file = file();
+    let device = Device::default().autodiff();
+    let mut ran = Vec::new();
+    for case in cases(&file) {
+        let layer = Layer::build(&case, &device);
+        let sd = StateDict::from_safetensors(&file, &format!("{}.param.", case.name)).unwrap();
+        let layer = layer.load(&sd, &case.name);
+        match case.d {
+            2 => check_case::<4>(&file, &case, &layer, &device),
+            3 => check_case::<5>(&file, &case, &layer, &device),
+            d => panic!("{}: D = {d}", case.name),
+        }
+        ran.push(case.name);
+    }
+    assert!(!ran.is_empty(), "no case ran");
+    eprintln!("ginjax parity: {} cases", ran.len());
+}
+
+// ---- equivariance ---------------------------------------------------------------------
+
+/// A random multi-image of `sig` on the grid `[n; D]`, batch 2.
+fn random_image<const R: usize>(
+    sig: &[(TensorKey, usize)],
+    n: usize,
+    torus: bool,
+    device: &Device,
+) -> MultiImage<R> {
+    let mut x = MultiImage::<R>::new(vec![torus; R - 2]).unwrap();
+    for &(k, c) in sig {
+        let mut dims = [n; R];
+        dims[0] = 2;
+        dims[1] = c * k.components(R - 2);
+        x.insert(
+            k,
+            Tensor::random(dims, burn::tensor::Distribution::Normal(0.0, 1.0), device),
+        )
+        .unwrap();
+    }
+    x
+}
+
+fn assert_images_close<const R: usize>(what: &str, a: &MultiImage<R>, b: &MultiImage<R>) {
+    assert_eq!(a.keys(), b.keys(), "{what}: keys");
+    assert_eq!(a.is_torus(), b.is_torus(), "{what}: torus flags");
+    for (k, t) in a.iter() {
+        let (v, s) = tensor_to_vec(t.clone());
+        let (w, sw) = tensor_to_vec(b.get(k).unwrap().clone());
+        assert_close(&format!("{what} {k}"), &v, &s, &w, &sw);
+    }
+}
+
+/// `f(g·x) = g·f(x)` for every `g` of `B_D`.
+fn check_equivariant<const R: usize>(
+    what: &str,
+    x: &MultiImage<R>,
+    f: impl Fn(MultiImage<R>) -> MultiImage<R>,
+) {
+    let y = f(x.clone());
+    let group = hyperoctahedral_group(R - 2).unwrap();
+    assert_eq!(group.len(), if R == 4 { 8 } else { 48 });
+    for g in &group {
+        let lhs = f(g.apply(x).unwrap());
+        let rhs = g.apply(&y).unwrap();
+        assert_images_close(&format!("{what} under {:?}", g.matrix()), &lhs, &rhs);
+    }
+}
+
+fn all_keys(c: usize, max_k: usize) -> Signature {
+    (0..=max_k)
+        .flat_map(|k| [TensorKey::new(k, 0), TensorKey::new(k, 1)])
+        .map(|k| (k, c))
+        .collect()
+}
+
+/// Parameters drawn at random, so that no zero bias or unit scale hides a
+/// broken symmetry.
+fn randomized_norm(mut n: GroupNorm, device: &Device) -> GroupNorm {
+    use burn::module::Param;
+    let rnd = |c: usize| {
+        Param::from_tensor(Tensor::<1>::random(
+            [c],
+            burn::tensor::Distribution::Normal(0.5, 0.5),
+            device,
+        ))
+    };
+    for (i, (_, c)) in n.keys().to_vec().iter().enumerate() {
+        n.scales[i] = rnd(*c);
+        if n.biases[i].is_some() {
+            n.biases[i] = Some(rnd(*c));
+        }
+    }
+    n
+}
+
+#[test]
+fn conv_contract_is_equivariant_in_2d() {
+    let device = Device::default();
+    let sig = all_keys(1, 2);
+    for (torus, bias) in [
+        (true, BiasMode::Auto),
+        (false, BiasMode::Mean),
+        (true, BiasMode::Scalar),
+    ] {
+        let conv = ConvContractConfig::new(2, sig.clone(), sig.clone())
+            .with_bias(bias)
+            .init(&device)
+            .unwrap();
+        let x = random_image::<4>(&sig, 7, torus, &device);
+        check_equivariant(&format!("ConvContract torus={torus} {bias:?}"), &x, |x| {
+            conv.forward(x)
+        });
+    }
+    // Stride 2 on an odd grid, dilation 2, and a 5×5 filter.
+    let small: Signature = vec![(TensorKey::SCALAR, 2), (TensorKey::VECTOR, 1)];
+    for (m, stride, dilation) in [(3, 2, 1), (3, 1, 2), (5, 1, 1)] {
+        let conv = ConvContractConfig::new(2, small.clone(), small.clone())
+            .with_kernel_size(m)
+            .with_stride(vec![stride])
+            .with_dilation(vec![dilation])
+            .init(&device)
+            .unwrap();
+        let x = random_image::<4>(&small, 9, false, &device);
+        check_equivariant(
+            &format!("ConvContract M={m} stride={stride} dilation={dilation}"),
+            &x,
+            |x| conv.forward(x),
+        );
+    }
+}
+
+#[test]
+fn transposed_conv_contract_doubles_the_grid_equivariantly() {
+    let device = Device::default();
+    let sig: Signature = vec![(TensorKey::SCALAR, 2), (TensorKey::VECTOR, 1)];
+    let up = ConvContractConfig::new(2, sig.clone(), sig.clone())
+        .with_kernel_size(2)
+        .with_padding(Padding::Explicit(vec![(1, 1)]))
+        .with_input_dilation(vec![2])
+        .init(&device)
+        .unwrap();
+    let x = random_image::<4>(&sig, 4, true, &device);
+    let y = up.forward(x.clone());
+    assert_eq!(y.spatial_dims(), Some(vec![8, 8]));
+    check_equivariant("transposed ConvContract", &x, |x| up.forward(x));
+}
+
+#[test]
+fn conv_contract_is_equivariant_in_3d() {
+    let device = Device::default();
+    let sig = all_keys(1, 1);
+    let conv = ConvContractConfig::new(3, sig.clone(), sig.clone())
+        .init(&device)
+        .unwrap();
+    for torus in [true, false] {
+        let x = random_image::<5>(&sig, 4, torus, &device);
+        check_equivariant(&format!("3-D ConvContract torus={torus}"), &x, |x| {
+            conv.forward(x)
+        });
+    }
+}
+
+#[test]
+fn norms_nonlinearities_and_pooling_are_equivariant() {
+    let device = Device::default();
+    fn run<const R: usize>(device: &Device) {
+        let d = R - 2;
+        let sig = all_keys(2, 2);
+        let x = random_image::<R>(&sig, 4, true, device);
+        for groups in [1, 2] {
+            let norm = GroupNormConfig::new(d, sig.clone(), groups)
+                .init(device)
+                .unwrap();
+            let norm = randomized_norm(norm, device);
+            check_equivariant(&format!("{d}-D GroupNorm groups={groups}"), &x, |x| {
+                norm.forward(x)
+            });
+        }
+        let vn = VectorNeuronNonlinearConfig::new(d, sig.clone())
+            .init(device)
+            .unwrap();
+        check_equivariant(&format!("{d}-D VectorNeuronNonlinear"), &x, |x| {
+            vn.forward(x)
+        });
+        let pool = MaxNormPool::new(2);
+        check_equivariant(&format!("{d}-D MaxNormPool"), &x, |x| pool.forward(x));
+        let act = PerKey::new(
+            Activation::new(ScalarActivation::Gelu),
+            vec![TensorKey::SCALAR],
+        );
+        check_equivariant(&format!("{d}-D PerKey(gelu)"), &x, |x| act.forward(x));
+    }
+    run::<4>(&device);
+    run::<5>(&device);
+}
+
+/// Our filters are invariant for sizes the fixture does not hold (even ones
+/// included), and the convolution with them is equivariant there.
+#[test]
+fn filters_of_other_sizes_are_invariant() {
+    let device = Device::default();
+    for (d, m, max_k) in [(2usize, 2usize, 2usize), (2, 4, 2), (2, 5, 1), (3, 2, 2)] {
+        for k in 0..=max_k {
+            for p in 0..2 {
+                let key = TensorKey::new(k, p);
+                let f = invariant_filters(m, key, d).unwrap();
+                if f.is_empty() {
+                    continue;
+                }
+                let mut shape = vec![f.len(), 1];
+                shape.extend_from_slice(&f.shape()[1..]);
+                for g in hyperoctahedral_group(d).unwrap() {
+                    let (a, b) = if d == 2 {
+                        let x = image::<4>(key, f.values(), &shape, false, &device);
+                        let y = g.apply(&x).unwrap();
+                        (
+                            values(x.get(key).unwrap().clone()),
+                            values(y.get(key).unwrap().clone()),
+                        )
+                    } else {
+                        let x = image::<5>(key, f.values(), &shape, false, &device);
+                        let y = g.apply(&x).unwrap();
+                        (
+                            values(x.get(key).unwrap().clone()),
+                            values(y.get(key).unwrap().clone()),
+                        )
+                    };
+                    let sh = [a.len()];
+                    assert_close(&format!("M={m} D={d} {key}"), &b, &sh, &a, &sh);
+                }
+            }
+        }
+    }
+}
+
+// ---- where ginjax is defective -----------------------------------------------------------
+
+/// ginjax's `use_bias="scalar"` drops every non-scalar output; ours keeps them
+/// without a bias, and biases the scalars plainly.
+#[test]
+fn scalar_bias_mode_keeps_non_scalar_outputs() {
+    let device = Device::default();
+    let quirk = &manifest()["quirks"]["conv_contract_use_bias_scalar_output_keys"];
+    assert_eq!(
+        quirk.as_array().map(|a| a.len()),
+        Some(1),
+        "ginjax's defect is recorded"
+    );
+    let sig: Signature = vec![(TensorKey::SCALAR, 2), (TensorKey::VECTOR, 2)];
+    let with = ConvContractConfig::new(2, sig.clone(), sig.clone())
+        .with_bias(BiasMode::Scalar)
+        .init(&device)
+        .unwrap();
+    let mut without = ConvContractConfig::new(2, sig.clone(), sig.clone())
+        .with_bias(BiasMode::None)
+        .init(&device)
+        .unwrap();
+    without.weights = with.weights.clone();
+    assert_eq!(with.bias_keys(), &[TensorKey::SCALAR]);
+    let x = random_image::<4>(&sig, 6, true, &device);
+    let (a, b) = (with.forward(x.clone()), without.forward(x));
+    assert_eq!(a.keys(), vec![TensorKey::SCALAR, TensorKey::VECTOR]);
+    let (va, sa) = tensor_to_vec(a.get(TensorKey::VECTOR).unwrap().clone());
+    let (vb, sb) = tensor_to_vec(b.get(TensorKey::VECTOR).unwrap().clone());
+    assert_close("unbiased vectors", &va, &sa, &vb, &sb);
+    let bias = with.biases[0].val().reshape([1, 2, 1, 1]);
+    let (va, sa) = tensor_to_vec(a.get(TensorKey::SCALAR).unwrap().clone());
+    let (vb, sb) = tensor_to_vec(b.get(TensorKey::SCALAR).unwrap().clone() + bias);
+    assert_close("plainly biased scalars", &va, &sa, &vb, &sb);
+}
+
+/// ginjax's norm gives pseudoscalars an affine bias, which a reflection does
+/// not flip; ours has none there (equivariance is checked above).
+#[test]
+fn pseudoscalar_norm_has_no_bias() {
+    let device = Device::default();
+    let sig: Signature = vec![(TensorKey::SCALAR, 2), (TensorKey::PSEUDOSCALAR, 2)];
+    let norm = LayerNormConfig::new(2, sig).init(&device).unwrap();
+    let sd = idx_flow::layers::state_dict::state_dict(&norm).unwrap();
+    let names: BTreeMap<&str, ()> = sd.keys().into_iter().map(|k| (k, ())).collect();
+    assert!(names.contains_key("vanilla_norm.k0p0.bias"));
+    assert!(names.contains_key("vanilla_norm.k0p1.weight"));
+    assert!(!names.contains_key("vanilla_norm.k0p1.bias"));
+}
+
+#[test]
+fn pairs_without_filters_contribute_nothing() {
+    let device = Device::default();
+    // No 3×3 invariant filter maps scalars to pseudoscalars in 2-D.
+    let conv = ConvContractConfig::new(
+        2,
+        vec![(TensorKey::SCALAR, 1)],
+        vec![(TensorKey::PSEUDOSCALAR, 2)],
+    )
+    .init(&device)
+    .unwrap();
+    assert!(conv.pairs().is_empty());
+    let x = random_image::<4>(&[(TensorKey::SCALAR, 1)], 5, true, &device);
+    let y = conv.forward(x);
+    let (v, _) = tensor_to_vec(y.get(TensorKey::PSEUDOSCALAR).unwrap().clone());
+    assert!(v.iter().all(|&x| x == 0.0));
+}
+
+#[test]
+fn bad_arguments_and_inputs_are_errors() {
+    let device = Device::default();
+    let sig: Signature = vec![(TensorKey::SCALAR, 2)];
+    assert!(
+        ConvContractConfig::new(4, sig.clone(), sig.clone())
+            .init(&device)
+            .is_err()
+    );
+    assert!(
+        ConvContractConfig::new(2, vec![], sig.clone())
+            .init(&device)
+            .is_err()
+    );
+    assert!(
+        ConvContractConfig::new(2, sig.clone(), sig.clone())
+            .with_kernel_size(2)
+            .init(&device)
+            .is_err()
+    );
+    assert!(
+        GroupNormConfig::new(2, vec![(TensorKey::VECTOR, 3)], 2)
+            .init(&device)
+            .is_err()
+    );
+    let conv = ConvContractConfig::new(2, sig.clone(), sig.clone())
+        .init(&device)
+        .unwrap();
+    let wrong = random_image::<4>(&[(TensorKey::VECTOR, 2)], 5, true, &device);
+    assert!(conv.try_forward(wrong.clone()).is_err());
+    assert!(MaxNormPool::new(2).try_forward(wrong).is_err());
+    assert!(MultiImage::<4>::new(vec![true]).is_err());
+    assert!("k1q0".parse::<TensorKey>().is_err());
+    let mut x = MultiImage::<4>::new(vec![true, true]).unwrap();
+    assert!(
+        x.insert(TensorKey::VECTOR, Tensor::zeros([1, 3, 4, 4], &device))
+            .is_err()
+    );
+}
+
+/// The action is a faithful group action: `g·(h·x) = (gh)·x`, and only the
+/// identity fixes a random image; so the equivariance checks cannot pass
+/// for a trivial action.
+#[test]
+fn the_action_is_a_faithful_group_action() {
+    let device = Device::default();
+    fn run<const R: usize>(device: &Device) {
+        let d = R - 2;
+        let x = random_image::<R>(&all_keys(1, 2), 3, true, device);
+        let group = hyperoctahedral_group(d).unwrap();
+        for g in &group {
+            let gx = g.apply(&x).unwrap();
+            let moved = x.iter().any(|(k, t)| {
+                let (a, _) = tensor_to_vec(t.clone());
+                let (b, _) = tensor_to_vec(gx.get(k).unwrap().clone());
+                a.iter().zip(&b).any(|(p, q)| (p - q).abs() > 1e-3)
+            });
+            assert_eq!(moved, *g != GroupElement::identity(d), "{:?}", g.matrix());
+            for h in group.iter().step_by(5) {
+                let lhs = g.apply(&h.apply(&x).unwrap()).unwrap();
+                let rhs = g.compose(h).apply(&x).unwrap();
+                assert_images_close("g·(h·x) = (gh)·x", &lhs, &rhs);
+            }
+        }
+        // An elementwise ReLU of vector components is not equivariant.
+        let relu = PerKey::new(
+            Activation::new(ScalarActivation::Relu),
+            vec![TensorKey::VECTOR],
+        );
+        let y = relu.forward(x.clone());
+        let broken = group.iter().any(|g| {
+            let a = relu.forward(g.apply(&x).unwrap());
+            let b = g.apply(&y).unwrap();
+            let (va, _) = tensor_to_vec(a.get(TensorKey::VECTOR).unwrap().clone());
+            let (vb, _) = tensor_to_vec(b.get(TensorKey::VECTOR).unwrap().clone());
+            va.iter().zip(&vb).any(|(p, q)| (p - q).abs() > 1e-3)
+        });
+        assert!(broken, "{d}-D: the check must see a broken symmetry");
+    }
+    run::<4>(&device);
+    run::<5>(&device);
+}
