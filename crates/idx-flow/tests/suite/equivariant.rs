@@ -11,17 +11,14 @@ use idx_flow::layers::state_dict::{
 use serde_json::Value;
 
 use crate::fixtures;
-use crate::layers::{GradCollect, assert_close, names_under};
+use crate::layers::{GradCollect, assert_close, compare_param_grads, names_under};
 
 fn file() -> SafetensorsFile {
     fixtures::open("ginjax.safetensors")
 }
 
 fn manifest() -> Value {
-    let path = fixtures::dir().join("ginjax_manifest.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("manifest {}: {e}", path.display()));
-    serde_json::from_str(&text).expect("ginjax_manifest.json is JSON")
+    fixtures::manifest("ginjax_manifest.json")
 }
 
 #[test]
@@ -325,18 +322,7 @@ fn check_case<const R: usize>(file: &SafetensorsFile, case: &Case, layer: &Layer
         out: BTreeMap::new(),
     };
     layer.visit(&mut collect);
-    let reference = names_under(file, &format!("{name}.grad.param."));
-    for (p, full) in &reference {
-        let ours = collect
-            .out
-            .get(p)
-            .unwrap_or_else(|| panic!("{name}: ginjax has '{p}', our layer does not"));
-        let (v, s) = ours
-            .as_ref()
-            .unwrap_or_else(|| panic!("{name}: no gradient reached '{p}'"));
-        let (rv, rs) = file.f32(full).unwrap();
-        assert_close(&format!("{name} grad.param.{p}"), v, s, &rv, &rs);
-    }
+    let reference = compare_param_grads(file, name, &collect.out, "ginjax", assert_close);
     for p in collect.out.keys() {
         assert!(
             reference.contains_key(p),

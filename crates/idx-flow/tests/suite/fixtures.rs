@@ -19,6 +19,14 @@ pub fn open(name: &str) -> SafetensorsFile {
     SafetensorsFile::open(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }
 
+/// The JSON manifest `name` (e.g. `spectrans_manifest.json`) in the fixture folder.
+pub fn manifest(name: &str) -> serde_json::Value {
+    let path = dir().join(name);
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("manifest {}: {e}", path.display()));
+    serde_json::from_str(&text).unwrap_or_else(|e| panic!("manifest {}: {e}", path.display()))
+}
+
 /// Every fixture file whose name starts with `prefix` and ends in `.safetensors`.
 pub fn open_all(prefix: &str) -> Vec<SafetensorsFile> {
     let mut names: Vec<String> = std::fs::read_dir(dir())

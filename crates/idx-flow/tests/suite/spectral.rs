@@ -27,7 +27,7 @@ use idx_flow::spectral::*;
 use serde_json::Value;
 
 use crate::fixtures;
-use crate::layers::{GradCollect, assert_close, case_state, names_under, tensor};
+use crate::layers::{GradCollect, assert_close, case_state, compare_param_grads, tensor};
 
 struct Case {
     name: String,
@@ -41,10 +41,7 @@ fn file() -> SafetensorsFile {
 }
 
 fn manifest() -> Value {
-    let path = fixtures::dir().join("spectrans_manifest.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("manifest {}: {e}", path.display()));
-    serde_json::from_str(&text).expect("spectrans_manifest.json is JSON")
+    fixtures::manifest("spectrans_manifest.json")
 }
 
 fn cases(file: &SafetensorsFile) -> Vec<Case> {
@@ -349,18 +346,9 @@ fn check_case(file: &SafetensorsFile, case: &Case, layer: &Layer, device: &Devic
         out: BTreeMap::new(),
     };
     layer.visit(&mut collect);
-    let reference = names_under(file, &format!("{name}.grad.param."));
-    for (p, full) in &reference {
-        let ours = collect
-            .out
-            .get(p)
-            .unwrap_or_else(|| panic!("{name}: spectrans has '{p}', our layer does not"));
-        let (v, s) = ours
-            .as_ref()
-            .unwrap_or_else(|| panic!("{name}: no gradient reached '{p}'"));
-        let (rv, rs) = file.f32(full).unwrap();
-        close(name, &format!("{name} grad.param.{p}"), v, s, &rv, &rs);
-    }
+    let reference = compare_param_grads(file, name, &collect.out, "spectrans", |w, v, s, r, rs| {
+        close(name, w, v, s, r, rs)
+    });
     // Our parameters without a spectrans gradient are the unused ones: no
     // gradient here either (or exact zeros).
     for (p, g) in &collect.out {

@@ -33,6 +33,32 @@ impl StateVisitor for GradCollect<'_> {
     fn int_buffer(&mut self, _: &str, _: &[usize], _: &[i64]) {}
 }
 
+/// Checks every parameter gradient a reference library stored under
+/// `{case}.grad.param.` against ours (`ours`, by state-dict name, as
+/// [`GradCollect`] gathers them): the parameter must exist here, must have
+/// received a gradient, and must pass `close(what, ours, our_shape,
+/// reference, reference_shape)`. Returns the reference's names (name → full
+/// tensor name), for the caller's checks of parameters the reference lacks.
+pub fn compare_param_grads(
+    file: &SafetensorsFile,
+    case: &str,
+    ours: &BTreeMap<String, Option<Values>>,
+    library: &str,
+    close: impl Fn(&str, &[f32], &[usize], &[f32], &[usize]),
+) -> BTreeMap<String, String> {
+    let reference = names_under(file, &format!("{case}.grad.param."));
+    for (p, full) in &reference {
+        let (v, s) = ours
+            .get(p)
+            .unwrap_or_else(|| panic!("{case}: {library} has '{p}', our layer does not"))
+            .as_ref()
+            .unwrap_or_else(|| panic!("{case}: no gradient reached '{p}'"));
+        let (rv, rs) = file.f32(full).unwrap();
+        close(&format!("{case} grad.param.{p}"), v, s, &rv, &rs);
+    }
+    reference
+}
+
 /// One recorded case of the manifest.
 #[derive(Clone, Debug)]
 pub struct Case {
