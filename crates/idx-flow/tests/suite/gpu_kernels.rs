@@ -15,27 +15,7 @@
 use burn::tensor::{DType, Device, DeviceKind, FloatDType, Int, Tensor, TensorData};
 use idx_flow::kernels::{DeviceGraph, ReverseGraph, gather_contract, gather_sum};
 
-/// A small deterministic generator (xorshift64*), so cases are reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn uniform_vec(&mut self, n: usize) -> Vec<f32> {
-        (0..n)
-            .map(|_| ((self.next() >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) as f32)
-            .collect()
-    }
-}
+use crate::rng::Rng;
 
 fn gpu() -> Device {
     Device::wgpu(DeviceKind::DefaultDevice)

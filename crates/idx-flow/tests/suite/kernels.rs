@@ -9,31 +9,7 @@ use idx_flow::graphs::WeightMethod;
 use idx_flow::kernels::{KernelPath, ReverseGraph};
 use idx_flow::layers::GraphIndices;
 
-/// A small deterministic generator (xorshift64*), so cases are reproducible.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn normal_vec(&mut self, n: usize) -> Vec<f32> {
-        // Irwin–Hall approximation: plenty for test data.
-        (0..n)
-            .map(|_| {
-                let s: f64 = (0..12)
-                    .map(|_| (self.next() >> 11) as f64 / (1u64 << 53) as f64)
-                    .sum();
-                (s - 6.0) as f32
-            })
-            .collect()
-    }
-}
+use crate::rng::Rng;
 
 fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
     t.into_data().convert::<f32>().try_to_vec::<f32>().unwrap()

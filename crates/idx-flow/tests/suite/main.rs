@@ -17,5 +17,6 @@ mod layers;
 mod models;
 mod pde;
 mod plot;
+mod rng;
 mod spectral;
 mod training;

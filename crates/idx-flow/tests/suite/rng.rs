@@ -1,0 +1,37 @@
+//! A small deterministic generator (xorshift64*) for test data, so that the
+//! kernel tests' random cases are the same on every machine and every run.
+
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: usize) -> usize {
+        (self.next() % n as u64) as usize
+    }
+
+    /// Uniform in `[0, 1)`.
+    fn unit(&mut self) -> f64 {
+        (self.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// Uniform in `[-1, 1)`.
+    #[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
+    pub fn uniform_vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n).map(|_| (self.unit() * 2.0 - 1.0) as f32).collect()
+    }
+
+    /// Approximately standard normal (Irwin–Hall: the sum of 12 uniforms
+    /// minus 6), plenty for test data.
+    pub fn normal_vec(&mut self, n: usize) -> Vec<f32> {
+        (0..n)
+            .map(|_| ((0..12).map(|_| self.unit()).sum::<f64>() - 6.0) as f32)
+            .collect()
+    }
+}
