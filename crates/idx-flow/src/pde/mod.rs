@@ -15,6 +15,10 @@
 //! | [`PhysicsConvTranspose`] | [`conv_transpose`] | pdequinox's transposed convolution (pad the coarse input by the boundary rule, then a dilated convolution) |
 //! | [`SpectralConv`] | [`spectral`] | the Fourier layer of an FNO: keep the lowest modes, mix channels per mode, back to the grid |
 //! | [`ClassicDoubleConvBlock`], [`ClassicResBlock`], [`ModernResBlock`], [`DilatedResBlock`], [`ClassicSpectralBlock`], [`GroupNorm`] | [`blocks`] | the blocks pdequinox's architectures stack |
+//! | [`BlockFactory`], [`PdeBlock`] | [`factory`] | how to build a block for given channels (pdequinox's block factories) |
+//! | [`Sequential`] | [`sequential`] | lifting, blocks, projection on one grid |
+//! | [`Hierarchical`] | [`hierarchical`] | the UNet skeleton: encoder, bottleneck, decoder with skips over `L` coarser grids |
+//! | [`ConvNet`], [`ClassicResNetConfig`], [`ModernResNetConfig`], [`DilatedResNetConfig`], [`ClassicUNetConfig`], [`ModernUNetConfig`], [`ClassicFnoConfig`] | [`arch`] | pdequinox's architectures with its defaults |
 //!
 //! # Conventions
 //!
@@ -59,12 +63,21 @@
 //! # Ok::<(), idx_flow::Error>(())
 //! ```
 
+pub mod arch;
 pub mod blocks;
 pub mod boundary;
 pub mod conv;
 pub mod conv_transpose;
+pub mod factory;
+pub mod hierarchical;
 mod param;
+pub mod sequential;
 pub mod spectral;
+
+pub use arch::{
+    ClassicFnoConfig, ClassicResNetConfig, ClassicUNetConfig, ConvNet, ConvNetConfig,
+    DilatedResNetConfig, ModernResNetConfig, ModernUNetConfig,
+};
 
 pub use blocks::{
     ClassicDoubleConvBlock, ClassicDoubleConvBlockConfig, ClassicResBlock, ClassicResBlockConfig,
@@ -74,7 +87,10 @@ pub use blocks::{
 pub use boundary::{BoundaryMode, pad};
 pub use conv::{PhysicsConv, PhysicsConvConfig, PointwiseLinearConv, PointwiseLinearConvConfig};
 pub use conv_transpose::{PhysicsConvTranspose, PhysicsConvTransposeConfig};
+pub use factory::{BlockFactory, PdeBlock};
+pub use hierarchical::{Hierarchical, HierarchicalConfig};
 pub use param::NdParam;
+pub use sequential::{Sequential, SequentialConfig};
 pub use spectral::{SpectralConv, SpectralConvConfig};
 
 use burn::tensor::{Device, Distribution, Tensor};
