@@ -15,5 +15,6 @@ mod kernels;
 mod layers;
 mod models;
 mod pde;
+mod pde_archs;
 mod plot;
 mod training;

@@ -65,7 +65,7 @@ fn cases(file: &SafetensorsFile) -> Vec<Case> {
 }
 
 /// An int-or-sequence argument as a list (pdequinox broadcasts an int).
-fn ints(args: &Value, name: &str, default: usize) -> Vec<usize> {
+pub(crate) fn ints(args: &Value, name: &str, default: usize) -> Vec<usize> {
     match &args[name] {
         Value::Null => vec![default],
         Value::Number(n) => vec![n.as_u64().unwrap() as usize],
@@ -74,17 +74,17 @@ fn ints(args: &Value, name: &str, default: usize) -> Vec<usize> {
     }
 }
 
-fn int(args: &Value, name: &str) -> usize {
+pub(crate) fn int(args: &Value, name: &str) -> usize {
     args[name]
         .as_u64()
         .unwrap_or_else(|| panic!("argument {name} missing in {args}")) as usize
 }
 
-fn flag(args: &Value, name: &str, default: bool) -> bool {
+pub(crate) fn flag(args: &Value, name: &str, default: bool) -> bool {
     args[name].as_bool().unwrap_or(default)
 }
 
-fn mode(args: &Value) -> BoundaryMode {
+pub(crate) fn mode(args: &Value) -> BoundaryMode {
     args["boundary_mode"]
         .as_str()
         .expect("boundary_mode")
@@ -183,7 +183,15 @@ impl Layer {
             Layer::SpectralBlock(m) => Layer::SpectralBlock(loaded(m, sd, name)),
         }
     }
+}
 
+/// A module run on the cases of a pdequinox fixture file.
+pub(crate) trait Net {
+    fn forward<const R: usize>(&self, x: Tensor<R>) -> Tensor<R>;
+    fn visit<V: StateVisitor>(&self, v: &mut V);
+}
+
+impl Net for Layer {
     fn forward<const R: usize>(&self, x: Tensor<R>) -> Tensor<R> {
         match self {
             Layer::Conv(m) => m.forward(x),
@@ -210,7 +218,11 @@ impl Layer {
 }
 
 /// A fixture tensor `[C, *spatial]` as a batch of one `[1, C, *spatial]`.
-fn batched<const R: usize>(file: &SafetensorsFile, name: &str, device: &Device) -> Tensor<R> {
+pub(crate) fn batched<const R: usize>(
+    file: &SafetensorsFile,
+    name: &str,
+    device: &Device,
+) -> Tensor<R> {
     let (v, mut shape) = file.f32(name).unwrap_or_else(|e| panic!("{e}"));
     shape.insert(0, 1);
     assert_eq!(shape.len(), R, "{name}: rank");
@@ -218,7 +230,12 @@ fn batched<const R: usize>(file: &SafetensorsFile, name: &str, device: &Device) 
 }
 
 /// Output, input gradient and parameter gradients of one case.
-fn check_case<const R: usize>(file: &SafetensorsFile, name: &str, layer: &Layer, device: &Device) {
+pub(crate) fn check_case<const R: usize, N: Net>(
+    file: &SafetensorsFile,
+    name: &str,
+    layer: &N,
+    device: &Device,
+) {
     let x: Tensor<R> = batched(file, &format!("{name}.input"), device).require_grad();
     let y = layer.forward(x.clone());
     let (yv, mut ys) = tensor_to_vec(y.clone());
@@ -273,9 +290,9 @@ fn pdequinox_layers_match_the_fixture() {
         let layer = layer.load(&sd, &case.name);
         let rank = file.shape(&format!("{}.input", case.name)).unwrap().len() + 1;
         match rank {
-            3 => check_case::<3>(&file, &case.name, &layer, &device),
-            4 => check_case::<4>(&file, &case.name, &layer, &device),
-            5 => check_case::<5>(&file, &case.name, &layer, &device),
+            3 => check_case::<3, _>(&file, &case.name, &layer, &device),
+            4 => check_case::<4, _>(&file, &case.name, &layer, &device),
+            5 => check_case::<5, _>(&file, &case.name, &layer, &device),
             r => panic!("{}: rank {r} input", case.name),
         }
         ran.push(case.name);
