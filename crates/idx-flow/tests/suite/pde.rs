@@ -708,6 +708,161 @@ fn stride_two_down_and_up_commute_with_even_shifts_on_a_periodic_grid() {
     }
 }
 
+/// Inserts `s − 1` zeros between neighbouring cells of spatial axis `axis`.
+fn dilate_axis<const R: usize>(x: Tensor<R>, axis: usize, s: usize) -> Tensor<R> {
+    let dims = x.dims();
+    let n = dims[axis];
+    let outer: usize = dims[..axis].iter().product();
+    let inner: usize = dims[axis + 1..].iter().product();
+    let x4: Tensor<4> = x.reshape([outer, n, 1, inner]);
+    let zeros = Tensor::<4>::zeros([outer, n, s - 1, inner], &x4.device());
+    let z = Tensor::cat(vec![x4, zeros], 2).reshape([outer, n * s, inner]);
+    let mut out = dims;
+    out[axis] = (n - 1) * s + 1;
+    z.narrow(1, 0, (n - 1) * s + 1).reshape(out)
+}
+
+/// pdequinox's transposed convolution written out as its module docs state
+/// it (XLA's `lhs_dilation`): pre-pad the coarse input by the boundary rule,
+/// insert zeros, pad with zeros or crop, cross-correlate with `weight`.
+fn transpose_reference<const R: usize>(x: Tensor<R>, up: &PhysicsConvTranspose) -> Tensor<R> {
+    use burn::tensor::module::{conv1d, conv2d, conv3d};
+    use burn::tensor::ops::ConvOptions;
+    let d = R - 2;
+    let k = up.kernel_size();
+    let mut x = x;
+    let mut post = Vec::new();
+    for i in 0..d {
+        let (s, o, dil) = (up.stride[i], up.output_padding[i], up.dilation[i]);
+        let (pl, pr) = (
+            (k[i] - 1) / 2 * dil,
+            ((k[i] - 1) / 2 + (k[i] - 1) % 2) * dil,
+        );
+        let ext = dil * (k[i] - 1);
+        let (bl, br) = if up.boundary_mode == BoundaryMode::Dirichlet {
+            (0, 0)
+        } else {
+            ((ext - pl).div_ceil(s), (ext - pr + o).div_ceil(s))
+        };
+        let mut pre = vec![(0, 0); d];
+        pre[i] = (bl, br);
+        x = pad(x, &pre, up.boundary_mode);
+        x = dilate_axis(x, 2 + i, s);
+        post.push((
+            pl as i64 - (bl * s) as i64,
+            (pr + o) as i64 - (br * s) as i64,
+        ));
+    }
+    for (i, &(l, r)) in post.iter().enumerate() {
+        let n = x.dims()[2 + i] as i64;
+        let (cl, cr) = ((-l).max(0), (-r).max(0));
+        x = x.narrow(2 + i, cl as usize, (n - cl - cr) as usize);
+        let mut zeros = vec![(0, 0); d];
+        zeros[i] = (l.max(0) as usize, r.max(0) as usize);
+        x = pad(x, &zeros, BoundaryMode::Dirichlet);
+    }
+    let (w, ws) = up.weight.to_vec();
+    let device = x.device();
+    let bias = up
+        .bias
+        .as_ref()
+        .map(|b| Tensor::<1>::from_data(TensorData::new(b.to_vec().0, [ws[0]]), &device));
+    let g = up.groups;
+    let xd = x.dims();
+    let y: Vec<usize>;
+    macro_rules! run {
+        ($f:ident, $n:literal) => {{
+            let wt = Tensor::<{ $n + 2 }>::from_data(
+                TensorData::new(w, <[usize; $n + 2]>::try_from(ws.as_slice()).unwrap()),
+                &device,
+            );
+            let o = ConvOptions::new(
+                [1; $n],
+                [0; $n],
+                <[usize; $n]>::try_from(up.dilation.as_slice()).unwrap(),
+                g,
+            );
+            let out = $f(
+                x.reshape(<[usize; $n + 2]>::try_from(&xd[..]).unwrap()),
+                wt,
+                bias,
+                o,
+            );
+            y = out.dims().to_vec();
+            out.reshape(<[usize; R]>::try_from(y.as_slice()).unwrap())
+        }};
+    }
+    match R {
+        3 => run!(conv1d, 1),
+        4 => run!(conv2d, 2),
+        _ => run!(conv3d, 3),
+    }
+}
+
+#[test]
+fn transposed_convolution_is_pdequinox_s_dilated_convolution() {
+    // Every kernel width, stride, output padding, dilation, group count and
+    // boundary mode: burn's transposed convolution (what the layer uses)
+    // against the zero-inserting definition.
+    let device = Device::default();
+    let mut ran = 0;
+    for mode in BoundaryMode::ALL {
+        for k in 1..=5 {
+            for s in 1..=3 {
+                for o in 0..s {
+                    for dil in [1, 2] {
+                        for (g, bias) in [(1, true), (2, false)] {
+                            let up = PhysicsConvTransposeConfig::new(1, 4, 2, vec![k], mode)
+                                .with_stride(vec![s])
+                                .with_output_padding(vec![o])
+                                .with_dilation(vec![dil])
+                                .with_groups(g)
+                                .with_use_bias(bias)
+                                .init(&device)
+                                .unwrap();
+                            let x = Tensor::<3>::random(
+                                [2, 4, 7],
+                                Distribution::Normal(0.0, 1.0),
+                                &device,
+                            );
+                            let (a, sa) = tensor_to_vec(up.forward(x.clone()));
+                            let (b, sb) = tensor_to_vec(transpose_reference(x, &up));
+                            let what = format!("{mode:?} k{k} s{s} o{o} d{dil} g{g}");
+                            assert_eq!(sa[2], 6 * s + 1 + o, "{what}: length");
+                            assert_close(&what, &a, &sa, &b, &sb);
+                            ran += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Mixed settings per axis in 2-D and 3-D.
+    for mode in BoundaryMode::ALL {
+        let up = PhysicsConvTransposeConfig::new(2, 2, 3, vec![4, 3], mode)
+            .with_stride(vec![2, 3])
+            .with_output_padding(vec![1, 2])
+            .with_dilation(vec![1, 2])
+            .init(&device)
+            .unwrap();
+        let x = Tensor::<4>::random([2, 2, 5, 4], Distribution::Normal(0.0, 1.0), &device);
+        let (a, sa) = tensor_to_vec(up.forward(x.clone()));
+        let (b, sb) = tensor_to_vec(transpose_reference(x, &up));
+        assert_close(&format!("2-D {mode:?}"), &a, &sa, &b, &sb);
+        let up = PhysicsConvTransposeConfig::new(3, 2, 2, vec![3, 2, 5], mode)
+            .with_stride(vec![2, 1, 2])
+            .with_output_padding(vec![1, 0, 0])
+            .init(&device)
+            .unwrap();
+        let x = Tensor::<5>::random([1, 2, 3, 4, 3], Distribution::Normal(0.0, 1.0), &device);
+        let (a, sa) = tensor_to_vec(up.forward(x.clone()));
+        let (b, sb) = tensor_to_vec(transpose_reference(x, &up));
+        assert_close(&format!("3-D {mode:?}"), &a, &sa, &b, &sb);
+        ran += 2;
+    }
+    assert!(ran > 300, "{ran} configurations");
+}
+
 #[test]
 fn gradients_reach_input_and_parameters_on_every_layer() {
     let device = Device::default().autodiff();
