@@ -19,6 +19,20 @@ pub fn open(name: &str) -> SafetensorsFile {
     SafetensorsFile::open(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }
 
+/// `name` in the fixture folder, or in this crate's `tests/data` when that
+/// folder lacks it (fixtures that only this crate's generators make, such as
+/// `make_pdequinox_archs.py`'s, so that a shared fixture set still runs them).
+pub fn find(name: &str) -> PathBuf {
+    let path = dir().join(name);
+    if path.exists() {
+        path
+    } else {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name)
+    }
+}
+
 /// Every fixture file whose name starts with `prefix` and ends in `.safetensors`.
 pub fn open_all(prefix: &str) -> Vec<SafetensorsFile> {
     let mut names: Vec<String> = std::fs::read_dir(dir())

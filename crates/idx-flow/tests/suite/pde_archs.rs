@@ -6,7 +6,8 @@
 //! an FNO that learns one step of 1-D advection.
 //!
 //! Cases and their constructor arguments come from the manifest, so any file
-//! written by `tests/data/make_pdequinox_archs.py` runs.
+//! written by `tests/data/make_pdequinox_archs.py` runs (from
+//! `IDX_FLOW_FIXTURES` when it holds one, else from `tests/data`).
 
 use burn::module::Module;
 use burn::optim::{AdamConfig, GradientsParams};
@@ -19,7 +20,7 @@ use crate::fixtures;
 use crate::pde::{Net, check_case, flag, int, mode};
 
 fn manifest() -> Value {
-    let path = fixtures::dir().join("pdequinox_archs_manifest.json");
+    let path = fixtures::find("pdequinox_archs_manifest.json");
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("manifest {}: {e}", path.display()));
     serde_json::from_str(&text).expect("pdequinox_archs_manifest.json is JSON")
@@ -230,7 +231,9 @@ fn parameter_counts_and_receptive_fields_follow_pdequinox() {
 
 #[test]
 fn pdequinox_architectures_match_the_fixture() {
-    let file = fixtures::open("pdequinox_archs.safetensors");
+    let path = fixtures::find("pdequinox_archs.safetensors");
+    let file = idx_flow::io::SafetensorsFile::open(&path)
+        .unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()));
     let device = Device::default().autodiff();
     let m = manifest();
     let cases = m["cases"].as_object().expect("manifest has 'cases'");
