@@ -49,6 +49,15 @@
 //! - [`SpectralConv`] refuses mode counts whose corner blocks would overlap
 //!   (`2m > N` on an axis other than the last, `m > N/2 + 1` on the last);
 //!   pdequinox silently overwrites one block with another there.
+//! - [`Hierarchical`] draws every block of an arc independently. pdequinox
+//!   hands one random key to all blocks of a level's arc, so the blocks of
+//!   equal shape there start with identical parameters (the structure,
+//!   counts and computation are the same).
+//! - [`Hierarchical`] reports an up-sampling that does not restore the skip's
+//!   grid as an [`Error::Shape`] (a custom factory can do that); pdequinox
+//!   fails inside its concatenation.
+//! - [`ClassicFnoConfig`] has no boundary mode (pdequinox's argument is unused).
+//!   pdequinox's `MLP` architecture is not ported.
 //!
 //! ```
 //! use burn::tensor::{Device, Distribution, Tensor};
