@@ -31,7 +31,7 @@
 //!   `U(−1/√fan_in, 1/√fan_in)` with `fan_in = C_in/groups · Π k`; spectral
 //!   weights `N(0, 1)/(C_in·C_out)`. Draws follow
 //!   [`with_seed`](crate::layers::init::with_seed) when one is installed.
-//! - **Errors.** `init` and `try_forward` return [`Error`](crate::Error) for
+//! - **Errors.** `init` and `try_forward` return [`Error`] for
 //!   every size a user can get wrong (rank, channels, a kernel wider than the
 //!   grid allows, stride 0, too many modes, an unknown boundary mode);
 //!   `forward` panics with that message.

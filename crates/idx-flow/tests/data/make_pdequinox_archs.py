@@ -126,6 +126,9 @@ for D in (1, 2, 3):
     count(f"ModernUNet_{D}d_multipliers", "ModernUNet", dict(base, hidden_channels=4, num_levels=3, num_blocks=1,
                                                              channel_multipliers=(1, 2, 3)))
     count(f"ClassicFNO_{D}d_small", "ClassicFNO", dict(base, hidden_channels=6, num_modes=3, num_blocks=2))
+    count(f"ClassicUNet_{D}d_levels0", "ClassicUNet", dict(base, hidden_channels=5, num_levels=0))
+    count(f"ModernUNet_{D}d_levels1", "ModernUNet", dict(base, hidden_channels=3, num_levels=1, num_blocks=3,
+                                                         use_norm=False, boundary_mode="dirichlet"))
 
 # ---- tiny networks with outputs and gradients ----------------------------------------------------
 record("conv_net_2d_dirichlet", "ConvNet",
