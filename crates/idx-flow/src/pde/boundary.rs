@@ -170,32 +170,6 @@ pub(crate) fn pad_or_crop<const R: usize>(
     pad(x, &positive, mode)
 }
 
-/// Inserts `s − 1` zeros between neighbouring entries of each of the last
-/// `strides.len()` axes (XLA's `lhs_dilation`): length `n` becomes `(n − 1)·s + 1`.
-pub(crate) fn dilate<const R: usize>(x: Tensor<R>, strides: &[usize]) -> Tensor<R> {
-    let first = R - strides.len();
-    let mut x = x;
-    for (i, &s) in strides.iter().enumerate() {
-        if s <= 1 {
-            continue;
-        }
-        let axis = first + i;
-        let dims = x.dims();
-        let n = dims[axis];
-        // [.., n, rest] -> [.., n, s, rest] with zeros in slots 1..s, then merge.
-        let outer: usize = dims[..axis].iter().product();
-        let inner: usize = dims[axis + 1..].iter().product();
-        let x4: Tensor<4> = x.reshape([outer, n, 1, inner]);
-        let zeros = Tensor::<4>::zeros([outer, n, s - 1, inner], &x4.device());
-        let z = Tensor::cat(vec![x4, zeros], 2).reshape([outer, n * s, inner]);
-        let z = z.narrow(1, 0, (n - 1) * s + 1);
-        let mut out = dims;
-        out[axis] = (n - 1) * s + 1;
-        x = z.reshape(out);
-    }
-    x
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,7 +14,9 @@
 //!   (or cropped, where negative) by `(p_l − pre_l·s, p_r − pre_r·s + o)`.
 //!
 //! Either way an axis of `N` cells becomes `(N − 1)·s + 1 + o` cells (`2N` for
-//! stride 2 and output padding 1). On a periodic grid a stride-2
+//! stride 2 and output padding 1). That is the definition; the layer computes
+//! it with burn's transposed convolution, which never multiplies the inserted
+//! zeros (see [`PhysicsConvTranspose::try_forward`]). On a periodic grid a stride-2
 //! [`PhysicsConv`](super::PhysicsConv) followed by this layer commutes with
 //! shifts by two cells.
 //!
@@ -36,8 +38,11 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
-use super::boundary::{BoundaryMode, dilate, pad, pad_or_crop};
-use super::conv::{conv_nd, grouped_weight_shape, same_padding};
+use burn::tensor::module::{conv_transpose1d, conv_transpose2d, conv_transpose3d};
+use burn::tensor::ops::ConvTransposeOptions;
+
+use super::boundary::{BoundaryMode, pad, pad_or_crop};
+use super::conv::{arr, grouped_weight_shape, same_padding};
 use super::param::NdParam;
 use super::{check_input, check_spatial_dims, equinox_conv_params, per_axis};
 use crate::error::{Error, Result};
@@ -77,6 +82,9 @@ pub struct PhysicsConvTransposeConfig {
     #[config(default = false)]
     pub zero_bias_init: bool,
 }
+
+/// Signed `(left, right)` paddings of one axis (negative: a crop).
+type Offsets = (i64, i64);
 
 /// pdequinox's `PhysicsConvTranspose`.
 #[derive(Module, Debug)]
@@ -165,58 +173,87 @@ impl PhysicsConvTranspose {
             .collect()
     }
 
+    /// The boundary pre-padding of the coarse input and the zero padding
+    /// (negative: crop) of the dilated one, per axis: `pre = 0` and
+    /// `post = (p_l, p_r + o)` for dirichlet, the rule of the module docs otherwise.
+    fn paddings(&self) -> (Vec<(usize, usize)>, Vec<Offsets>) {
+        let kernel = self.kernel_size();
+        let mut pre = Vec::with_capacity(kernel.len());
+        let mut post = Vec::with_capacity(kernel.len());
+        for (i, &k) in kernel.iter().enumerate() {
+            let (s, o) = (self.stride[i] as i64, self.output_padding[i] as i64);
+            let (pl, pr) = same_padding(k, self.dilation[i]);
+            let (pl, pr) = (pl as i64, pr as i64);
+            if self.boundary_mode == BoundaryMode::Dirichlet {
+                pre.push((0, 0));
+                post.push((pl, pr + o));
+                continue;
+            }
+            let ext = (self.dilation[i] * (k - 1)) as i64;
+            let (tl, tr) = (ext - pl, ext - pr + o);
+            // t ≥ 0 always (p ≤ d(k−1)), so the ceilings are of non-negative numbers.
+            let (bl, br) = ((tl + s - 1) / s, (tr + s - 1) / s);
+            pre.push((bl as usize, br as usize));
+            post.push((pl - bl * s, pr - br * s + o));
+        }
+        (pre, post)
+    }
+
     /// `[B, C_in, *N]` → `[B, C_out, *((N − 1)·s + 1 + o)]`; an error for a
     /// wrong rank (not `D + 2`), channel count or an empty axis.
+    ///
+    /// Computed with burn's transposed convolution, which skips the inserted
+    /// zeros (about ten times faster on the CPU than convolving the dilated
+    /// input at stride 2): pdequinox's cross-correlation of the dilated input
+    /// padded by `(P_l, P_r)` with `w` is the full transposed convolution with
+    /// the spatially flipped, channel-transposed kernel, cropped by
+    /// `d(k−1) − P_l ≥ 0` on the left and `d(k−1) − P_r` on the right
+    /// (zero padded where that is negative; the bias is added last).
     pub fn try_forward<const R: usize>(&self, x: Tensor<R>) -> Result<Tensor<R>> {
         let d = self.num_spatial_dims();
         check_input("PhysicsConvTranspose", &x, d, self.in_channels())?;
-        let kernel = self.kernel_size();
-        let same: Vec<(usize, usize)> = (0..d)
-            .map(|i| same_padding(kernel[i], self.dilation[i]))
-            .collect();
-        let (x, post): (Tensor<R>, Vec<(i64, i64)>) = match self.boundary_mode {
-            BoundaryMode::Dirichlet => {
-                let post = (0..d)
-                    .map(|i| {
-                        let (l, r) = same[i];
-                        (l as i64, (r + self.output_padding[i]) as i64)
-                    })
-                    .collect();
-                (dilate(x, &self.stride), post)
-            }
-            mode => {
-                let mut pre = Vec::with_capacity(d);
-                let mut post = Vec::with_capacity(d);
-                for i in 0..d {
-                    let (s, o) = (self.stride[i] as i64, self.output_padding[i] as i64);
-                    let ext = (self.dilation[i] * (kernel[i] - 1)) as i64;
-                    let (pl, pr) = (same[i].0 as i64, same[i].1 as i64);
-                    let (tl, tr) = (ext - pl, ext - pr + o);
-                    // t ≥ 0 always (p ≤ d(k−1)), so the ceilings are of non-negative numbers.
-                    let (bl, br) = ((tl + s - 1) / s, (tr + s - 1) / s);
-                    pre.push((bl as usize, br as usize));
-                    post.push((pl - bl * s, pr - br * s + o));
-                }
-                (dilate(pad(x, &pre, mode), &self.stride), post)
-            }
+        let (pre, post) = self.paddings();
+        let x = match self.boundary_mode {
+            BoundaryMode::Dirichlet => x,
+            mode => pad(x, &pre, mode),
         };
-        // Negative post padding crops the dilated input; positive is zero padding.
-        let crops: Vec<(i64, i64)> = post.iter().map(|&(l, r)| (l.min(0), r.min(0))).collect();
-        let x = pad_or_crop(x, &crops, BoundaryMode::Dirichlet);
-        let zeros: Vec<(usize, usize)> = post
-            .iter()
-            .map(|&(l, r)| (l.max(0) as usize, r.max(0) as usize))
+        let kernel = self.kernel_size();
+        let w = self.transposed_kernel::<R>();
+        let y = conv_transpose_nd(x, w, &self.stride, &self.dilation, self.groups);
+        let crop: Vec<Offsets> = (0..d)
+            .map(|i| {
+                let ext = (self.dilation[i] * (kernel[i] - 1)) as i64;
+                (post[i].0 - ext, post[i].1 - ext)
+            })
             .collect();
-        let ones = vec![1; d];
-        Ok(conv_nd(
-            x,
-            &self.weight,
-            self.bias.as_ref(),
-            &ones,
-            &zeros,
-            &self.dilation,
-            self.groups,
-        ))
+        let y = pad_or_crop(y, &crop, BoundaryMode::Dirichlet);
+        Ok(match &self.bias {
+            Some(b) => {
+                let mut shape = [1; R];
+                shape[1] = self.out_channels();
+                y + b.reshaped(shape)
+            }
+            None => y,
+        })
+    }
+
+    /// The kernel in burn's transposed layout `[C_in, C_out/groups, *k]`,
+    /// flipped on every spatial axis.
+    fn transposed_kernel<const R: usize>(&self) -> Tensor<R> {
+        let w = self.weight.dims();
+        let g = self.groups;
+        let taps: usize = w[2..].iter().product();
+        let t: Tensor<4> = self.weight.reshaped([g, w[0] / g, w[1], taps]);
+        let mut shape = [0; R];
+        shape[0] = w[1] * g;
+        shape[1] = w[0] / g;
+        shape[2..].copy_from_slice(&w[2..]);
+        let t: Tensor<R> = t.swap_dims(1, 2).reshape(shape);
+        match R {
+            3 => t.flip([2]),
+            4 => t.flip([2, 3]),
+            _ => t.flip([2, 3, 4]),
+        }
     }
 
     /// [`try_forward`](Self::try_forward), panicking on a wrong input.
@@ -242,5 +279,43 @@ impl TorchState for PhysicsConvTranspose {
             },
             ..self
         })
+    }
+}
+
+/// burn's transposed convolution of matching rank without padding (the full
+/// output, `(N − 1)·s + d·(k − 1) + 1` cells per axis): `x` `[B, C_in, *n]`,
+/// `weight` `[C_in, C_out/g, *k]`.
+fn conv_transpose_nd<const R: usize>(
+    x: Tensor<R>,
+    weight: Tensor<R>,
+    stride: &[usize],
+    dilation: &[usize],
+    groups: usize,
+) -> Tensor<R> {
+    let (xd, wd) = (x.dims(), weight.dims());
+    macro_rules! run {
+        ($f:ident, $n:literal) => {{
+            let o = ConvTransposeOptions::new(
+                arr::<$n>(stride),
+                [0; $n],
+                [0; $n],
+                arr::<$n>(dilation),
+                groups,
+            );
+            let y = $f(
+                x.reshape(arr::<{ $n + 2 }>(&xd)),
+                weight.reshape(arr::<{ $n + 2 }>(&wd)),
+                None,
+                o,
+            );
+            let yd = y.dims();
+            y.reshape(arr::<R>(&yd))
+        }};
+    }
+    match R {
+        3 => run!(conv_transpose1d, 1),
+        4 => run!(conv_transpose2d, 2),
+        5 => run!(conv_transpose3d, 3),
+        _ => unreachable!("inputs are checked to have rank 3 to 5"),
     }
 }

@@ -15,6 +15,10 @@
 //! | [`PhysicsConvTranspose`] | [`conv_transpose`] | pdequinox's transposed convolution (pad the coarse input by the boundary rule, then a dilated convolution) |
 //! | [`SpectralConv`] | [`spectral`] | the Fourier layer of an FNO: keep the lowest modes, mix channels per mode, back to the grid |
 //! | [`ClassicDoubleConvBlock`], [`ClassicResBlock`], [`ModernResBlock`], [`DilatedResBlock`], [`ClassicSpectralBlock`], [`GroupNorm`] | [`blocks`] | the blocks pdequinox's architectures stack |
+//! | [`BlockFactory`], [`PdeBlock`] | [`factory`] | how to build a block for given channels (pdequinox's block factories) |
+//! | [`Sequential`] | [`sequential`] | lifting, blocks, projection on one grid |
+//! | [`Hierarchical`] | [`hierarchical`] | the UNet skeleton: encoder, bottleneck, decoder with skips over `L` coarser grids |
+//! | [`ConvNet`], [`ClassicResNetConfig`], [`ModernResNetConfig`], [`DilatedResNetConfig`], [`ClassicUNetConfig`], [`ModernUNetConfig`], [`ClassicFnoConfig`] | [`arch`] | pdequinox's architectures with its defaults |
 //!
 //! # Conventions
 //!
@@ -27,7 +31,7 @@
 //!   `U(−1/√fan_in, 1/√fan_in)` with `fan_in = C_in/groups · Π k`; spectral
 //!   weights `N(0, 1)/(C_in·C_out)`. Draws follow
 //!   [`with_seed`](crate::layers::init::with_seed) when one is installed.
-//! - **Errors.** `init` and `try_forward` return [`Error`](crate::Error) for
+//! - **Errors.** `init` and `try_forward` return [`Error`] for
 //!   every size a user can get wrong (rank, channels, a kernel wider than the
 //!   grid allows, stride 0, too many modes, an unknown boundary mode);
 //!   `forward` panics with that message.
@@ -45,6 +49,15 @@
 //! - [`SpectralConv`] refuses mode counts whose corner blocks would overlap
 //!   (`2m > N` on an axis other than the last, `m > N/2 + 1` on the last);
 //!   pdequinox silently overwrites one block with another there.
+//! - [`Hierarchical`] draws every block of an arc independently. pdequinox
+//!   hands one random key to all blocks of a level's arc, so the blocks of
+//!   equal shape there start with identical parameters (the structure,
+//!   counts and computation are the same).
+//! - [`Hierarchical`] reports an up-sampling that does not restore the skip's
+//!   grid as an [`Error::Shape`] (a custom factory can do that); pdequinox
+//!   fails inside its concatenation.
+//! - [`ClassicFnoConfig`] has no boundary mode (pdequinox's argument is unused).
+//!   pdequinox's `MLP` architecture is not ported.
 //!
 //! ```
 //! use burn::tensor::{Device, Distribution, Tensor};
@@ -59,12 +72,21 @@
 //! # Ok::<(), idx_flow::Error>(())
 //! ```
 
+pub mod arch;
 pub mod blocks;
 pub mod boundary;
 pub mod conv;
 pub mod conv_transpose;
+pub mod factory;
+pub mod hierarchical;
 mod param;
+pub mod sequential;
 pub mod spectral;
+
+pub use arch::{
+    ClassicFnoConfig, ClassicResNetConfig, ClassicUNetConfig, ConvNet, ConvNetConfig,
+    DilatedResNetConfig, ModernResNetConfig, ModernUNetConfig,
+};
 
 pub use blocks::{
     ClassicDoubleConvBlock, ClassicDoubleConvBlockConfig, ClassicResBlock, ClassicResBlockConfig,
@@ -74,7 +96,10 @@ pub use blocks::{
 pub use boundary::{BoundaryMode, pad};
 pub use conv::{PhysicsConv, PhysicsConvConfig, PointwiseLinearConv, PointwiseLinearConvConfig};
 pub use conv_transpose::{PhysicsConvTranspose, PhysicsConvTransposeConfig};
+pub use factory::{BlockFactory, PdeBlock};
+pub use hierarchical::{Hierarchical, HierarchicalConfig};
 pub use param::NdParam;
+pub use sequential::{Sequential, SequentialConfig};
 pub use spectral::{SpectralConv, SpectralConvConfig};
 
 use burn::tensor::{Device, Distribution, Tensor};

@@ -19,9 +19,23 @@ pub fn open(name: &str) -> SafetensorsFile {
     SafetensorsFile::open(&path).unwrap_or_else(|e| panic!("fixture {}: {e}", path.display()))
 }
 
-/// The JSON manifest `name` (e.g. `spectrans_manifest.json`) in the fixture folder.
-pub fn manifest(name: &str) -> serde_json::Value {
+/// `name` in the fixture folder, or in this crate's `tests/data` when that
+/// folder lacks it (fixtures that only this crate's generators make, such as
+/// `make_pdequinox_archs.py`'s, so that a shared fixture set still runs them).
+pub fn find(name: &str) -> PathBuf {
     let path = dir().join(name);
+    if path.exists() {
+        path
+    } else {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(name)
+    }
+}
+
+/// The JSON manifest `name` (e.g. `spectrans_manifest.json`), found as [`find`] does.
+pub fn manifest(name: &str) -> serde_json::Value {
+    let path = find(name);
     let text = std::fs::read_to_string(&path)
         .unwrap_or_else(|e| panic!("manifest {}: {e}", path.display()));
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("manifest {}: {e}", path.display()))

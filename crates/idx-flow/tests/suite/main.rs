@@ -16,6 +16,7 @@ mod kernels;
 mod layers;
 mod models;
 mod pde;
+mod pde_archs;
 mod plot;
 mod rng;
 mod spectral;

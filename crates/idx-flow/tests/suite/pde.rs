@@ -21,7 +21,7 @@ use idx_flow::pde::*;
 use serde_json::Value;
 
 use crate::fixtures;
-use crate::layers::{GradCollect, assert_close, names_under};
+use crate::layers::{GradCollect, assert_close, compare_param_grads};
 
 /// One case of the manifest.
 struct Case {
@@ -35,10 +35,7 @@ fn file() -> SafetensorsFile {
 }
 
 fn manifest() -> Value {
-    let path = fixtures::dir().join("pdequinox_manifest.json");
-    let text = std::fs::read_to_string(&path)
-        .unwrap_or_else(|e| panic!("manifest {}: {e}", path.display()));
-    serde_json::from_str(&text).expect("pdequinox_manifest.json is JSON")
+    fixtures::manifest("pdequinox_manifest.json")
 }
 
 fn cases(file: &SafetensorsFile) -> Vec<Case> {
@@ -65,7 +62,7 @@ fn cases(file: &SafetensorsFile) -> Vec<Case> {
 }
 
 /// An int-or-sequence argument as a list (pdequinox broadcasts an int).
-fn ints(args: &Value, name: &str, default: usize) -> Vec<usize> {
+pub(crate) fn ints(args: &Value, name: &str, default: usize) -> Vec<usize> {
     match &args[name] {
         Value::Null => vec![default],
         Value::Number(n) => vec![n.as_u64().unwrap() as usize],
@@ -74,17 +71,17 @@ fn ints(args: &Value, name: &str, default: usize) -> Vec<usize> {
     }
 }
 
-fn int(args: &Value, name: &str) -> usize {
+pub(crate) fn int(args: &Value, name: &str) -> usize {
     args[name]
         .as_u64()
         .unwrap_or_else(|| panic!("argument {name} missing in {args}")) as usize
 }
 
-fn flag(args: &Value, name: &str, default: bool) -> bool {
+pub(crate) fn flag(args: &Value, name: &str, default: bool) -> bool {
     args[name].as_bool().unwrap_or(default)
 }
 
-fn mode(args: &Value) -> BoundaryMode {
+pub(crate) fn mode(args: &Value) -> BoundaryMode {
     args["boundary_mode"]
         .as_str()
         .expect("boundary_mode")
@@ -183,7 +180,15 @@ impl Layer {
             Layer::SpectralBlock(m) => Layer::SpectralBlock(loaded(m, sd, name)),
         }
     }
+}
 
+/// A module run on the cases of a pdequinox fixture file.
+pub(crate) trait Net {
+    fn forward<const R: usize>(&self, x: Tensor<R>) -> Tensor<R>;
+    fn visit<V: StateVisitor>(&self, v: &mut V);
+}
+
+impl Net for Layer {
     fn forward<const R: usize>(&self, x: Tensor<R>) -> Tensor<R> {
         match self {
             Layer::Conv(m) => m.forward(x),
@@ -210,7 +215,11 @@ impl Layer {
 }
 
 /// A fixture tensor `[C, *spatial]` as a batch of one `[1, C, *spatial]`.
-fn batched<const R: usize>(file: &SafetensorsFile, name: &str, device: &Device) -> Tensor<R> {
+pub(crate) fn batched<const R: usize>(
+    file: &SafetensorsFile,
+    name: &str,
+    device: &Device,
+) -> Tensor<R> {
     let (v, mut shape) = file.f32(name).unwrap_or_else(|e| panic!("{e}"));
     shape.insert(0, 1);
     assert_eq!(shape.len(), R, "{name}: rank");
@@ -218,7 +227,12 @@ fn batched<const R: usize>(file: &SafetensorsFile, name: &str, device: &Device) 
 }
 
 /// Output, input gradient and parameter gradients of one case.
-fn check_case<const R: usize>(file: &SafetensorsFile, name: &str, layer: &Layer, device: &Device) {
+pub(crate) fn check_case<const R: usize, N: Net>(
+    file: &SafetensorsFile,
+    name: &str,
+    layer: &N,
+    device: &Device,
+) {
     let x: Tensor<R> = batched(file, &format!("{name}.input"), device).require_grad();
     let y = layer.forward(x.clone());
     let (yv, mut ys) = tensor_to_vec(y.clone());
@@ -238,22 +252,11 @@ fn check_case<const R: usize>(file: &SafetensorsFile, name: &str, layer: &Layer,
         out: BTreeMap::new(),
     };
     layer.visit(&mut collect);
-    let reference = names_under(file, &format!("{name}.grad.param."));
+    let reference = compare_param_grads(file, name, &collect.out, "pdequinox", assert_close);
     assert!(
         !reference.is_empty(),
         "{name}: no parameter gradients stored"
     );
-    for (p, full) in &reference {
-        let ours = collect
-            .out
-            .get(p)
-            .unwrap_or_else(|| panic!("{name}: pdequinox has '{p}', our layer does not"));
-        let (v, s) = ours
-            .as_ref()
-            .unwrap_or_else(|| panic!("{name}: no gradient reached '{p}'"));
-        let (rv, rs) = file.f32(full).unwrap();
-        assert_close(&format!("{name} grad.param.{p}"), v, s, &rv, &rs);
-    }
     for p in collect.out.keys() {
         assert!(
             reference.contains_key(p),
@@ -273,9 +276,9 @@ fn pdequinox_layers_match_the_fixture() {
         let layer = layer.load(&sd, &case.name);
         let rank = file.shape(&format!("{}.input", case.name)).unwrap().len() + 1;
         match rank {
-            3 => check_case::<3>(&file, &case.name, &layer, &device),
-            4 => check_case::<4>(&file, &case.name, &layer, &device),
-            5 => check_case::<5>(&file, &case.name, &layer, &device),
+            3 => check_case::<3, _>(&file, &case.name, &layer, &device),
+            4 => check_case::<4, _>(&file, &case.name, &layer, &device),
+            5 => check_case::<5, _>(&file, &case.name, &layer, &device),
             r => panic!("{}: rank {r} input", case.name),
         }
         ran.push(case.name);
@@ -689,6 +692,161 @@ fn stride_two_down_and_up_commute_with_even_shifts_on_a_periodic_grid() {
             assert_close(&format!("k {k} shift {shift}"), &a, &sa, &b, &sb);
         }
     }
+}
+
+/// Inserts `s − 1` zeros between neighbouring cells of spatial axis `axis`.
+fn dilate_axis<const R: usize>(x: Tensor<R>, axis: usize, s: usize) -> Tensor<R> {
+    let dims = x.dims();
+    let n = dims[axis];
+    let outer: usize = dims[..axis].iter().product();
+    let inner: usize = dims[axis + 1..].iter().product();
+    let x4: Tensor<4> = x.reshape([outer, n, 1, inner]);
+    let zeros = Tensor::<4>::zeros([outer, n, s - 1, inner], &x4.device());
+    let z = Tensor::cat(vec![x4, zeros], 2).reshape([outer, n * s, inner]);
+    let mut out = dims;
+    out[axis] = (n - 1) * s + 1;
+    z.narrow(1, 0, (n - 1) * s + 1).reshape(out)
+}
+
+/// pdequinox's transposed convolution written out as its module docs state
+/// it (XLA's `lhs_dilation`): pre-pad the coarse input by the boundary rule,
+/// insert zeros, pad with zeros or crop, cross-correlate with `weight`.
+fn transpose_reference<const R: usize>(x: Tensor<R>, up: &PhysicsConvTranspose) -> Tensor<R> {
+    use burn::tensor::module::{conv1d, conv2d, conv3d};
+    use burn::tensor::ops::ConvOptions;
+    let d = R - 2;
+    let k = up.kernel_size();
+    let mut x = x;
+    let mut post = Vec::new();
+    for i in 0..d {
+        let (s, o, dil) = (up.stride[i], up.output_padding[i], up.dilation[i]);
+        let (pl, pr) = (
+            (k[i] - 1) / 2 * dil,
+            ((k[i] - 1) / 2 + (k[i] - 1) % 2) * dil,
+        );
+        let ext = dil * (k[i] - 1);
+        let (bl, br) = if up.boundary_mode == BoundaryMode::Dirichlet {
+            (0, 0)
+        } else {
+            ((ext - pl).div_ceil(s), (ext - pr + o).div_ceil(s))
+        };
+        let mut pre = vec![(0, 0); d];
+        pre[i] = (bl, br);
+        x = pad(x, &pre, up.boundary_mode);
+        x = dilate_axis(x, 2 + i, s);
+        post.push((
+            pl as i64 - (bl * s) as i64,
+            (pr + o) as i64 - (br * s) as i64,
+        ));
+    }
+    for (i, &(l, r)) in post.iter().enumerate() {
+        let n = x.dims()[2 + i] as i64;
+        let (cl, cr) = ((-l).max(0), (-r).max(0));
+        x = x.narrow(2 + i, cl as usize, (n - cl - cr) as usize);
+        let mut zeros = vec![(0, 0); d];
+        zeros[i] = (l.max(0) as usize, r.max(0) as usize);
+        x = pad(x, &zeros, BoundaryMode::Dirichlet);
+    }
+    let (w, ws) = up.weight.to_vec();
+    let device = x.device();
+    let bias = up
+        .bias
+        .as_ref()
+        .map(|b| Tensor::<1>::from_data(TensorData::new(b.to_vec().0, [ws[0]]), &device));
+    let g = up.groups;
+    let xd = x.dims();
+    let y: Vec<usize>;
+    macro_rules! run {
+        ($f:ident, $n:literal) => {{
+            let wt = Tensor::<{ $n + 2 }>::from_data(
+                TensorData::new(w, <[usize; $n + 2]>::try_from(ws.as_slice()).unwrap()),
+                &device,
+            );
+            let o = ConvOptions::new(
+                [1; $n],
+                [0; $n],
+                <[usize; $n]>::try_from(up.dilation.as_slice()).unwrap(),
+                g,
+            );
+            let out = $f(
+                x.reshape(<[usize; $n + 2]>::try_from(&xd[..]).unwrap()),
+                wt,
+                bias,
+                o,
+            );
+            y = out.dims().to_vec();
+            out.reshape(<[usize; R]>::try_from(y.as_slice()).unwrap())
+        }};
+    }
+    match R {
+        3 => run!(conv1d, 1),
+        4 => run!(conv2d, 2),
+        _ => run!(conv3d, 3),
+    }
+}
+
+#[test]
+fn transposed_convolution_is_pdequinox_s_dilated_convolution() {
+    // Every kernel width, stride, output padding, dilation, group count and
+    // boundary mode: burn's transposed convolution (what the layer uses)
+    // against the zero-inserting definition.
+    let device = Device::default();
+    let mut ran = 0;
+    for mode in BoundaryMode::ALL {
+        for k in 1..=5 {
+            for s in 1..=3 {
+                for o in 0..s {
+                    for dil in [1, 2] {
+                        for (g, bias) in [(1, true), (2, false)] {
+                            let up = PhysicsConvTransposeConfig::new(1, 4, 2, vec![k], mode)
+                                .with_stride(vec![s])
+                                .with_output_padding(vec![o])
+                                .with_dilation(vec![dil])
+                                .with_groups(g)
+                                .with_use_bias(bias)
+                                .init(&device)
+                                .unwrap();
+                            let x = Tensor::<3>::random(
+                                [2, 4, 7],
+                                Distribution::Normal(0.0, 1.0),
+                                &device,
+                            );
+                            let (a, sa) = tensor_to_vec(up.forward(x.clone()));
+                            let (b, sb) = tensor_to_vec(transpose_reference(x, &up));
+                            let what = format!("{mode:?} k{k} s{s} o{o} d{dil} g{g}");
+                            assert_eq!(sa[2], 6 * s + 1 + o, "{what}: length");
+                            assert_close(&what, &a, &sa, &b, &sb);
+                            ran += 1;
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Mixed settings per axis in 2-D and 3-D.
+    for mode in BoundaryMode::ALL {
+        let up = PhysicsConvTransposeConfig::new(2, 2, 3, vec![4, 3], mode)
+            .with_stride(vec![2, 3])
+            .with_output_padding(vec![1, 2])
+            .with_dilation(vec![1, 2])
+            .init(&device)
+            .unwrap();
+        let x = Tensor::<4>::random([2, 2, 5, 4], Distribution::Normal(0.0, 1.0), &device);
+        let (a, sa) = tensor_to_vec(up.forward(x.clone()));
+        let (b, sb) = tensor_to_vec(transpose_reference(x, &up));
+        assert_close(&format!("2-D {mode:?}"), &a, &sa, &b, &sb);
+        let up = PhysicsConvTransposeConfig::new(3, 2, 2, vec![3, 2, 5], mode)
+            .with_stride(vec![2, 1, 2])
+            .with_output_padding(vec![1, 0, 0])
+            .init(&device)
+            .unwrap();
+        let x = Tensor::<5>::random([1, 2, 3, 4, 3], Distribution::Normal(0.0, 1.0), &device);
+        let (a, sa) = tensor_to_vec(up.forward(x.clone()));
+        let (b, sb) = tensor_to_vec(transpose_reference(x, &up));
+        assert_close(&format!("3-D {mode:?}"), &a, &sa, &b, &sb);
+        ran += 2;
+    }
+    assert!(ran > 300, "{ran} configurations");
 }
 
 #[test]
