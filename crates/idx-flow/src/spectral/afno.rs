@@ -34,6 +34,7 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor, activation};
 
+use super::fft::{DftPath, FFT_MIN_LEN, dft_seq};
 use super::transforms::{dft_rows, to_tensor};
 use super::{along_hidden, along_seq, check_tokens, positive};
 use crate::error::{Error, Result};
@@ -179,12 +180,20 @@ impl AfnoMixing {
         let device = x.device();
         let m = self.modes.unwrap_or(usize::MAX).min(n / 2 + 1);
         let [_, nb, bs, _] = self.w1.val().dims();
-        let (c, s) = dft_rows(n, 0..m);
-        let fwd = Tensor::cat(
-            vec![to_tensor(&c, m, n, &device), to_tensor(&s, m, n, &device)],
-            0,
-        );
-        let spec = along_seq(fwd, x.clone()); // [B, 2m, H]
+        // The dense rows cost O(m·N): the factored transform only pays when
+        // many modes are kept on a long sequence.
+        let factored = DftPath::Auto.factored(n) && 2 * m >= FFT_MIN_LEN;
+        let spec = if factored {
+            let (xr, xi) = dft_seq(x.clone(), None, false, DftPath::Auto);
+            Tensor::cat(vec![xr.narrow(1, 0, m), xi.narrow(1, 0, m)], 1)
+        } else {
+            let (c, s) = dft_rows(n, 0..m);
+            let fwd = Tensor::cat(
+                vec![to_tensor(&c, m, n, &device), to_tensor(&s, m, n, &device)],
+                0,
+            );
+            along_seq(fwd, x.clone())
+        }; // [B, 2m, H]
         let p = b * m;
         let blocks = |t: Tensor<3>| t.reshape([p, nb, bs]).swap_dims(0, 1); // [nb, P, bs]
         let z = Tensor::cat(
@@ -201,6 +210,23 @@ impl AfnoMixing {
         let unblocks = |t: Tensor<3>| t.swap_dims(0, 1).reshape([b, m, h]);
         let yr = unblocks(o2.clone().narrow(2, 0, bs));
         let yi = unblocks(o2.narrow(2, bs, bs));
+        if factored {
+            // irfft as the real part of the inverse DFT of the spectrum with
+            // the Hermitian half folded in: weight 2 on the modes that stand
+            // for a conjugate pair, 1 on frequency 0 (and N/2), zeros above m.
+            let w: Vec<f32> = (0..m)
+                .map(|k| if k == 0 || 2 * k == n { 1.0 } else { 2.0 })
+                .collect();
+            let w = Tensor::<1>::from_floats(w.as_slice(), &device).reshape([1, m, 1]);
+            let pad = |t: Tensor<3>| {
+                Tensor::cat(
+                    vec![t * w.clone(), Tensor::zeros([b, n - m, h], &device)],
+                    1,
+                )
+            };
+            let (out, _) = dft_seq(pad(yr), Some(pad(yi)), true, DftPath::Auto);
+            return Ok(out + x);
+        }
         let (ir, ii) = inverse_real_dft(n, m);
         let inv = Tensor::cat(
             vec![to_tensor(&ir, n, m, &device), to_tensor(&ii, n, m, &device)],

@@ -26,6 +26,7 @@
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
+use super::fft::{DftPath, dft_seq};
 use super::transforms::{dft, to_tensor};
 use super::{along_hidden, along_seq, check_tokens};
 use crate::error::Result;
@@ -36,6 +37,17 @@ use crate::layers::state_dict::{StateLoader, StateVisitor, TorchState};
 pub(crate) fn dft_tensors(n: usize, device: &Device) -> (Tensor<2>, Tensor<2>) {
     let (re, im) = dft(n);
     (to_tensor(&re, n, n, device), to_tensor(&im, n, n, device))
+}
+
+/// `C_N·x` = `Re(F_N x)` for a real `x` `[B, N, H]`: the cosine matrix
+/// below [`FFT_MIN_LEN`](super::fft::FFT_MIN_LEN) tokens, the factored
+/// transform from there on.
+fn real_dft_seq(x: Tensor<3>, n: usize) -> Tensor<3> {
+    if DftPath::Auto.factored(n) {
+        dft_seq(x, None, false, DftPath::Auto).0
+    } else {
+        along_seq(dft_tensors(n, &x.device()).0, x)
+    }
 }
 
 /// FNet's mixing: `Re(F_N · X · F_H)` per sample, `F` the orthonormal DFT
@@ -53,12 +65,17 @@ impl FourierMixing {
     pub fn try_forward(&self, x: Tensor<3>) -> Result<Tensor<3>> {
         let [_, n, h] = check_tokens("FourierMixing", &x, None)?;
         let device = x.device();
-        let (cn, sn) = dft_tensors(n, &device);
         let (ch, sh) = dft_tensors(h, &device);
+        let xh = along_hidden(x, Tensor::cat(vec![ch, sh], 1)); // [B, N, 2H]
+        let (a, b) = (xh.clone().narrow(2, 0, h), xh.narrow(2, h, h));
+        if DftPath::Auto.factored(n) {
+            // Re(F_N (A + iB)) with A + iB = X F_H, by the factored transform.
+            return Ok(dft_seq(a, Some(b), false, DftPath::Auto).0);
+        }
+        let (cn, sn) = dft_tensors(n, &device);
         // Re((C_N + iS_N) X (C_H + iS_H)) = C_N X C_H − S_N X S_H, as one
         // product along the sequence of [C_N, −S_N] and [X C_H; X S_H].
-        let xh = along_hidden(x, Tensor::cat(vec![ch, sh], 1)); // [B, N, 2H]
-        let stacked = Tensor::cat(vec![xh.clone().narrow(2, 0, h), xh.narrow(2, h, h)], 1);
+        let stacked = Tensor::cat(vec![a, b], 1);
         Ok(along_seq(Tensor::cat(vec![cn, sn.neg()], 1), stacked))
     }
 
@@ -82,8 +99,7 @@ impl FourierMixing1D {
     /// `[B, N, H]` → `[B, N, H]`.
     pub fn try_forward(&self, x: Tensor<3>) -> Result<Tensor<3>> {
         let [_, n, _] = check_tokens("FourierMixing1D", &x, None)?;
-        let (cn, _) = dft_tensors(n, &x.device());
-        Ok(along_seq(cn, x))
+        Ok(real_dft_seq(x, n))
     }
 
     /// [`try_forward`](Self::try_forward), panicking on an empty axis.
@@ -125,7 +141,7 @@ impl SeparableFourierMixing {
         let device = x.device();
         let mut y = x;
         if self.mix_sequence {
-            y = along_seq(dft_tensors(n, &device).0, y);
+            y = real_dft_seq(y, n);
         }
         if self.mix_features {
             y = along_hidden(y, dft_tensors(h, &device).0);

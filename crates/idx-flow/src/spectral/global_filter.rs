@@ -31,6 +31,7 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor, activation};
 
+use super::fft::{DftPath, dft_seq};
 use super::fourier::dft_tensors;
 use super::transforms::{linear_interpolation, to_tensor};
 use super::{along_hidden, along_seq, check_tokens, positive};
@@ -181,6 +182,12 @@ impl GlobalFilterMixing {
             .activation
             .apply(resample(self.filter_imag.val(), n, h))
             .unsqueeze::<3>();
+        if DftPath::Auto.factored(n) {
+            let (xr, xi) = dft_seq(x, None, false, DftPath::Auto);
+            let yr = xr.clone() * wr.clone() - xi.clone() * wi.clone();
+            let yi = xi * wr + xr * wi;
+            return Ok(dft_seq(yr, Some(yi), true, DftPath::Auto).0);
+        }
         let (c, s) = dft_tensors(n, &x.device());
         // Spectrum (C + iS)x in one product, then the filter, then the real
         // part of the inverse, (C − iS)ŷ → C·ŷr + S·ŷi (C, S symmetric).
@@ -227,11 +234,19 @@ impl GlobalFilterMixing2D {
             .activation
             .apply(resample(self.filter_imag.val(), n, h))
             .unsqueeze::<3>();
-        let (cn, sn) = dft_tensors(n, &device);
         let (ch, sh) = dft_tensors(h, &device);
         // X̂ = (C_N + iS_N) X (C_H + iS_H) with A = X C_H, B = X S_H.
         let ab = along_hidden(x, Tensor::cat(vec![ch.clone(), sh.clone()], 1));
         let (a, b) = (ab.clone().narrow(2, 0, h), ab.narrow(2, h, h));
+        let back = Tensor::cat(vec![ch, sh], 0);
+        if DftPath::Auto.factored(n) {
+            let (xr, xi) = dft_seq(a, Some(b), false, DftPath::Auto);
+            let yr = xr.clone() * wr.clone() - xi.clone() * wi.clone();
+            let yi = xi * wr + xr * wi;
+            let (pr, pi) = dft_seq(yr, Some(yi), true, DftPath::Auto);
+            return Ok(along_hidden(Tensor::cat(vec![pr, pi], 2), back));
+        }
+        let (cn, sn) = dft_tensors(n, &device);
         let xr = along_seq(
             Tensor::cat(vec![cn.clone(), sn.clone().neg()], 1),
             Tensor::cat(vec![a.clone(), b.clone()], 1),
@@ -250,10 +265,7 @@ impl GlobalFilterMixing2D {
             stacked.clone(),
         );
         let pi = along_seq(Tensor::cat(vec![sn.neg(), cn], 1), stacked);
-        Ok(along_hidden(
-            Tensor::cat(vec![pr, pi], 2),
-            Tensor::cat(vec![ch, sh], 0),
-        ))
+        Ok(along_hidden(Tensor::cat(vec![pr, pi], 2), back))
     }
 
     /// [`try_forward`](Self::try_forward), panicking on a wrong input.

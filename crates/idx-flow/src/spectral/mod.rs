@@ -10,6 +10,7 @@
 //! | family | file | types |
 //! |---|---|---|
 //! | transforms | [`transforms`] | DFT, DCT-II, DST-II, Walsh–Hadamard matrices; multi-level Daubechies [`Dwt`](transforms::Dwt) |
+//! | fast DFT | [`fft`] | mixed-radix factored DFT along the tokens ([`fft::dft_seq`]) for long sequences |
 //! | Fourier (FNet) | [`fourier`] | [`FourierMixing`], [`FourierMixing1D`], [`SeparableFourierMixing`] |
 //! | global filter (GFNet) | [`global_filter`] | [`GlobalFilterMixing`], [`GlobalFilterMixing2D`] |
 //! | AFNO | [`afno`] | [`AfnoMixing`] (the paper's), [`SpectransAfnoMixing`] (spectrans') |
@@ -21,10 +22,18 @@
 //!
 //! # Conventions
 //!
-//! - **Transforms are matrices.** burn 0.22.1's FFT (`burn-signal`) takes
-//!   only power-of-two lengths, which no HEALPix sequence has; every transform
-//!   here is an exact matrix built in float64 and applied by matrix products
-//!   (see [`transforms`]), differentiable on every backend, for any `N`.
+//! - **Transforms are matrices; long DFTs are factored.** burn 0.22.1's FFT
+//!   (`burn-signal`) takes only power-of-two lengths, which no HEALPix
+//!   sequence has; every transform here is an exact matrix built in float64
+//!   and applied by matrix products (see [`transforms`]), differentiable on
+//!   every backend, for any `N`. A dense DFT along the tokens costs `N²`
+//!   (a 49 152² matrix at nside 64), so from [`fft::FFT_MIN_LEN`] (128)
+//!   tokens on the Fourier mixers (FNet, GFNet, AFNO) take [`fft`]'s
+//!   mixed-radix Cooley–Tukey transform instead: the same DFT factored into
+//!   small dense DFTs and twiddles (`O(N·Σ Nᵢ)`, e.g. `N = 12 288 = 64·64·3`),
+//!   still plain tensor operations, so autodiff differentiates it on every
+//!   backend, equal to the dense path to float32 rounding. Shorter sequences
+//!   keep the dense matrix, which is as fast there.
 //! - **Names** are spectrans' PyTorch `named_parameters()` / `named_buffers()`
 //!   names (`filter_real`, `mlp.0.weight`, `kernel.projection`, `norm1.bias`,
 //!   `ffn.fc1.weight` `[out, in]`), so [`TorchState`] loads spectrans weights.
@@ -82,6 +91,7 @@
 
 pub mod afno;
 pub mod blocks;
+pub mod fft;
 pub mod fourier;
 pub mod global_filter;
 pub mod hybrid;

@@ -889,3 +889,213 @@ fn global_filters_with_a_unit_filter_are_the_identity_and_separable_fourier_fact
         .unwrap();
     assert_eq!(block.forward(x).dims(), [2, 12, 6]);
 }
+
+/// Forward `(Re, Im)` of both DFT paths and the input gradients of
+/// `Σ Re·gr + Im·gi` (random cotangents), for a real or complex input.
+fn dft_both_paths(n: usize, complex: bool, inverse: bool) -> [(Vec<f32>, Vec<f32>); 2] {
+    use idx_flow::spectral::fft::{DftPath, dft_seq};
+    let device = Device::default().autodiff();
+    let shape = [2, n, 3];
+    let normal = Distribution::Normal(0.0, 1.0);
+    let xr = Tensor::<3>::random(shape, normal, &device);
+    let xi = Tensor::<3>::random(shape, normal, &device);
+    let (gr, gi) = (
+        Tensor::<3>::random(shape, normal, &device),
+        Tensor::<3>::random(shape, normal, &device),
+    );
+    [DftPath::Dense, DftPath::Factored].map(|path| {
+        let (ar, ai) = (xr.clone().require_grad(), xi.clone().require_grad());
+        let (yr, yi) = dft_seq(ar.clone(), complex.then(|| ai.clone()), inverse, path);
+        let out = Tensor::cat(vec![yr.clone(), yi.clone()], 1);
+        let grads = (yr * gr.clone() + yi * gi.clone()).sum().backward();
+        let mut grad = tensor_to_vec(ar.grad(&grads).unwrap()).0;
+        if complex {
+            grad.extend(tensor_to_vec(ai.grad(&grads).unwrap()).0);
+        }
+        (tensor_to_vec(out.inner()).0, grad)
+    })
+}
+
+#[test]
+fn factored_fft_equals_the_dense_dft_with_its_gradient() {
+    // HEALPix lengths 3·2^m (nside 1 to 16), powers of two, and lengths with
+    // other factors (100 = 50·2; 202 = 2·101 with a prime base case).
+    let sizes = [
+        (12, true),
+        (48, true),
+        (96, false),
+        (128, true),
+        (192, false),
+        (202, true),
+        (768, true),
+        (1024, false),
+        (2048, false),
+        (3072, false),
+        (100, true),
+    ];
+    for (n, complex) in sizes {
+        for inverse in [false, true] {
+            let [(dv, dg), (fv, fg)] = dft_both_paths(n, complex, inverse);
+            // Orthonormal: entries are O(1); float32 rounding of the dense
+            // O(N) sums dominates the difference.
+            let tol = 2e-6 * (n as f32).sqrt().max(4.0);
+            for (what, d, f) in [("forward", &dv, &fv), ("gradient", &dg, &fg)] {
+                let err = d
+                    .iter()
+                    .zip(f)
+                    .map(|(a, b)| (a - b).abs())
+                    .fold(0f32, f32::max);
+                assert!(
+                    err < tol,
+                    "n {n} complex {complex} inverse {inverse} {what}: {err}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn fourier_mixers_on_an_nside_32_sequence_train_by_the_fft() {
+    // 12 288 pixels: the dense DFT would be a 12 288² matrix (0.6 GB per part).
+    let n = 12 * 32 * 32;
+    let device = Device::default().autodiff();
+    let x = Tensor::<3>::random([1, n, 4], Distribution::Normal(0.0, 1.0), &device).require_grad();
+    // Σ_k Re(F x)[k] = √N·x[0]: the gradient of the sum is √N at token 0, 0 elsewhere.
+    let y = FourierMixing1D::new().forward(x.clone());
+    let grads = y.sum().backward();
+    let (g, _) = tensor_to_vec(x.grad(&grads).unwrap());
+    let sqrt_n = (n as f32).sqrt();
+    for (i, v) in g.iter().enumerate() {
+        let want = if i < 4 { sqrt_n } else { 0.0 };
+        assert!((v - want).abs() < 1e-3, "grad[{i}] = {v}, expected {want}");
+    }
+    // A unit global filter is the identity (forward and backward).
+    let mut gf = GlobalFilterMixingConfig::new(4, n)
+        .with_activation(FilterActivation::Identity)
+        .init(&device)
+        .unwrap();
+    gf.filter_real = burn::module::Param::from_tensor(Tensor::<2>::ones([n, 4], &device));
+    gf.filter_imag = burn::module::Param::from_tensor(Tensor::<2>::zeros([n, 4], &device));
+    let y = gf.forward(x.clone());
+    let err = (y.clone() - x.clone()).abs().max().into_scalar::<f32>();
+    assert!(err < 1e-4, "unit filter at nside 32: {err}");
+    let grads = y.sum().backward();
+    assert!(gf.filter_real.grad(&grads).is_some());
+    let g = x.grad(&grads).unwrap();
+    let err = (g - 1.0).abs().max().into_scalar::<f32>();
+    assert!(err < 1e-4, "unit filter gradient: {err}");
+    // The other Fourier mixers run forward and backward at this length too.
+    let afno = AfnoMixingConfig::new(4).init(&device).unwrap();
+    let mixers = [
+        Mixer::from(FourierMixing::new()),
+        Mixer::from(SeparableFourierMixing::new()),
+        Mixer::from(
+            GlobalFilterMixingConfig::new(4, n)
+                .init_2d(&device)
+                .unwrap(),
+        ),
+        Mixer::from(afno),
+    ];
+    for m in mixers {
+        let grads = m.forward(x.clone()).powf_scalar(2.0).sum().backward();
+        let g = x.grad(&grads).unwrap();
+        assert!(g.abs().max().into_scalar::<f32>().is_finite());
+    }
+}
+
+#[test]
+fn fourier_mixers_take_the_fft_above_the_crossover_and_match_the_definition() {
+    use idx_flow::spectral::fft::FFT_MIN_LEN;
+    // FNet's 2-D real part at 300 tokens (factored: 300 = 60·5) against the
+    // definition in float64.
+    let (n, h) = (300, 3);
+    assert!(n >= FFT_MIN_LEN);
+    let device = Device::default();
+    let x = Tensor::<3>::random([1, n, h], Distribution::Normal(0.0, 1.0), &device);
+    let (xv, xs) = tensor_to_vec(x.clone());
+    let (ov, os) = tensor_to_vec(FourierMixing::new().forward(x.clone()));
+    let reference: Vec<f32> = real_dft2(&xv, n, h).into_iter().map(|v| v as f32).collect();
+    assert_close(
+        "FourierMixing (FFT) vs definition",
+        &ov,
+        &os,
+        &reference,
+        &xs,
+    );
+    // GFNet's filter with random complex weights at 300 tokens against
+    // Re(F⁻¹(w ⊙ F x)) computed by the definition in float64.
+    let mut gf = GlobalFilterMixingConfig::new(h, n)
+        .with_activation(FilterActivation::Identity)
+        .with_filter_init_std(1.0)
+        .init(&device)
+        .unwrap();
+    gf.filter_imag = burn::module::Param::from_tensor(gf.filter_imag.val() * 0.5);
+    let (wr, _) = tensor_to_vec(gf.filter_real.val());
+    let (wi, _) = tensor_to_vec(gf.filter_imag.val());
+    let (ov, os) = tensor_to_vec(gf.forward(x));
+    let angle = |a: usize| TAU * ((a % n) as f64) / n as f64;
+    let mut reference = vec![0f32; n * h];
+    for c in 0..h {
+        // Filtered spectrum, then the inverse.
+        let spec: Vec<(f64, f64)> = (0..n)
+            .map(|k| {
+                let (mut re, mut im) = (0.0, 0.0);
+                for j in 0..n {
+                    let v = xv[j * h + c] as f64;
+                    re += v * angle(k * j).cos();
+                    im -= v * angle(k * j).sin();
+                }
+                let (fr, fi) = (wr[k * h + c] as f64, wi[k * h + c] as f64);
+                (re * fr - im * fi, re * fi + im * fr)
+            })
+            .collect();
+        for j in 0..n {
+            let v: f64 = (0..n)
+                .map(|k| spec[k].0 * angle(k * j).cos() - spec[k].1 * angle(k * j).sin())
+                .sum();
+            reference[j * h + c] = (v / n as f64) as f32;
+        }
+    }
+    assert_close(
+        "GlobalFilterMixing (FFT) vs definition",
+        &ov,
+        &os,
+        &reference,
+        &xs,
+    );
+    // AFNO with zero weights and a complex bias b on the second layer keeps
+    // all N/2 + 1 modes at b, so its output is x + irfft(b, …, b): the
+    // factored (768) and the dense (100) inverse against the definition.
+    for n in [100, 768] {
+        let (h, bs) = (4, 2);
+        let mut afno = AfnoMixingConfig::new(h)
+            .with_num_blocks(Some(2))
+            .with_sparsity_threshold(0.0)
+            .init(&device)
+            .unwrap();
+        let zero = |t: burn::module::Param<Tensor<4>>| {
+            burn::module::Param::from_tensor(t.val().zeros_like())
+        };
+        afno.w1 = zero(afno.w1);
+        afno.w2 = zero(afno.w2);
+        afno.b1 = burn::module::Param::from_tensor(afno.b1.val().zeros_like());
+        let b2 = Tensor::<3>::random([2, h / bs, bs], Distribution::Normal(0.0, 1.0), &device);
+        afno.b2 = burn::module::Param::from_tensor(b2.clone());
+        let (bv, _) = tensor_to_vec(b2); // [re/im, channel]
+        let x = Tensor::<3>::random([1, n, h], Distribution::Normal(0.0, 1.0), &device);
+        let (ov, os) = tensor_to_vec(afno.forward(x.clone()) - x);
+        let mut reference = vec![0f32; n * h];
+        for j in 0..n {
+            for c in 0..h {
+                let mut v = 0.0;
+                for k in 0..=n / 2 {
+                    let w = if k == 0 || 2 * k == n { 1.0 } else { 2.0 };
+                    let a = TAU * ((k * j) % n) as f64 / n as f64;
+                    v += w * (bv[c] as f64 * a.cos() - bv[h + c] as f64 * a.sin());
+                }
+                reference[j * h + c] = (v / (n as f64).sqrt()) as f32;
+            }
+        }
+        assert_close(&format!("AFNO irfft at {n}"), &ov, &os, &reference, &os);
+    }
+}
