@@ -94,6 +94,7 @@ pub mod conv;
 pub mod filters;
 pub mod group;
 pub mod image;
+pub mod models;
 pub mod nonlinear;
 pub mod norm;
 pub mod pool;
@@ -103,6 +104,10 @@ pub use conv::{BiasMode, ConvContract, ConvContractConfig, Padding};
 pub use filters::{FilterBasis, invariant_filters};
 pub use group::{GroupElement, hyperoctahedral_group};
 pub use image::{MultiImage, Signature, TensorKey, from_pixel_layout, to_pixel_layout};
+pub use models::{
+    ConvBlock, ConvBlockConfig, DilResNet, DilResNetConfig, GroupAverage, MultiImageModule, ResNet,
+    ResNetConfig, UNet, UNetConfig, UNetDown, UNetUp, signature_union,
+};
 pub use nonlinear::{VectorNeuronNonlinear, VectorNeuronNonlinearConfig};
 pub use norm::{GroupNorm, GroupNormConfig, LayerNormConfig};
 pub use pool::MaxNormPool;
