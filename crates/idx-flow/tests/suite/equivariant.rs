@@ -995,7 +995,14 @@ fn group_average_makes_a_plain_layer_equivariant() {
     let x = random_image::<4>(&ins, 6, true, &device);
     let direct = resnet.forward(x.clone());
     let avg = GroupAverage::new(resnet, 2).unwrap();
-    assert_images_close("GroupAverage of a ResNet", &avg.forward(x), &direct);
+    let averaged = avg.forward(x);
+    for (k, a) in averaged.iter() {
+        let b = direct.get(k).unwrap();
+        let scale = b.clone().abs().max().into_scalar::<f32>().max(1.0);
+        let err = (a.clone() - b.clone()).abs().max().into_scalar::<f32>();
+        // The model's tolerance (see check_model_equivariant).
+        assert!(err <= 1e-3 * scale, "GroupAverage of a ResNet {k}: {err}");
+    }
 }
 
 /// `t` rolled by `shift` cells along spatial `axis` (periodic): out[i] = t[i − shift].
