@@ -1,5 +1,5 @@
-//! Group-equivariant layers on geometric images: the layers of the JAX
-//! package ginjax 0.1.8, batched, as burn modules.
+//! Group-equivariant layers on geometric images: the layers and models of
+//! the JAX package ginjax 0.1.8, batched, as burn modules.
 //!
 //! A geometric image holds a tensor of order `k` and parity `p` (a
 //! [`TensorKey`]) at every cell of a 2-D or 3-D grid: scalars, vectors,
@@ -21,6 +21,8 @@
 //! | [`VectorNeuronNonlinear`] | [`nonlinear`] | the Vector Neurons nonlinearity for non-scalar keys |
 //! | [`MaxNormPool`] | [`pool`] | keeps the tensor of largest norm per patch |
 //! | [`PerKey`], [`Activation`], [`ScalarActivation`] | [`wrapper`] | a plain layer applied to chosen keys (ginjax's `LayerWrapper`) |
+//! | [`ResNet`], [`DilResNet`], [`UNet`], [`ConvBlock`] | [`models`] | ginjax's equivariant models, built from the layers above |
+//! | [`GroupAverage`], [`MultiImageModule`] | [`models`] | averages `g⁻¹·f(g·x)` over `B_D`: makes any model equivariant |
 //!
 //! # Conventions
 //!
