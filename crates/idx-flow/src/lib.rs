@@ -13,7 +13,8 @@
 //! - [`models`]: the HEALPix convolutional autoencoder.
 //! - [`equivariant`]: layers on geometric images (scalar, vector and tensor
 //!   fields on 2-D/3-D grids) that commute with the grid's rotations and
-//!   reflections (ginjax's layers).
+//!   reflections (ginjax's layers and models: ResNet, dilated ResNet, UNet,
+//!   group averaging).
 //! - [`pde`]: physics convolutions on regular 1-3-D grids (pdequinox's layers:
 //!   boundary-aware convolutions, transposed convolutions, FNO spectral convolutions).
 //! - [`spectral`]: spectral token mixing (FNet, GFNet, AFNO, random-feature and

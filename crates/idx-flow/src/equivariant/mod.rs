@@ -1,5 +1,5 @@
-//! Group-equivariant layers on geometric images: the layers of the JAX
-//! package ginjax 0.1.8, batched, as burn modules.
+//! Group-equivariant layers on geometric images: the layers and models of
+//! the JAX package ginjax 0.1.8, batched, as burn modules.
 //!
 //! A geometric image holds a tensor of order `k` and parity `p` (a
 //! [`TensorKey`]) at every cell of a 2-D or 3-D grid: scalars, vectors,
@@ -21,6 +21,8 @@
 //! | [`VectorNeuronNonlinear`] | [`nonlinear`] | the Vector Neurons nonlinearity for non-scalar keys |
 //! | [`MaxNormPool`] | [`pool`] | keeps the tensor of largest norm per patch |
 //! | [`PerKey`], [`Activation`], [`ScalarActivation`] | [`wrapper`] | a plain layer applied to chosen keys (ginjax's `LayerWrapper`) |
+//! | [`ResNet`], [`DilResNet`], [`UNet`], [`ConvBlock`] | [`models`] | ginjax's equivariant models, built from the layers above |
+//! | [`GroupAverage`], [`MultiImageModule`] | [`models`] | averages `g⁻¹·f(g·x)` over `B_D`: makes any model equivariant |
 //!
 //! # Conventions
 //!
@@ -94,6 +96,7 @@ pub mod conv;
 pub mod filters;
 pub mod group;
 pub mod image;
+pub mod models;
 pub mod nonlinear;
 pub mod norm;
 pub mod pool;
@@ -103,6 +106,10 @@ pub use conv::{BiasMode, ConvContract, ConvContractConfig, Padding};
 pub use filters::{FilterBasis, invariant_filters};
 pub use group::{GroupElement, hyperoctahedral_group};
 pub use image::{MultiImage, Signature, TensorKey, from_pixel_layout, to_pixel_layout};
+pub use models::{
+    ConvBlock, ConvBlockConfig, DilResNet, DilResNetConfig, GroupAverage, MultiImageModule, ResNet,
+    ResNetConfig, UNet, UNetConfig, UNetDown, UNetUp, signature_union,
+};
 pub use nonlinear::{VectorNeuronNonlinear, VectorNeuronNonlinearConfig};
 pub use norm::{GroupNorm, GroupNormConfig, LayerNormConfig};
 pub use pool::MaxNormPool;
