@@ -155,8 +155,9 @@ impl ReverseGraph {
 /// `kernel` `[k·C, F]`; `rev_offsets` `[N_in + 1]` and `rev_edges` `[N_out·k]`
 /// the [`ReverseGraph`]; `rev_slots` its [`slot_rows`](ReverseGraph::slot_rows)
 /// (read by the GPU input gradient; empty where the backend does not use it,
-/// and a GPU then falls back to a kernel that needs none). Float tensors are contiguous after the call's own
-/// conversion; the CPU path computes in f32, the GPU path in the tensors' dtype.
+/// and a GPU then falls back to a kernel that needs none). Float tensors are
+/// contiguous after the call's own conversion; the CPU path computes in f32,
+/// the GPU path in the tensors' dtype.
 #[backend_extension(Flex, Cube: cfg(any(feature = "wgpu", feature = "cuda")), Autodiff)]
 pub trait GraphKernels: Backend {
     /// `Y[b,p,f] = Σ_j Σ_c w[p,j]·X[b, idx[p,j], c]·K[j·C + c, f]` → `[B, N_out, F]`.
