@@ -9,6 +9,8 @@
 //! - [`io`]: graphs and tensors on disk (`.npz`, safetensors), written atomically.
 //! - [`layers`]: idx_flow's layers as burn modules (index convolutions, MLPs,
 //!   norms, dropouts, attention, ViT, pooling), loadable from PyTorch state dicts.
+//! - [`kernels`]: the fused gather-contract and gather-sum operations behind
+//!   the gather layers (CPU and CubeCL GPU kernels, deterministic backward).
 //! - [`data`]: Earth imagery and HEALPix maps (`.npy`, FITS) under random rotations.
 //! - [`models`]: the HEALPix convolutional autoencoder.
 //! - [`equivariant`]: layers on geometric images (scalar, vector and tensor
@@ -16,7 +18,8 @@
 //!   reflections (ginjax's layers and models: ResNet, dilated ResNet, UNet,
 //!   group averaging).
 //! - [`pde`]: physics convolutions on regular 1-3-D grids (pdequinox's layers:
-//!   boundary-aware convolutions, transposed convolutions, FNO spectral convolutions).
+//!   boundary-aware convolutions, transposed convolutions, FNO spectral
+//!   convolutions; and its architectures: ConvNet, ResNets, UNets, FNO).
 //! - [`spectral`]: spectral token mixing (FNet, GFNet, AFNO, random-feature and
 //!   spectral-transform attention, wavelets) and hybrid transformer blocks (spectrans).
 //! - [`train`]: training with AdamW, checkpoints and exact resume, metrics.
