@@ -4,8 +4,9 @@
 //! Every mixer maps a token sequence `[B, N, H]` (batch, tokens — e.g.
 //! HEALPix pixels — and hidden channels) to `[B, N, H]` and implements
 //! [`TokenMixer`]; the blocks take any [`TokenMixer`], so spectral mixers,
-//! idx-flow's [`SpatialSelfAttention`] and the [`Mixer`] enum (any of them,
-//! chosen at run time) combine freely.
+//! idx-flow's [`SpatialSelfAttention`], its [`SpatialConv`] on a graph from a
+//! grid to itself (each pixel mixed with its graph neighbours), and the
+//! [`Mixer`] enum (any of them, chosen at run time) combine freely.
 //!
 //! | family | file | types |
 //! |---|---|---|
@@ -124,7 +125,7 @@ use burn::tensor::Tensor;
 
 use crate::error::{Error, Result};
 use crate::layers::state_dict::{StateLoader, StateVisitor, TorchState};
-use crate::layers::{SpatialSelfAttention, or_panic};
+use crate::layers::{SpatialConv, SpatialSelfAttention, or_panic};
 
 /// A token mixer: `[B, N, H]` → `[B, N, H]`, a burn module whose parameters
 /// load and save under spectrans' (PyTorch) names.
@@ -163,6 +164,27 @@ token_mixer!(
     SpatialSelfAttention
 );
 
+/// A graph convolution mixes tokens too, when its graph maps a grid to itself
+/// (a same-resolution k-nearest or 3×3 stencil graph: the tokens are the
+/// pixels, `N_in = N_out`) and it keeps the width (`C = F`). Any other
+/// [`SpatialConv`] is refused with an error naming both shapes.
+impl TokenMixer for SpatialConv {
+    fn try_forward(&self, x: Tensor<3>) -> Result<Tensor<3>> {
+        let dims = x.dims();
+        let y = SpatialConv::try_forward(self, x)?;
+        if y.dims() != dims {
+            return Err(Error::Shape {
+                context: "SpatialConv as a token mixer (its graph must map the grid to itself, \
+                          its filters equal its channels)"
+                    .into(),
+                expected: format!("output {dims:?}, the input's shape"),
+                got: format!("{:?}", y.dims()),
+            });
+        }
+        Ok(y)
+    }
+}
+
 /// Any of the mixers, chosen at run time: the element type of the blocks that
 /// hold several different mixers ([`MultiscaleBlock`], [`CascadeBlock`], …).
 #[derive(Module, Debug)]
@@ -190,6 +212,9 @@ pub enum Mixer {
     Wavelet(WaveletMixing),
     /// idx-flow's [`SpatialSelfAttention`] (softmax attention over all tokens).
     SelfAttention(SpatialSelfAttention),
+    /// idx-flow's [`SpatialConv`] on a graph from a grid to itself (mixing
+    /// each pixel with its graph neighbours).
+    GraphConv(SpatialConv),
 }
 
 /// Runs `$body` with `$m` bound to the inner mixer.
@@ -207,6 +232,7 @@ macro_rules! each_mixer {
             Mixer::Lst($m) => $body,
             Mixer::Wavelet($m) => $body,
             Mixer::SelfAttention($m) => $body,
+            Mixer::GraphConv($m) => $body,
         }
     };
 }
@@ -231,7 +257,8 @@ mixer_from!(
     SpectralAttention(SpectralAttention),
     Lst(LstAttention),
     Wavelet(WaveletMixing),
-    SelfAttention(SpatialSelfAttention)
+    SelfAttention(SpatialSelfAttention),
+    GraphConv(SpatialConv)
 );
 
 impl TokenMixer for Mixer {
@@ -270,6 +297,7 @@ impl TorchState for Mixer {
             Mixer::Lst(m) => Mixer::Lst(m.load_state(prefix, l)?),
             Mixer::Wavelet(m) => Mixer::Wavelet(m.load_state(prefix, l)?),
             Mixer::SelfAttention(m) => Mixer::SelfAttention(m.load_state(prefix, l)?),
+            Mixer::GraphConv(m) => Mixer::GraphConv(m.load_state(prefix, l)?),
         })
     }
 }

@@ -794,6 +794,35 @@ fn self_attention_and_spectral_mixers_share_a_block() {
     assert!(keys.get("norms.3.weight").is_some());
 }
 
+#[test]
+fn a_graph_convolution_on_a_same_resolution_graph_is_a_token_mixer() {
+    use idx_flow::ConnectionGraph;
+    use idx_flow::geometry::HealpixGrid;
+    use idx_flow::layers::SpatialConvConfig;
+    let device = Device::default();
+    let grid = || HealpixGrid::nested(2).unwrap();
+    let same = ConnectionGraph::knn(grid(), grid(), 5).unwrap();
+    let conv = SpatialConvConfig::new(8, 8).init(&same, &device).unwrap();
+    let layers = vec![Mixer::from(conv), Mixer::from(FourierMixing1D::new())];
+    let block = CascadeBlockConfig::new(8).init(layers, &device).unwrap();
+    let ad = device.clone().autodiff();
+    let block = block.fork(&ad);
+    let x = Tensor::<3>::random([2, 48, 8], Distribution::Normal(0.0, 1.0), &ad).require_grad();
+    let y = block.forward(x.clone());
+    assert_eq!(y.dims(), [2, 48, 8]);
+    let grads = (y.clone() * y).sum().backward();
+    let gx = x.grad(&grads).expect("input gradient");
+    assert!(gx.abs().sum().into_scalar::<f32>() > 0.0);
+
+    // A graph to a coarser grid, or a change of width, is no token mixer.
+    let down = ConnectionGraph::knn(grid(), HealpixGrid::nested(1).unwrap(), 4).unwrap();
+    let x = Tensor::<3>::random([2, 48, 8], Distribution::Normal(0.0, 1.0), &device);
+    let conv = SpatialConvConfig::new(8, 8).init(&down, &device).unwrap();
+    assert!(TokenMixer::try_forward(&conv, x.clone()).is_err());
+    let wider = SpatialConvConfig::new(8, 16).init(&same, &device).unwrap();
+    assert!(TokenMixer::try_forward(&wider, x).is_err());
+}
+
 /// A GFNet/FNet-style regressor on HEALPix pixel sequences.
 #[derive(Module, Debug)]
 struct Regressor {
