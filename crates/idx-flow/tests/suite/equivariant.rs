@@ -1023,10 +1023,26 @@ struct PlainCnn {
 }
 
 impl PlainCnn {
+    /// Weights and biases drawn from `U(−1/√fan_in, 1/√fan_in)` (PyTorch's
+    /// default bound) by the suite's own generator, so the test is the same on
+    /// every run (burn's generator is shared by the tests running beside it).
     fn new(widths: &[usize], device: &Device) -> Self {
+        use burn::module::Param;
+        let mut rng = crate::rng::Rng(5);
         let convs = widths
             .windows(2)
-            .map(|w| burn::nn::conv::Conv2dConfig::new([w[0], w[1]], [3, 3]).init(device))
+            .map(|w| {
+                let mut conv = burn::nn::conv::Conv2dConfig::new([w[0], w[1]], [3, 3]).init(device);
+                let bound = 1.0 / ((w[0] * 9) as f32).sqrt();
+                let mut draw = |n: usize| -> Vec<f32> {
+                    rng.uniform_vec(n).into_iter().map(|v| v * bound).collect()
+                };
+                let weight = TensorData::new(draw(w[1] * w[0] * 9), [w[1], w[0], 3, 3]);
+                conv.weight = Param::from_tensor(Tensor::from_data(weight, device));
+                let bias = TensorData::new(draw(w[1]), [w[1]]);
+                conv.bias = Some(Param::from_tensor(Tensor::from_data(bias, device)));
+                conv
+            })
             .collect();
         PlainCnn { convs }
     }
@@ -1051,13 +1067,14 @@ fn an_equivariant_model_learns_a_gradient_field_better_than_a_plain_cnn() {
     use burn::optim::{AdamConfig, GradientsParams};
     let device = Device::default().autodiff();
     let (batch, n, steps, lr) = (8, 8, 40, 1e-2);
-    let phi = idx_flow::layers::init::with_seed(11, || {
-        Tensor::<4>::random(
+    // Fields from the suite's generator: the same data on every run.
+    let phi = Tensor::<4>::from_data(
+        TensorData::new(
+            crate::rng::Rng(11).normal_vec(batch * n * n),
             [batch, 1, n, n],
-            burn::tensor::Distribution::Normal(0.0, 1.0),
-            &device,
-        )
-    });
+        ),
+        &device,
+    );
     let target = central_gradient(phi.clone());
     let scalar = |t: Tensor<4>| {
         MultiImage::<4>::new(vec![true, true])

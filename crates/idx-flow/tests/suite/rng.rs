@@ -22,7 +22,6 @@ impl Rng {
     }
 
     /// Uniform in `[-1, 1)`.
-    #[cfg_attr(not(feature = "wgpu"), allow(dead_code))]
     pub fn uniform_vec(&mut self, n: usize) -> Vec<f32> {
         (0..n).map(|_| (self.unit() * 2.0 - 1.0) as f32).collect()
     }
