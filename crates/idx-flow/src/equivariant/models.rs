@@ -292,6 +292,37 @@ fn run_blocks<const R: usize>(blocks: &[ConvBlock], mut x: MultiImage<R>) -> Res
     Ok(x)
 }
 
+/// The ResNets' decoder: a block on the hidden keys, then a linear block to
+/// the output keys.
+fn residual_decoder(
+    s: &BlockSettings,
+    mid: &Signature,
+    output_keys: &Signature,
+    device: &Device,
+) -> Result<Vec<ConvBlock>> {
+    Ok(vec![
+        s.block(mid, mid).init(device)?,
+        s.block(mid, output_keys)
+            .with_activation(None)
+            .init(device)?,
+    ])
+}
+
+/// The ResNets' forward: the encoder, each residual group added to its
+/// input, the decoder.
+fn residual_forward<const R: usize>(
+    encoder: &[ConvBlock],
+    blocks: &[Vec<ConvBlock>],
+    decoder: &[ConvBlock],
+    x: MultiImage<R>,
+) -> Result<MultiImage<R>> {
+    let mut x = run_blocks(encoder, x)?;
+    for block in blocks {
+        x = run_blocks(block, x.clone())?.try_add(x)?;
+    }
+    run_blocks(decoder, x)
+}
+
 // ---- ResNet -----------------------------------------------------------------------------
 
 /// Configuration of a [`ResNet`] (ginjax's defaults).
@@ -380,12 +411,7 @@ impl ResNetConfig {
                     .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<Vec<_>>>()?;
-        let decoder = vec![
-            s.block(&mid, &mid).init(device)?,
-            s.block(&mid, &self.output_keys)
-                .with_activation(None)
-                .init(device)?,
-        ];
+        let decoder = residual_decoder(&s, &mid, &self.output_keys, device)?;
         Ok(ResNet {
             encoder,
             blocks,
@@ -397,11 +423,7 @@ impl ResNetConfig {
 impl ResNet {
     /// Blocks of the input keys → blocks of the output keys on the same grid.
     pub fn try_forward<const R: usize>(&self, x: MultiImage<R>) -> Result<MultiImage<R>> {
-        let mut x = run_blocks(&self.encoder, x)?;
-        for block in &self.blocks {
-            x = run_blocks(block, x.clone())?.try_add(x)?;
-        }
-        run_blocks(&self.decoder, x)
+        residual_forward(&self.encoder, &self.blocks, &self.decoder, x)
     }
 
     /// [`try_forward`](Self::try_forward), panicking on a wrong input.
@@ -502,12 +524,7 @@ impl DilResNetConfig {
                     .collect::<Result<Vec<_>>>()
             })
             .collect::<Result<Vec<_>>>()?;
-        let decoder = vec![
-            s.block(&mid, &mid).init(device)?,
-            s.block(&mid, &self.output_keys)
-                .with_activation(None)
-                .init(device)?,
-        ];
+        let decoder = residual_decoder(&s, &mid, &self.output_keys, device)?;
         Ok(DilResNet {
             encoder,
             blocks,
@@ -519,11 +536,7 @@ impl DilResNetConfig {
 impl DilResNet {
     /// Blocks of the input keys → blocks of the output keys on the same grid.
     pub fn try_forward<const R: usize>(&self, x: MultiImage<R>) -> Result<MultiImage<R>> {
-        let mut x = run_blocks(&self.encoder, x)?;
-        for block in &self.blocks {
-            x = run_blocks(block, x.clone())?.try_add(x)?;
-        }
-        run_blocks(&self.decoder, x)
+        residual_forward(&self.encoder, &self.blocks, &self.decoder, x)
     }
 
     /// [`try_forward`](Self::try_forward), panicking on a wrong input.
