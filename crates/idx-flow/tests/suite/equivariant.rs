@@ -5,13 +5,11 @@ use std::collections::BTreeMap;
 use burn::tensor::{Device, Tensor, TensorData};
 use idx_flow::equivariant::*;
 use idx_flow::io::SafetensorsFile;
-use idx_flow::layers::state_dict::{
-    StateDict, StateVisitor, TorchState, load_state_dict, tensor_to_vec,
-};
+use idx_flow::layers::state_dict::{StateDict, StateVisitor, TorchState, tensor_to_vec};
 use serde_json::Value;
 
 use crate::fixtures;
-use crate::layers::{GradCollect, assert_close, compare_param_grads, names_under};
+use crate::layers::{GradCollect, assert_close, compare_param_grads, loaded, names_under};
 
 fn file() -> SafetensorsFile {
     fixtures::open("ginjax.safetensors")
@@ -128,28 +126,16 @@ struct Case {
 }
 
 fn cases(file: &SafetensorsFile) -> Vec<Case> {
-    let m = manifest();
-    let cases: Vec<Case> = m["cases"]
-        .as_object()
-        .expect("manifest has 'cases'")
-        .iter()
+    fixtures::manifest_cases(&manifest(), file, "ginjax")
+        .into_iter()
         .map(|(name, v)| Case {
-            name: name.clone(),
+            name,
             class: v["class"].as_str().expect("class").to_string(),
             args: v["args"].clone(),
             d: v["D"].as_u64().expect("D") as usize,
             torus: v["is_torus"].as_bool().expect("is_torus"),
         })
-        .collect();
-    assert!(!cases.is_empty(), "no cases in ginjax_manifest.json");
-    for c in &cases {
-        assert!(
-            !names_under(file, &format!("{}.output.", c.name)).is_empty(),
-            "case {} of the manifest has no output in ginjax.safetensors",
-            c.name
-        );
-    }
-    cases
+        .collect()
 }
 
 /// A signature from the manifest: `{"k0p0": 2, ...}`.
@@ -218,10 +204,6 @@ impl Layer {
     }
 
     fn load(self, sd: &StateDict, name: &str) -> Layer {
-        fn loaded<M: TorchState>(m: M, sd: &StateDict, name: &str) -> M {
-            load_state_dict(m, sd)
-                .unwrap_or_else(|e| panic!("{name}: loading ginjax's parameters: {e}"))
-        }
         match self {
             Layer::Conv(m) => Layer::Conv(loaded(m, sd, name)),
             Layer::Norm(m) => Layer::Norm(loaded(m, sd, name)),

@@ -41,6 +41,34 @@ pub fn manifest(name: &str) -> serde_json::Value {
     serde_json::from_str(&text).unwrap_or_else(|e| panic!("manifest {}: {e}", path.display()))
 }
 
+/// The cases of a manifest's `"cases"` object (name, entry), in name order:
+/// at least one, and each with an output in `file` (`{case}.output`, or
+/// `{case}.output.{key}` for outputs of several blocks). `what` names the
+/// two files in the messages.
+pub fn manifest_cases(
+    manifest: &serde_json::Value,
+    file: &SafetensorsFile,
+    what: &str,
+) -> Vec<(String, serde_json::Value)> {
+    let cases: Vec<(String, serde_json::Value)> = manifest["cases"]
+        .as_object()
+        .unwrap_or_else(|| panic!("{what}: the manifest has no 'cases'"))
+        .iter()
+        .map(|(name, v)| (name.clone(), v.clone()))
+        .collect();
+    assert!(!cases.is_empty(), "{what}: no cases in the manifest");
+    let names = file.names();
+    for (case, _) in &cases {
+        let output = format!("{case}.output");
+        let dotted = format!("{output}.");
+        assert!(
+            names.iter().any(|n| *n == output || n.starts_with(&dotted)),
+            "{what}: case {case} of the manifest has no output in the tensors"
+        );
+    }
+    cases
+}
+
 /// Every fixture file whose name starts with `prefix` and ends in `.safetensors`.
 pub fn open_all(prefix: &str) -> Vec<SafetensorsFile> {
     let mut names: Vec<String> = std::fs::read_dir(dir())

@@ -21,7 +21,7 @@ use idx_flow::pde::*;
 use serde_json::Value;
 
 use crate::fixtures;
-use crate::layers::{GradCollect, assert_close, compare_param_grads};
+use crate::layers::{GradCollect, assert_close, compare_param_grads, loaded};
 
 /// One case of the manifest.
 struct Case {
@@ -39,26 +39,14 @@ fn manifest() -> Value {
 }
 
 fn cases(file: &SafetensorsFile) -> Vec<Case> {
-    let m = manifest();
-    let cases: Vec<Case> = m["cases"]
-        .as_object()
-        .expect("manifest has 'cases'")
-        .iter()
+    fixtures::manifest_cases(&manifest(), file, "pdequinox")
+        .into_iter()
         .map(|(name, v)| Case {
-            name: name.clone(),
+            name,
             class: v["class"].as_str().expect("class").to_string(),
             args: v["args"].clone(),
         })
-        .collect();
-    assert!(!cases.is_empty(), "no cases in pdequinox_manifest.json");
-    for c in &cases {
-        assert!(
-            file.contains(&format!("{}.output", c.name)),
-            "case {} of the manifest has no output in pdequinox.safetensors",
-            c.name
-        );
-    }
-    cases
+        .collect()
 }
 
 /// An int-or-sequence argument as a list (pdequinox broadcasts an int).
@@ -166,10 +154,6 @@ impl Layer {
     }
 
     fn load(self, sd: &StateDict, name: &str) -> Layer {
-        fn loaded<M: TorchState>(m: M, sd: &StateDict, name: &str) -> M {
-            load_state_dict(m, sd)
-                .unwrap_or_else(|e| panic!("{name}: loading pdequinox's parameters: {e}"))
-        }
         match self {
             Layer::Conv(m) => Layer::Conv(loaded(m, sd, name)),
             Layer::Transpose(m) => Layer::Transpose(loaded(m, sd, name)),

@@ -17,7 +17,7 @@ use burn::tensor::{Device, Distribution, Tensor, TensorData};
 use idx_flow::geometry::HealpixGrid;
 use idx_flow::io::SafetensorsFile;
 use idx_flow::layers::state_dict::{
-    StateDict, StateVisitor, TorchState, load_state_dict, state_dict, tensor_to_vec,
+    StateDict, StateVisitor, TorchState, state_dict, tensor_to_vec,
 };
 use idx_flow::layers::{Activation, LinearConfig, SpatialSelfAttentionConfig};
 use idx_flow::spectral::transforms::{
@@ -27,7 +27,7 @@ use idx_flow::spectral::*;
 use serde_json::Value;
 
 use crate::fixtures;
-use crate::layers::{GradCollect, assert_close, case_state, compare_param_grads, tensor};
+use crate::layers::{GradCollect, assert_close, case_state, compare_param_grads, loaded, tensor};
 
 struct Case {
     name: String,
@@ -45,13 +45,10 @@ fn manifest() -> Value {
 }
 
 fn cases(file: &SafetensorsFile) -> Vec<Case> {
-    let m = manifest();
-    let cases: Vec<Case> = m["cases"]
-        .as_object()
-        .expect("manifest has 'cases'")
-        .iter()
+    fixtures::manifest_cases(&manifest(), file, "spectrans")
+        .into_iter()
         .map(|(name, v)| Case {
-            name: name.clone(),
+            name,
             class: v["class"].as_str().expect("class").to_string(),
             args: v["args"].clone(),
             without_grad: v["params_without_grad"]
@@ -59,16 +56,7 @@ fn cases(file: &SafetensorsFile) -> Vec<Case> {
                 .map(|a| a.iter().map(|s| s.as_str().unwrap().to_string()).collect())
                 .unwrap_or_default(),
         })
-        .collect();
-    assert!(!cases.is_empty(), "no cases in spectrans_manifest.json");
-    for c in &cases {
-        assert!(
-            file.contains(&format!("{}.output", c.name)),
-            "case {} of the manifest has no output in spectrans.safetensors",
-            c.name
-        );
-    }
-    cases
+        .collect()
 }
 
 fn usize_arg(args: &Value, name: &str) -> usize {
@@ -276,9 +264,6 @@ impl Layer {
                     case.name
                 );
             }
-        }
-        fn loaded<M: TorchState>(m: M, sd: &StateDict, name: &str) -> M {
-            load_state_dict(m, sd).unwrap_or_else(|e| panic!("{name}: loading: {e}"))
         }
         let n = &case.name;
         match self {

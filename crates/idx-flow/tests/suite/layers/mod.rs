@@ -11,7 +11,9 @@ use burn::tensor::{Device, Gradients, Tensor, TensorData};
 use idx_flow::geometry::{HealpixGrid, angular_distance, npix2nside};
 use idx_flow::graphs::ConnectionGraph;
 use idx_flow::io::SafetensorsFile;
-use idx_flow::layers::state_dict::{StateDict, StateValues, StateVisitor, tensor_to_vec};
+use idx_flow::layers::state_dict::{
+    StateDict, StateValues, StateVisitor, TorchState, load_state_dict, tensor_to_vec,
+};
 
 use crate::fixtures;
 
@@ -31,6 +33,13 @@ impl StateVisitor for GradCollect<'_> {
     }
     fn buffer<const D: usize>(&mut self, _: &str, _: &Tensor<D>) {}
     fn int_buffer(&mut self, _: &str, _: &[usize], _: &[i64]) {}
+}
+
+/// `module` with the parameters of `sd` (a reference library's, for case
+/// `case`), panicking with both names if they do not fit.
+pub fn loaded<M: TorchState>(module: M, sd: &StateDict, case: &str) -> M {
+    load_state_dict(module, sd)
+        .unwrap_or_else(|e| panic!("{case}: loading the reference's parameters: {e}"))
 }
 
 /// Checks every parameter gradient a reference library stored under
