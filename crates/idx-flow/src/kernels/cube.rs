@@ -214,6 +214,75 @@ fn tile_fma(
     }
 }
 
+/// Writes a thread's `tm × tn` accumulator block of the `bm × bn` tile at
+/// `(m0, n0)` into the row-major `[rows, cols]` matrix that starts at `base`
+/// in `out` (skipping the block when the cube is not `active`, and elements
+/// outside the matrix).
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn store_tile<F: Float>(
+    out: &mut Tensor<F>,
+    acc: &Array<f32>,
+    base: usize,
+    m0: usize,
+    n0: usize,
+    rows: usize,
+    cols: usize,
+    active: bool,
+    tx: usize,
+    ty: usize,
+    #[comptime] bm: usize,
+    #[comptime] bn: usize,
+    #[comptime] tm: usize,
+    #[comptime] tn: usize,
+) {
+    #[unroll]
+    for i in 0..tm {
+        let row = m0 + ty + i * (bm / tm);
+        #[unroll]
+        for jn in 0..tn {
+            let col = n0 + tx + jn * (bn / tn);
+            if active && row < rows && col < cols {
+                out[base + row * cols + col] = F::cast_from(acc[i * tn + jn]);
+            }
+        }
+    }
+}
+
+/// Stages the B tile of an input gradient, `Kᵀ` of one slot: element
+/// `(t, n)` is `K[k_row0 + n0 + n, f]` for the thread's reduction row `t =
+/// b_t` (feature `f`, present when `valid`) and channels `n = b_n +
+/// s·b_stride`, stored transposed `[bk][bn + 1]`. Neighbouring threads read
+/// neighbouring `f` of one kernel row.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn stage_kernel_transposed<F: Float>(
+    kernel: &Tensor<F>,
+    b_s: &mut Shared<[f32]>,
+    k_row0: usize,
+    f: usize,
+    valid: bool,
+    n0: usize,
+    channels: usize,
+    features: usize,
+    b_t: usize,
+    b_n: usize,
+    #[comptime] b_loads: usize,
+    #[comptime] b_stride: usize,
+    #[comptime] bn: usize,
+) {
+    #[unroll]
+    for s in 0..b_loads {
+        let n = b_n + s * b_stride;
+        let c = n0 + n;
+        let mut v = 0.0f32;
+        if valid && c < channels {
+            v = f32::cast_from(kernel[(k_row0 + c) * features + f]);
+        }
+        b_s[b_t * (bn + 1) + n] = v;
+    }
+}
+
 /// The forward gather-contract: one cube per `bm × bn` tile of the
 /// `[rows = B·N_out, F]` output (`CUBE_POS = tile_m·tiles_n + tile_n`, so
 /// neighbouring cubes share their gathered rows in cache).
@@ -324,17 +393,9 @@ fn contract_kernel<F: Float, I: Numeric>(
         }
     }
 
-    #[unroll]
-    for i in 0..tm {
-        let row = m0 + ty + i * (bm / tm);
-        #[unroll]
-        for jn in 0..tn {
-            let col = n0 + tx + jn * (bn / tn);
-            if active && row < rows && col < features {
-                out[row * features + col] = F::cast_from(acc[i * tn + jn]);
-            }
-        }
-    }
+    store_tile(
+        out, &acc, 0, m0, n0, rows, features, active, tx, ty, bm, bn, tm, tn,
+    );
 }
 
 /// Pass 1 of the kernel gradient: cube `(group, tile)` reduces rows
@@ -457,18 +518,22 @@ fn contract_grad_kernel_partials<F: Float, I: Numeric>(
         }
     }
 
-    let base = group * depth * features;
-    #[unroll]
-    for i in 0..tm {
-        let row = m0 + ty + i * (bm / tm);
-        #[unroll]
-        for jn in 0..tn {
-            let n = n0 + tx + jn * (bn / tn);
-            if active && row < depth && n < features {
-                partials[base + row * features + n] = acc[i * tn + jn];
-            }
-        }
-    }
+    store_tile(
+        partials,
+        &acc,
+        group * depth * features,
+        m0,
+        n0,
+        depth,
+        features,
+        active,
+        tx,
+        ty,
+        bm,
+        bn,
+        tm,
+        tn,
+    );
 }
 
 /// Pass 2 of the kernel gradient: each element adds its `groups` partials in
@@ -631,17 +696,21 @@ fn contract_grad_input_kernel<F: Float, I: Numeric>(
             }
             a_s[a_t * (bm + 1) + m] = v;
         }
-        #[unroll]
-        for s in 0..b_loads {
-            let n = b_n + s * b_stride;
-            let kr = k0 + b_t;
-            let c = n0 + n;
-            let mut v = 0.0f32;
-            if kr < depth && c < channels {
-                v = f32::cast_from(kernel[(jj * channels + c) * features + ff]);
-            }
-            b_s[b_t * (bn + 1) + n] = v;
-        }
+        stage_kernel_transposed(
+            kernel,
+            &mut b_s,
+            jj * channels,
+            ff,
+            k0 + b_t < depth,
+            n0,
+            channels,
+            features,
+            b_t,
+            b_n,
+            b_loads,
+            b_stride,
+            bn,
+        );
         sync_cube();
         tile_fma(
             &a_s,
@@ -670,17 +739,9 @@ fn contract_grad_input_kernel<F: Float, I: Numeric>(
         }
     }
 
-    #[unroll]
-    for i in 0..tm {
-        let row = m0 + ty + i * (bm / tm);
-        #[unroll]
-        for jn in 0..tn {
-            let c = n0 + tx + jn * (bn / tn);
-            if active && row < rows && c < channels {
-                dx[row * channels + c] = F::cast_from(acc[i * tn + jn]);
-            }
-        }
-    }
+    store_tile(
+        dx, &acc, 0, m0, n0, rows, channels, active, tx, ty, bm, bn, tm, tn,
+    );
 }
 
 /// Input gradient of the gather-contract, one kernel slot `j` per launch:
@@ -805,17 +866,21 @@ fn contract_grad_input_slot_kernel<F: Float, I: Numeric>(
             }
             a_s[a_t * (bm + 1) + m] = v;
         }
-        #[unroll]
-        for s in 0..b_loads {
-            let n = b_n + s * b_stride;
-            let kr = f0 + b_t;
-            let c = n0 + n;
-            let mut v = 0.0f32;
-            if kr < features && c < channels {
-                v = f32::cast_from(kernel[(k_base + c) * features + kr]);
-            }
-            b_s[b_t * (bn + 1) + n] = v;
-        }
+        stage_kernel_transposed(
+            kernel,
+            &mut b_s,
+            k_base,
+            f0 + b_t,
+            f0 + b_t < features,
+            n0,
+            channels,
+            features,
+            b_t,
+            b_n,
+            b_loads,
+            b_stride,
+            bn,
+        );
         sync_cube();
         tile_fma(
             &a_s,
