@@ -96,15 +96,37 @@ fn source_indices(n: usize, before: usize, after: usize, mode: BoundaryMode) -> 
 /// boundary condition `mode` says.
 ///
 /// # Panics
-/// If `pads` has more entries than `x` has axes, or a periodic/neumann axis to
-/// pad is empty.
+/// With the error of [`try_pad`].
 pub fn pad<const R: usize>(x: Tensor<R>, pads: &[(usize, usize)], mode: BoundaryMode) -> Tensor<R> {
-    assert!(
-        pads.len() <= R,
-        "pad: {} pairs for a rank {R} tensor",
-        pads.len()
-    );
+    crate::layers::or_panic(try_pad(x, pads, mode))
+}
+
+/// [`pad`], with an error when `pads` has more entries than `x` has axes, or
+/// when an axis to pad periodically or by mirroring is empty (there is
+/// nothing to wrap or mirror).
+pub fn try_pad<const R: usize>(
+    x: Tensor<R>,
+    pads: &[(usize, usize)],
+    mode: BoundaryMode,
+) -> Result<Tensor<R>> {
+    if pads.len() > R {
+        return Err(Error::Shape {
+            context: "pad".into(),
+            expected: format!("at most {R} (before, after) pairs for a rank-{R} tensor"),
+            got: format!("{} pairs", pads.len()),
+        });
+    }
     let first = R - pads.len();
+    let dims = x.dims();
+    for (i, &(before, after)) in pads.iter().enumerate() {
+        if (before, after) != (0, 0) && mode != BoundaryMode::Dirichlet && dims[first + i] == 0 {
+            return Err(Error::Shape {
+                context: format!("pad ({})", mode.as_str()),
+                expected: format!("a non-empty axis {} to pad", first + i),
+                got: format!("{dims:?}"),
+            });
+        }
+    }
     let mut x = x;
     for (i, &(before, after)) in pads.iter().enumerate() {
         if before == 0 && after == 0 {
@@ -132,7 +154,6 @@ pub fn pad<const R: usize>(x: Tensor<R>, pads: &[(usize, usize)], mode: Boundary
                 Tensor::cat(parts, axis)
             }
             _ => {
-                assert!(n > 0, "pad: cannot {} an empty axis", mode.as_str());
                 let idx = source_indices(n, before, after, mode);
                 let len = idx.len();
                 let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [len]), &x.device());
@@ -140,7 +161,7 @@ pub fn pad<const R: usize>(x: Tensor<R>, pads: &[(usize, usize)], mode: Boundary
             }
         };
     }
-    x
+    Ok(x)
 }
 
 /// Pads (positive entries) or crops (negative entries) the last

@@ -140,9 +140,11 @@ impl PhysicsConvConfig {
 }
 
 /// pdequinox's "same" padding of one axis: `((k−1)//2·d, ((k−1)//2 + (k−1)%2)·d)`.
+/// A kernel of size 0 (never a valid layer's) needs none.
 pub fn same_padding(kernel: usize, dilation: usize) -> (usize, usize) {
-    let h = (kernel - 1) / 2;
-    (h * dilation, (h + (kernel - 1) % 2) * dilation)
+    let span = kernel.saturating_sub(1);
+    let h = span / 2;
+    (h * dilation, (h + span % 2) * dilation)
 }
 
 /// A slice as a fixed-size array (the caller knows the length).

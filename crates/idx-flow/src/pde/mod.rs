@@ -93,7 +93,7 @@ pub use blocks::{
     ClassicSpectralBlock, ClassicSpectralBlockConfig, DilatedResBlock, DilatedResBlockConfig,
     GroupNorm, GroupNormConfig, ModernResBlock, ModernResBlockConfig, PdeActivation,
 };
-pub use boundary::{BoundaryMode, pad};
+pub use boundary::{BoundaryMode, pad, try_pad};
 pub use conv::{PhysicsConv, PhysicsConvConfig, PointwiseLinearConv, PointwiseLinearConvConfig};
 pub use conv_transpose::{PhysicsConvTranspose, PhysicsConvTransposeConfig};
 pub use factory::{BlockFactory, PdeBlock};

@@ -875,6 +875,22 @@ fn bad_arguments_and_inputs_are_typed_errors() {
     let device = Device::default();
     let p = BoundaryMode::Periodic;
     expect_err("robin".parse::<BoundaryMode>(), &["robin", "periodic"]);
+    // Padding: more pairs than axes, and wrapping or mirroring an empty axis.
+    let t = Tensor::<3>::zeros([1, 2, 3], &device);
+    expect_err(try_pad(t.clone(), &[(1, 1); 4], p), &["pad", "4 pairs"]);
+    let empty = Tensor::<3>::zeros([1, 2, 0], &device);
+    expect_err(
+        try_pad(empty.clone(), &[(1, 1)], BoundaryMode::Neumann),
+        &["neumann", "non-empty axis 2"],
+    );
+    assert_eq!(
+        try_pad(empty, &[(1, 1)], BoundaryMode::Dirichlet)
+            .unwrap()
+            .dims(),
+        [1, 2, 2],
+        "zeros can pad an empty axis"
+    );
+    assert_eq!(try_pad(t, &[(1, 2)], p).unwrap().dims(), [1, 2, 6]);
     expect_err(
         PhysicsConvConfig::new(4, 1, 1, vec![3], p).init(&device),
         &["num_spatial_dims", "4"],
