@@ -6,12 +6,14 @@
 //! read as constants.
 
 use burn::backend::AutodiffBackend;
+use burn::backend::TensorMetadata;
 use burn::backend::autodiff::checkpoint::base::Checkpointer;
 use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
 use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::autodiff::{Autodiff, NodeId};
 use burn::backend::tensor::{FloatTensor, IntTensor};
+use burn::tensor::Shape;
 
 use super::GraphKernels;
 
@@ -26,16 +28,28 @@ struct ContractGraph<B: GraphKernels> {
     weighted: bool,
 }
 
+/// `Σ_rows dy` of `dy` `[B, N_out, F]` → `[F]`, over the `B·N_out = a·b` rows
+/// viewed as `[a, b, F]` and summed over `b`, then `a`: the reference path's
+/// bias gradient, whose rounding error grows like `a + b`, not `a·b`.
+fn bias_gradient<B: GraphKernels>(dy: FloatTensor<B>) -> FloatTensor<B> {
+    let dims = dy.shape().dims::<3>();
+    let rows = dims[0] * dims[1];
+    let (a, b) = crate::layers::reduce::split(rows);
+    let dy = B::float_reshape(dy, Shape::new([a, b, dims[2]]));
+    let partial = B::float_sum_dim(dy, 1);
+    B::float_reshape(B::float_sum_dim(partial, 0), Shape::new([dims[2]]))
+}
+
 #[derive(Debug)]
 struct GatherContractBackward;
 
-impl<B: GraphKernels> Backward<B, 2> for GatherContractBackward {
+impl<B: GraphKernels> Backward<B, 3> for GatherContractBackward {
     /// (x when the kernel needs a gradient, kernel when x needs one, the graph).
     type State = (Option<NodeId>, Option<NodeId>, ContractGraph<B>);
 
     fn backward(
         self,
-        ops: Ops<Self::State, 2>,
+        ops: Ops<Self::State, 3>,
         grads: &mut Gradients,
         checkpointer: &mut Checkpointer,
     ) {
@@ -43,8 +57,12 @@ impl<B: GraphKernels> Backward<B, 2> for GatherContractBackward {
         let x: Option<FloatTensor<B>> = x_id.map(|id| checkpointer.retrieve_node_output(id));
         let kernel: Option<FloatTensor<B>> =
             kernel_id.map(|id| checkpointer.retrieve_node_output(id));
-        let [x_node, kernel_node] = ops.parents;
+        let [x_node, kernel_node, bias_node] = ops.parents;
         let dy = grads.consume::<B>(&ops.node);
+
+        if let Some(node) = bias_node {
+            grads.register::<B>(node.id, bias_gradient::<B>(dy.clone()));
+        }
 
         if let (Some(node), Some(x)) = (kernel_node, x) {
             let dk = B::gather_contract_grad_kernel(
@@ -103,13 +121,16 @@ impl<B: GraphKernels, C: CheckpointStrategy> GraphKernels for Autodiff<B, C> {
         rev_slots: IntTensor<Self>,
         edge_weights: FloatTensor<Self>,
         kernel: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
         weighted: bool,
+        biased: bool,
     ) -> FloatTensor<Self> {
         let x_tracked = x.is_tracked();
         let kernel_tracked = kernel.is_tracked();
         let edge_weights = edge_weights.into_primitive();
+        // An absent bias is an untracked stand-in: it gets no gradient.
         match GatherContractBackward
-            .prepare::<C>([x.node(), kernel.node()])
+            .prepare::<C>([x.node(), kernel.node(), bias.node()])
             .compute_bound()
             .stateful()
         {
@@ -132,7 +153,9 @@ impl<B: GraphKernels, C: CheckpointStrategy> GraphKernels for Autodiff<B, C> {
                     rev_slots,
                     edge_weights,
                     kernel.into_primitive(),
+                    bias.into_primitive(),
                     weighted,
+                    biased,
                 );
                 prep.finish((x_state, kernel_state, graph), y)
             }
@@ -144,7 +167,9 @@ impl<B: GraphKernels, C: CheckpointStrategy> GraphKernels for Autodiff<B, C> {
                 rev_slots,
                 edge_weights,
                 kernel.into_primitive(),
+                bias.into_primitive(),
                 weighted,
+                biased,
             )),
         }
     }

@@ -217,12 +217,16 @@ fn prefetch_rows(x: &[f32], idx: &[i64], s: Sizes, r0: usize, m: usize) {
     let _ = (x, idx, s, r0, m);
 }
 
-/// `[B, N_out, F]` from `x` `[B, N_in, C]` and `kernel` `[k·C, F]`.
+/// `[B, N_out, F]` from `x` `[B, N_in, C]`, `kernel` `[k·C, F]` and an
+/// optional `bias` `[F]`, which each tile's rows start from (in cache) so the
+/// product accumulates onto it: no separate pass over the output.
+#[allow(clippy::too_many_arguments)]
 fn contract_forward(
     x: &[f32],
     idx: &[i64],
     w: Option<&[f32]>,
     kernel: &[f32],
+    bias: Option<&[f32]>,
     s: Sizes,
     f: usize,
 ) -> Vec<f32> {
@@ -236,13 +240,18 @@ fn contract_forward(
             let m = y_tile.len() / f;
             gather_rows(buf, x, idx, w, s, t * tile, m);
             prefetch_rows(x, idx, s, (t + 1) * tile, tile);
+            if let Some(bias) = bias {
+                for row in y_tile.chunks_exact_mut(f) {
+                    row.copy_from_slice(bias);
+                }
+            }
             // SAFETY: buf is [m, kc], kernel [kc, f], y_tile [m, f], all row-major.
             unsafe {
                 matmul(
                     (m, f, kc),
                     y_tile.as_mut_ptr(),
                     f,
-                    false,
+                    bias.is_some(),
                     buf.as_ptr(),
                     (kc, 1),
                     kernel.as_ptr(),
@@ -461,7 +470,9 @@ impl GraphKernels for Flex {
         _rev_slots: FlexTensor,
         edge_weights: FlexTensor,
         kernel: FlexTensor,
+        bias: FlexTensor,
         weighted: bool,
+        biased: bool,
     ) -> FlexTensor {
         let [batch, n_in, channels] = dims3(&x);
         let [n_out, k] = dims2(&indices);
@@ -469,6 +480,7 @@ impl GraphKernels for Flex {
         let (x, dtype) = f32_tensor(x);
         let (kernel, _) = f32_tensor(kernel);
         let (w, _) = f32_tensor(edge_weights);
+        let (bias, _) = f32_tensor(bias);
         let idx = ints(&indices);
         let s = Sizes::new(batch, n_in, channels, n_out, k);
         let y = contract_forward(
@@ -476,6 +488,7 @@ impl GraphKernels for Flex {
             &idx,
             weighted.then(|| floats(&w)),
             floats(&kernel),
+            biased.then(|| floats(&bias)),
             s,
             f,
         );

@@ -285,7 +285,8 @@ fn stage_kernel_transposed<F: Float>(
 
 /// The forward gather-contract: one cube per `bm × bn` tile of the
 /// `[rows = B·N_out, F]` output (`CUBE_POS = tile_m·tiles_n + tile_n`, so
-/// neighbouring cubes share their gathered rows in cache).
+/// neighbouring cubes share their gathered rows in cache). Where `biased`,
+/// the accumulators start from the bias.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
 fn contract_kernel<F: Float, I: Numeric>(
@@ -293,6 +294,7 @@ fn contract_kernel<F: Float, I: Numeric>(
     indices: &Tensor<I>,
     weights: &Tensor<F>,
     kernel: &Tensor<F>,
+    bias: &Tensor<F>,
     out: &mut Tensor<F>,
     n_in: usize,
     n_out: usize,
@@ -303,6 +305,7 @@ fn contract_kernel<F: Float, I: Numeric>(
     tiles_n: usize,
     num_tiles: usize,
     #[comptime] weighted: bool,
+    #[comptime] biased: bool,
     #[comptime] bm: usize,
     #[comptime] bn: usize,
     #[comptime] bk: usize,
@@ -326,8 +329,16 @@ fn contract_kernel<F: Float, I: Numeric>(
     let mut b_s = Shared::<[f32]>::new_slice(comptime!(bk * bn));
     let mut acc = Array::<f32>::new(comptime!(tm * tn));
     #[unroll]
-    for i in 0..comptime!(tm * tn) {
-        acc[i] = 0.0f32;
+    for jn in 0..tn {
+        let col = n0 + tx + jn * (bn / tn);
+        let mut start = 0.0f32;
+        if biased && col < features {
+            start = f32::cast_from(bias[col]);
+        }
+        #[unroll]
+        for i in 0..tm {
+            acc[i * tn + jn] = start;
+        }
     }
 
     // A thread always stages column `a_t` of the A tile, in rows
@@ -1126,13 +1137,16 @@ impl GraphKernels for CubeBackend {
         _rev_slots: CubeTensor,
         edge_weights: CubeTensor,
         kernel: CubeTensor,
+        bias: CubeTensor,
         weighted: bool,
+        biased: bool,
     ) -> CubeTensor {
         let dtype = x.dtype;
         let x = prepare(x, dtype);
         let [indices] = int_tensors([indices]);
         let w = prepare(edge_weights, dtype);
         let kernel = prepare(kernel, dtype);
+        let bias = prepare(bias, dtype);
         let [batch, n_in, channels] = dims::<3>(&x);
         let [n_out, k] = dims::<2>(&indices);
         let features = dims::<2>(&kernel)[1];
@@ -1161,6 +1175,7 @@ impl GraphKernels for CubeBackend {
                 indices.into_tensor_arg(),
                 w.into_tensor_arg(),
                 kernel.into_tensor_arg(),
+                bias.into_tensor_arg(),
                 out.clone().into_tensor_arg(),
                 n_in,
                 n_out,
@@ -1171,6 +1186,7 @@ impl GraphKernels for CubeBackend {
                 tiles_n,
                 num_tiles,
                 weighted,
+                biased,
                 tiling.bm,
                 tiling.bn,
                 tiling.bk,

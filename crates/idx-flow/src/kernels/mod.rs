@@ -34,8 +34,9 @@
 //! let reference = fused.clone().with_path(KernelPath::Reference);
 //! let x = Tensor::<3>::random([2, 192, 3], Distribution::Normal(0.0, 1.0), &device);
 //! let kernel = Tensor::<3>::random([4, 3, 5], Distribution::Normal(0.0, 1.0), &device);
-//! let a = fused.contract(x.clone(), None, kernel.clone());
-//! let b = reference.contract(x, None, kernel);
+//! let bias = Tensor::<1>::random([5], Distribution::Normal(0.0, 1.0), &device);
+//! let a = fused.contract(x.clone(), None, kernel.clone(), Some(bias.clone()));
+//! let b = reference.contract(x, None, kernel, Some(bias));
 //! assert!(a.all_close(b, Some(1e-5), Some(1e-5)));
 //! # Ok::<(), idx_flow::Error>(())
 //! ```
@@ -160,7 +161,9 @@ impl ReverseGraph {
 /// the GPU path in the tensors' dtype.
 #[backend_extension(Flex, Cube: cfg(any(feature = "wgpu", feature = "cuda")), Autodiff)]
 pub trait GraphKernels: Backend {
-    /// `Y[b,p,f] = Σ_j Σ_c w[p,j]·X[b, idx[p,j], c]·K[j·C + c, f]` → `[B, N_out, F]`.
+    /// `Y[b,p,f] = bias[f] + Σ_j Σ_c w[p,j]·X[b, idx[p,j], c]·K[j·C + c, f]` →
+    /// `[B, N_out, F]`, with `bias` `[F]` read only where `biased` (adding it
+    /// in the kernel saves a pass over `Y`).
     /// The reverse graph is not read here; the autodiff wrapper keeps it for the backward.
     #[allow(clippy::too_many_arguments)]
     fn gather_contract(
@@ -171,7 +174,9 @@ pub trait GraphKernels: Backend {
         rev_slots: IntTensor<Self>,
         edge_weights: FloatTensor<Self>,
         kernel: FloatTensor<Self>,
+        bias: FloatTensor<Self>,
         weighted: bool,
+        biased: bool,
     ) -> FloatTensor<Self>;
 
     /// Input gradient of [`gather_contract`](GraphKernels::gather_contract):
@@ -284,8 +289,10 @@ pub(crate) fn slot_rows_on(reverse: &ReverseGraph, k: usize, device: &Device) ->
 }
 
 /// The fused gather-contract: `x` `[B, N_in, C]`, optional per-edge weights
-/// `[N_out, k]`, `kernel` `[k·C, F]` → `[B, N_out, F]`, with no gathered copy.
-/// Differentiable in `x` and `kernel` (the edge weights are constants).
+/// `[N_out, k]`, `kernel` `[k·C, F]`, optional `bias` `[F]` → `[B, N_out, F]`,
+/// with no gathered copy. Differentiable in `x`, `kernel` and `bias` (the
+/// edge weights are constants); the bias gradient is summed over the rows in
+/// two stages, as on the reference path (error growing like `2√rows`, not `rows`).
 ///
 /// Shapes are checked by the calling layer.
 pub fn gather_contract(
@@ -293,9 +300,13 @@ pub fn gather_contract(
     graph: &DeviceGraph,
     edge_weights: Option<Tensor<2>>,
     kernel: Tensor<2>,
+    bias: Option<Tensor<1>>,
 ) -> Tensor<3> {
     let weighted = edge_weights.is_some();
+    let biased = bias.is_some();
     let w = edge_weights.unwrap_or_else(|| unit_weights(graph, &x));
+    // Not read when absent: a one-element stand-in keeps the operand list fixed.
+    let bias = bias.unwrap_or_else(|| Tensor::<1>::zeros([1], &x.device()).cast(x.dtype()));
     Tensor::from_dispatch(Dispatch::gather_contract(
         x.into_dispatch(),
         graph.indices.clone().into_dispatch(),
@@ -304,7 +315,9 @@ pub fn gather_contract(
         graph.rev_slots.clone().into_dispatch(),
         w.into_dispatch(),
         kernel.into_dispatch(),
+        bias.into_dispatch(),
         weighted,
+        biased,
     ))
 }
 

@@ -39,7 +39,6 @@ use burn::tensor::{Device, Tensor, TensorData};
 
 use super::gather::GraphIndices;
 use super::init::{Initializer, WeightInit};
-use super::reduce::add_bias;
 use super::state_dict::{StateLoader, StateVisitor, TorchState, key};
 use super::{check_dims, check_positive, or_panic};
 use crate::error::{Error, Result};
@@ -137,13 +136,12 @@ impl SpatialConv {
             &x.dims(),
             &[None, Some(self.indices.n_in()), Some(self.in_channels())],
         )?;
-        let y = self
-            .indices
-            .contract(x, self.kernel_weights.as_ref(), self.kernel.val());
-        Ok(match &self.bias_param {
-            Some(b) => add_bias(y, b.val()),
-            None => y,
-        })
+        Ok(self.indices.contract(
+            x,
+            self.kernel_weights.as_ref(),
+            self.kernel.val(),
+            self.bias_param.as_ref().map(|b| b.val()),
+        ))
     }
 
     /// `[B, N_in, C_in]` → `[B, N_out, F]`; a wrong input shape is an [`Error::Shape`].

@@ -18,6 +18,7 @@
 use burn::module::Module;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
+use super::reduce::add_bias;
 use super::state_dict::{StateLoader, StateVisitor, int_tensor_to_vec};
 use crate::error::{Error, Result};
 use crate::graphs::ConnectionGraph;
@@ -210,26 +211,33 @@ impl GraphIndices {
             .reshape([b * self.n_out, self.k * c])
     }
 
-    /// The gather-contract `Y[b,p,f] = Σ_j Σ_c w[p,j] X[b, idx[p,j], c] K[j,c,f]`:
+    /// The gather-contract `Y[b,p,f] = Σ_j Σ_c w[p,j] X[b, idx[p,j], c] K[j,c,f] + bias[f]`:
     /// `x` `[B, N_in, C]`, optional per-edge `weights` `[N_out, k, 1]`, `kernel`
-    /// `[k, C, F]` → `[B, N_out, F]`.
+    /// `[k, C, F]`, optional `bias` `[F]` → `[B, N_out, F]`.
     pub fn contract(
         &self,
         x: Tensor<3>,
         weights: Option<&Tensor<3>>,
         kernel: Tensor<3>,
+        bias: Option<Tensor<1>>,
     ) -> Tensor<3> {
         let b = x.dims()[0];
         let [k, c, f] = kernel.dims();
-        self.contract_rows_weighted(x, weights, kernel.reshape([k * c, f]))
+        self.contract_rows_weighted(x, weights, kernel.reshape([k * c, f]), bias)
             .reshape([b, self.n_out, f])
     }
 
-    /// The gathered rows times a matrix: `x` `[B, N_in, C]`, `kernel` `[k·C, F]`
-    /// → `[B·N_out, F]`, i.e. `gather_rows(x).matmul(kernel)` (the first
-    /// linear layer of SpatialMLP, the patch projection) without the gathered copy.
-    pub fn contract_rows(&self, x: Tensor<3>, kernel: Tensor<2>) -> Tensor<2> {
-        self.contract_rows_weighted(x, None, kernel)
+    /// The gathered rows times a matrix, plus an optional bias: `x` `[B, N_in, C]`,
+    /// `kernel` `[k·C, F]`, `bias` `[F]` → `[B·N_out, F]`, i.e.
+    /// `gather_rows(x).matmul(kernel) + bias` (the first linear layer of
+    /// SpatialMLP, the patch projection) without the gathered copy.
+    pub fn contract_rows(
+        &self,
+        x: Tensor<3>,
+        kernel: Tensor<2>,
+        bias: Option<Tensor<1>>,
+    ) -> Tensor<2> {
+        self.contract_rows_weighted(x, None, kernel, bias)
     }
 
     fn contract_rows_weighted(
@@ -237,12 +245,13 @@ impl GraphIndices {
         x: Tensor<3>,
         weights: Option<&Tensor<3>>,
         kernel: Tensor<2>,
+        bias: Option<Tensor<1>>,
     ) -> Tensor<2> {
         let [b, _, c] = x.dims();
         let [_, f] = kernel.dims();
         if self.fused() {
             let w = weights.map(|w| w.clone().reshape([self.n_out, self.k]));
-            return kernels::gather_contract(x, &self.device_graph(), w, kernel)
+            return kernels::gather_contract(x, &self.device_graph(), w, kernel, bias)
                 .reshape([b * self.n_out, f]);
         }
         let rows = match weights {
@@ -252,7 +261,11 @@ impl GraphIndices {
                 g.reshape([b * self.n_out, self.k * c])
             }
         };
-        rows.matmul(kernel)
+        let y = rows.matmul(kernel);
+        match bias {
+            Some(bias) => add_bias(y, bias),
+            None => y,
+        }
     }
 
     /// The weighted sum over each output pixel's neighbours:

@@ -113,11 +113,11 @@ impl Linear {
     /// `x` `[B, N_in, C]` with `d_input = k·C` → `[B·N_out, d_output]`, i.e.
     /// `forward(indices.gather_rows(x))`, contracted without the gathered copy.
     pub(crate) fn forward_gathered(&self, indices: &GraphIndices, x: Tensor<3>) -> Tensor<2> {
-        let y = indices.contract_rows(x, self.weight.val().transpose());
-        match &self.bias {
-            Some(b) => add_bias(y, b.val()),
-            None => y,
-        }
+        indices.contract_rows(
+            x,
+            self.weight.val().transpose(),
+            self.bias.as_ref().map(|b| b.val()),
+        )
     }
 }
 

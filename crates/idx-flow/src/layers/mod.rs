@@ -83,7 +83,7 @@ pub mod linear;
 pub mod mlp;
 pub mod norm;
 pub mod pooling;
-mod reduce;
+pub(crate) mod reduce;
 pub mod state_dict;
 pub mod vit;
 

@@ -71,6 +71,7 @@ impl Case {
 struct Inputs {
     x: Vec<f32>,
     kernel: Vec<f32>,
+    bias: Vec<f32>,
     probe_contract: Vec<f32>,
     probe_sum: Vec<f32>,
 }
@@ -80,6 +81,7 @@ impl Inputs {
         Self {
             x: rng.uniform_vec(batch * case.n_in * c),
             kernel: rng.uniform_vec(case.k * c * f),
+            bias: rng.uniform_vec(f),
             probe_contract: rng.uniform_vec(batch * case.n_out * f),
             probe_sum: rng.uniform_vec(batch * case.n_out * c),
         }
@@ -92,12 +94,15 @@ struct Results {
     contract: Vec<f32>,
     contract_dx: Vec<f32>,
     contract_dk: Vec<f32>,
+    /// Empty where the contraction has no bias.
+    contract_db: Vec<f32>,
     sum: Vec<f32>,
     sum_dx: Vec<f32>,
 }
 
 /// The fused operations on `device` (autodiff added here), the loss of each
-/// being `Σ Y·probe`, computed in `dtype`. With `slot_lists` the graph gets
+/// being `Σ Y·probe`, computed in `dtype`; the weighted contraction also adds
+/// a bias (so both kernel variants run). With `slot_lists` the graph gets
 /// its per-slot lists whatever its shape (the input gradient runs slot by
 /// slot), without them none (one launch over every input row).
 fn fused(
@@ -127,16 +132,24 @@ fn fused(
     let kernel = tensor(&inp.kernel, [case.k * c, f], &device)
         .cast(dtype)
         .require_grad();
+    let bias = tensor(&inp.bias, [f], &device).cast(dtype).require_grad();
     let probe = tensor(&inp.probe_contract, [batch, case.n_out, f], &device).cast(dtype);
     let y = gather_contract(
         x.clone(),
         &graph,
         weighted.then(|| w.clone()),
         kernel.clone(),
+        weighted.then(|| bias.clone()),
     );
     let grads = (y.clone() * probe).sum().backward();
     let contract_dx = floats(x.grad(&grads).expect("contract input gradient"));
     let contract_dk = floats(kernel.grad(&grads).expect("contract kernel gradient"));
+    let contract_db = bias.grad(&grads).map(floats).unwrap_or_default();
+    assert_eq!(
+        contract_db.is_empty(),
+        !weighted,
+        "bias gradient present iff biased"
+    );
 
     let x2 = x.detach().require_grad();
     let probe = tensor(&inp.probe_sum, [batch, case.n_out, c], &device).cast(dtype);
@@ -146,6 +159,7 @@ fn fused(
         contract: floats(y),
         contract_dx,
         contract_dk,
+        contract_db,
         sum: floats(s),
         sum_dx: floats(x2.grad(&grads).expect("sum input gradient")),
     }
@@ -165,18 +179,23 @@ fn reference(case: &Case, inp: &Inputs, dims: (usize, usize, usize), weighted: b
 
     let x = tensor(&inp.x, [batch, n_in, c], &device).require_grad();
     let kernel = tensor(&inp.kernel, [k * c, f], &device).require_grad();
+    let bias = tensor(&inp.bias, [f], &device).require_grad();
     let mut a = gather(x.clone());
     if weighted {
         a = a * w.clone();
     }
-    let y = a
+    let mut y = a
         .reshape([batch * n_out, k * c])
         .matmul(kernel.clone())
         .reshape([batch, n_out, f]);
+    if weighted {
+        y = y + bias.clone().reshape([1, 1, f]);
+    }
     let probe = tensor(&inp.probe_contract, [batch, n_out, f], &device);
     let grads = (y.clone() * probe).sum().backward();
     let contract_dx = floats(x.grad(&grads).expect("contract input gradient"));
     let contract_dk = floats(kernel.grad(&grads).expect("contract kernel gradient"));
+    let contract_db = bias.grad(&grads).map(floats).unwrap_or_default();
 
     let x2 = x.detach().require_grad();
     let s: Tensor<3> = (gather(x2.clone()) * w)
@@ -188,6 +207,7 @@ fn reference(case: &Case, inp: &Inputs, dims: (usize, usize, usize), weighted: b
         contract: floats(y),
         contract_dx,
         contract_dk,
+        contract_db,
         sum: floats(s),
         sum_dx: floats(x2.grad(&grads).expect("sum input gradient")),
     }
@@ -210,6 +230,12 @@ fn compare(what: &str, got: &Results, want: &Results, rel: f32) {
         &format!("{what}: contract dK"),
         &got.contract_dk,
         &want.contract_dk,
+        rel,
+    );
+    assert_close(
+        &format!("{what}: contract dBias"),
+        &got.contract_db,
+        &want.contract_db,
         rel,
     );
     assert_close(&format!("{what}: sum"), &got.sum, &want.sum, rel);

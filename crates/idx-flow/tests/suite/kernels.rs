@@ -80,17 +80,36 @@ struct Results {
     contract: Vec<f32>,
     contract_dx: Vec<f32>,
     contract_dk: Vec<f32>,
+    /// The bias gradient (empty without a bias).
+    contract_db: Vec<f32>,
     sum: Vec<f32>,
     sum_dx: Vec<f32>,
 }
 
-fn run(case: &Case, path: KernelPath, batch: usize, c: usize, f: usize, seed: u64) -> Results {
+/// The sizes of one run: batch, channels, filters, and whether the
+/// contraction adds a bias.
+#[derive(Clone, Copy)]
+struct Sizes {
+    batch: usize,
+    c: usize,
+    f: usize,
+    biased: bool,
+}
+
+fn run(case: &Case, path: KernelPath, sizes: Sizes, seed: u64) -> Results {
+    let Sizes {
+        batch,
+        c,
+        f,
+        biased,
+    } = sizes;
     let device = Device::default().autodiff();
     let mut rng = Rng(seed);
     let idx = case.indices(path, &device);
     let (n_in, n_out, k) = (case.n_in, case.n_out, case.k);
     let x = tensor(rng.normal_vec(batch * n_in * c), [batch, n_in, c], &device).require_grad();
     let kernel = tensor(rng.normal_vec(k * c * f), [k, c, f], &device).require_grad();
+    let bias = tensor(rng.normal_vec(f), [f], &device).require_grad();
     let w = case
         .weights
         .clone()
@@ -101,10 +120,25 @@ fn run(case: &Case, path: KernelPath, batch: usize, c: usize, f: usize, seed: u6
         &device,
     );
 
-    let y = idx.contract(x.clone(), w.as_ref(), kernel.clone());
+    let y = idx.contract(
+        x.clone(),
+        w.as_ref(),
+        kernel.clone(),
+        biased.then(|| bias.clone()),
+    );
     let grads = (y.clone() * probe).sum().backward();
     let contract_dx = floats(x.grad(&grads).expect("input gradient"));
     let contract_dk = floats(kernel.grad(&grads).expect("kernel gradient"));
+    let contract_db = match bias.grad(&grads) {
+        Some(g) => {
+            assert!(biased, "an absent bias got a gradient");
+            floats(g)
+        }
+        None => {
+            assert!(!biased, "the bias got no gradient");
+            Vec::new()
+        }
+    };
 
     let sum_w = w.unwrap_or_else(|| tensor(rng.normal_vec(n_out * k), [n_out, k, 1], &device));
     let x2 = x.clone().detach().require_grad();
@@ -119,15 +153,37 @@ fn run(case: &Case, path: KernelPath, batch: usize, c: usize, f: usize, seed: u6
         contract: floats(y),
         contract_dx,
         contract_dk,
+        contract_db,
         sum: floats(s),
         sum_dx: floats(x2.grad(&grads).expect("input gradient of the sum")),
     }
 }
 
+/// Fused against reference, without and with a bias.
 fn check(case: &Case, batch: usize, c: usize, f: usize) {
-    let what = format!("{} (B={batch}, C={c}, F={f})", case.name);
-    let fused = run(case, KernelPath::Fused, batch, c, f, 7);
-    let reference = run(case, KernelPath::Reference, batch, c, f, 7);
+    for biased in [false, true] {
+        check_sizes(
+            case,
+            Sizes {
+                batch,
+                c,
+                f,
+                biased,
+            },
+        );
+    }
+}
+
+fn check_sizes(case: &Case, sizes: Sizes) {
+    let Sizes {
+        batch,
+        c,
+        f,
+        biased,
+    } = sizes;
+    let what = format!("{} (B={batch}, C={c}, F={f}, bias={biased})", case.name);
+    let fused = run(case, KernelPath::Fused, sizes, 7);
+    let reference = run(case, KernelPath::Reference, sizes, 7);
     assert_close(
         &format!("{what}: contract"),
         &fused.contract,
@@ -142,6 +198,11 @@ fn check(case: &Case, batch: usize, c: usize, f: usize) {
         &format!("{what}: contract dK"),
         &fused.contract_dk,
         &reference.contract_dk,
+    );
+    assert_close(
+        &format!("{what}: contract dBias"),
+        &fused.contract_db,
+        &reference.contract_db,
     );
     assert_close(&format!("{what}: sum"), &fused.sum, &reference.sum);
     assert_close(&format!("{what}: sum dX"), &fused.sum_dx, &reference.sum_dx);
@@ -160,7 +221,13 @@ fn fused_equals_reference_on_random_graphs_with_awkward_sizes() {
             let case = Case::random(&mut rng, n_in, n_out, k, weighted);
             check(&case, batch, c, f);
             // Input pixel 0 is never read: its gradient is exactly zero.
-            let fused = run(&case, KernelPath::Fused, batch, c, f, 3);
+            let sizes = Sizes {
+                batch,
+                c,
+                f,
+                biased: weighted,
+            };
+            let fused = run(&case, KernelPath::Fused, sizes, 3);
             for b in 0..batch {
                 let row = &fused.contract_dx[b * n_in * c..][..c];
                 assert!(row.iter().all(|&v| v == 0.0), "{}: unread pixel", case.name);
@@ -211,7 +278,13 @@ fn fused_equals_reference_on_every_graph_kind() {
 fn fused_gradients_are_bitwise_identical_across_runs_and_thread_counts() {
     let mut rng = Rng(42);
     let case = Case::random(&mut rng, 3000, 1500, 9, true);
-    let go = || run(&case, KernelPath::Fused, 2, 16, 24, 11);
+    let sizes = Sizes {
+        batch: 2,
+        c: 16,
+        f: 24,
+        biased: true,
+    };
+    let go = || run(&case, KernelPath::Fused, sizes, 11);
     let pool = |n| {
         rayon::ThreadPoolBuilder::new()
             .num_threads(n)
@@ -230,6 +303,7 @@ fn fused_gradients_are_bitwise_identical_across_runs_and_thread_counts() {
         assert_eq!(a.contract, other.contract, "{name}: forward");
         assert_eq!(a.contract_dx, other.contract_dx, "{name}: dX");
         assert_eq!(a.contract_dk, other.contract_dk, "{name}: dK");
+        assert_eq!(a.contract_db, other.contract_db, "{name}: dBias");
         assert_eq!(a.sum, other.sum, "{name}: sum");
         assert_eq!(a.sum_dx, other.sum_dx, "{name}: sum dX");
     }
