@@ -6,11 +6,11 @@
 //!
 //! Needs a wgpu adapter:
 //! `cargo test --release -p idx-flow --features vulkan --test suite gpu_kernels`.
-//! Passes on an NVIDIA H100 (Vulkan driver 580). Mesa 22.3's lavapipe
-//! (Debian 12) is no substitute: it segfaults while building the pipeline
-//! of any of our kernels that declares shared memory (burn's own
-//! autotuned matmul too), so only the plain-operation check and the
-//! gather-sum pass there.
+//! Passes on an NVIDIA H100 (Vulkan driver 580) and on Mesa 26's software
+//! Vulkan (lavapipe), which `.ci/gpu-tests` sets up in a Debian trixie chroot
+//! for machines without a GPU. Mesa 22.3's lavapipe (Debian 12) is no
+//! substitute: it segfaults while building the pipeline of any of our kernels
+//! that declares shared memory (burn's own autotuned matmul too).
 
 use burn::tensor::{DType, Device, DeviceKind, FloatDType, Int, Tensor, TensorData};
 use idx_flow::kernels::{DeviceGraph, ReverseGraph, gather_contract, gather_sum};
