@@ -335,8 +335,12 @@ fn contract_grad_input(
 ) -> Vec<f32> {
     let (c, k) = (s.channels, s.k);
     let rows = s.batch * s.n_in;
-    let mean_degree = (s.n_out * k).div_ceil(s.n_in.max(1)).max(1);
-    let tile = tile_rows(mean_degree * f.max(c));
+    // A tile's edges split into k per-slot products; size the tile so that
+    // each slot's operand (its edges' dY rows) fills about one cache tile:
+    // products of a few dozen rows leave the matrix kernel mostly overhead.
+    let edges_per_slot_row = (s.n_out as f64 / s.n_in.max(1) as f64).max(1.0 / 64.0);
+    let slot_rows = TILE_BYTES / (4 * f.max(c).max(1));
+    let tile = ((slot_rows as f64 / edges_per_slot_row) as usize).clamp(8, 4096);
     let mut dx = vec![0f32; rows * c];
     struct Scratch {
         /// Per slot: (local row, dY row, weight) of each edge.
