@@ -91,6 +91,11 @@ pub struct ConvArgs {
     /// output, the kernel gradient and, with --input-grad, the input gradient.
     #[arg(long)]
     check: bool,
+    /// Let the f16/bf16 GPU forward run on tensor cores (cooperative
+    /// matrices) where the device offers them; the case line then says how
+    /// many forwards did. Same as IDX_FLOW_TENSOR_CORES=1.
+    #[arg(long)]
+    tensor_cores: bool,
     /// A Python with idx-flow 0.2.1 and torch: its figures are printed on a third line.
     /// Default: the environment variable IDX_FLOW_PYTHON, if set.
     #[arg(long)]
@@ -135,6 +140,9 @@ fn conv(a: ConvArgs) -> Result<(), String> {
             DType::from(dtype)
         ));
     }
+    if a.tensor_cores {
+        idx_flow::kernels::set_tensor_cores(true);
+    }
     let t = Instant::now();
     let grid = |n| HealpixGrid::ring(n).map_err(|e| e.to_string());
     let graph = ConnectionGraph::knn(grid(a.nside_in)?, grid(a.nside_out)?, a.k)
@@ -170,6 +178,12 @@ fn conv(a: ConvArgs) -> Result<(), String> {
             // a path that could not run gets a line saying so, not timings.
             Err(e) => println!("path={name} failed: {}", e.lines().last().unwrap_or(&e)),
         }
+    }
+    if idx_flow::kernels::tensor_cores() {
+        println!(
+            "tensor cores: {} forwards ran on them",
+            idx_flow::kernels::tensor_core_launches()
+        );
     }
     if a.check {
         check_paths(&a, &graph, &device, dtype)?;

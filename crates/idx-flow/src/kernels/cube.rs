@@ -1155,14 +1155,33 @@ impl GraphKernels for CubeBackend {
         if rows == 0 || features == 0 {
             return out;
         }
-        let tiling = Tiling::forward(features);
-        let tiles_n = features.div_ceil(tiling.bn);
-        let num_tiles = rows.div_ceil(tiling.bm) * tiles_n;
-        let (count, dim) = tiled_launch(&x, num_tiles, tiling.threads());
         let dtypes = [
             dtype_to_storage_type(dtype),
             dtype_to_storage_type(indices.dtype),
         ];
+        if let Some(fragments) = super::tensor_cores()
+            .then(|| super::tensor_core::fragments(&x, dtype))
+            .flatten()
+        {
+            super::tensor_core::launch(
+                x,
+                indices,
+                w,
+                kernel,
+                bias,
+                &out,
+                [batch, n_in, channels, k, features],
+                weighted,
+                biased,
+                fragments,
+                dtypes,
+            );
+            return out;
+        }
+        let tiling = Tiling::forward(features);
+        let tiles_n = features.div_ceil(tiling.bn);
+        let num_tiles = rows.div_ceil(tiling.bm) * tiles_n;
+        let (count, dim) = tiled_launch(&x, num_tiles, tiling.threads());
         // SAFETY: every global read is bounded by the checks in the kernel
         // (rows < B·N_out, columns < k·C and < F) and by the indices lying in
         // 0..N_in, which the caller guarantees; the output is contiguous.

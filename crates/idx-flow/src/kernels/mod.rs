@@ -45,6 +45,10 @@ mod autodiff;
 mod cpu;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;
+#[cfg(any(feature = "wgpu", feature = "cuda"))]
+mod tensor_core;
+
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use burn::backend::tensor::{FloatTensor, IntTensor};
 use burn::backend::{Backend, Dispatch, backend_extension};
@@ -70,6 +74,50 @@ impl KernelPath {
             _ => Self::Fused,
         }
     }
+}
+
+/// Whether the GPU forward of f16/bf16 gather-contractions may run on tensor
+/// cores: 0 = not decided yet (read `IDX_FLOW_TENSOR_CORES` on first use),
+/// 1 = no, 2 = yes.
+static TENSOR_CORES: AtomicU8 = AtomicU8::new(0);
+
+/// Lets (or stops) the GPU forward of f16 and bf16 gather-contractions use
+/// tensor cores (cooperative matrices), where the device offers 16×16×16
+/// ones with f32 accumulators. Off by default, or as the environment variable
+/// `IDX_FLOW_TENSOR_CORES` says (`1` for on): the path is checked against the
+/// reference on a software Vulkan device, but its speed on a GPU is not yet
+/// measured. f32 tensors and the CPU are not affected.
+pub fn set_tensor_cores(enabled: bool) {
+    TENSOR_CORES.store(if enabled { 2 } else { 1 }, Ordering::Relaxed);
+}
+
+/// Whether [`set_tensor_cores`] (or `IDX_FLOW_TENSOR_CORES=1`) allows tensor cores.
+pub fn tensor_cores() -> bool {
+    match TENSOR_CORES.load(Ordering::Relaxed) {
+        0 => {
+            let on = std::env::var("IDX_FLOW_TENSOR_CORES").is_ok_and(|v| v == "1");
+            // A call to set_tensor_cores in between wins.
+            let _ = TENSOR_CORES.compare_exchange(
+                0,
+                if on { 2 } else { 1 },
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+            TENSOR_CORES.load(Ordering::Relaxed) == 2
+        }
+        state => state == 2,
+    }
+}
+
+/// Tensor-core forward launches so far in this process.
+static TENSOR_CORE_LAUNCHES: AtomicU64 = AtomicU64::new(0);
+
+/// How many gather-contract forwards have run on tensor cores in this
+/// process: a diagnostic telling whether [`set_tensor_cores`] took effect on
+/// a device (it stays 0 where the device offers no suitable cooperative
+/// matrices, and on the CPU).
+pub fn tensor_core_launches() -> u64 {
+    TENSOR_CORE_LAUNCHES.load(Ordering::Relaxed)
 }
 
 /// The reverse of a connection graph, in compressed rows: the edges that read

@@ -323,6 +323,48 @@ fn gpu_kernels_run_in_reduced_precision_where_supported() {
     eprintln!("reduced precision: {ran} dtype(s) checked");
 }
 
+/// The tensor-core forward (f16, and bf16 where the adapter computes in it)
+/// against the f32 reference, on shapes that leave partial tiles in rows,
+/// columns (F = 5, 70) and reduction depth (k·C not a multiple of 32), weighted
+/// and biased or not. Where the adapter offers no 16×16×16 cooperative
+/// matrices, the scalar forward runs and the test says so.
+#[test]
+fn gpu_tensor_core_forward_equals_the_reference_where_supported() {
+    let device = gpu();
+    let mut rng = Rng(0x7e45);
+    idx_flow::kernels::set_tensor_cores(true);
+    let before = idx_flow::kernels::tensor_core_launches();
+    let mut checked = 0;
+    for &(n_in, n_out, k, c, f, batch) in &[
+        (50, 37, 7, 3, 5, 1),
+        (700, 313, 9, 17, 33, 2),
+        (300, 1200, 4, 2, 70, 1),
+        (400, 100, 4, 16, 64, 3),
+    ] {
+        let case = Case::random(&mut rng, n_in, n_out, k);
+        let inp = Inputs::random(&mut rng, &case, batch, c, f);
+        for weighted in [false, true] {
+            let want = reference(&case, &inp, (batch, c, f), weighted);
+            for (dtype, rel) in [(FloatDType::F16, 1e-2), (FloatDType::BF16, 5e-2)] {
+                if !device.supports_dtype(DType::from(dtype)) {
+                    continue;
+                }
+                let got = fused(&case, &inp, (batch, c, f), weighted, dtype, &device, true);
+                let what = format!(
+                    "tensor cores {dtype:?} n_in={n_in} n_out={n_out} k={k} C={c} F={f} B={batch} weighted={weighted}"
+                );
+                compare(&what, &got, &want, rel);
+                checked += 1;
+            }
+        }
+    }
+    let launches = idx_flow::kernels::tensor_core_launches() - before;
+    eprintln!("tensor cores: {checked} cases checked, {launches} tensor-core launches");
+    if launches == 0 {
+        eprintln!("this adapter offers no 16x16x16 cooperative matrices: scalar forward checked");
+    }
+}
+
 /// The adapter runs burn's own kernels: tells a broken driver from a broken
 /// kernel of ours.
 #[test]
