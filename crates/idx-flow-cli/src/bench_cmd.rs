@@ -91,9 +91,9 @@ pub struct ConvArgs {
     /// output, the kernel gradient and, with --input-grad, the input gradient.
     #[arg(long)]
     check: bool,
-    /// Let the f16/bf16 GPU forward run on tensor cores (cooperative
-    /// matrices) where the device offers them; the case line then says how
-    /// many forwards did. Same as IDX_FLOW_TENSOR_CORES=1.
+    /// Let the f16/bf16 GPU kernels run on tensor cores (cooperative
+    /// matrices) where the device offers them; a line then says how many
+    /// launches did. Same as IDX_FLOW_TENSOR_CORES=1.
     #[arg(long)]
     tensor_cores: bool,
     /// A Python with idx-flow 0.2.1 and torch: its figures are printed on a third line.
@@ -181,7 +181,7 @@ fn conv(a: ConvArgs) -> Result<(), String> {
     }
     if idx_flow::kernels::tensor_cores() {
         println!(
-            "tensor cores: {} forwards ran on them",
+            "tensor cores: {} kernel launches ran on them",
             idx_flow::kernels::tensor_core_launches()
         );
     }

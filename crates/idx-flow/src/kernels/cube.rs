@@ -1036,6 +1036,34 @@ fn elementwise_launch(t: &CubeTensor, total: usize) -> (CubeCount, CubeDim) {
     (calculate_cube_count_elemwise(&t.client, total, dim), dim)
 }
 
+/// Pass 2 of the kernel gradient: `[groups, rows, cols]` f32 partials summed
+/// in group order into a `[rows, cols]` tensor in `dtype`.
+fn sum_partials(
+    like: &CubeTensor,
+    partials: CubeTensor,
+    [rows, cols]: [usize; 2],
+    groups: usize,
+    dtype: DType,
+) -> CubeTensor {
+    let len = rows * cols;
+    let out = empty(like, vec![rows, cols], dtype);
+    let (count, dim) = elementwise_launch(like, len);
+    // SAFETY: one thread per element of the [rows, cols] output, bounds checked.
+    unsafe {
+        sum_partials_kernel::launch_unchecked(
+            &like.client,
+            count,
+            dim,
+            partials.into_tensor_arg(),
+            out.clone().into_tensor_arg(),
+            len,
+            groups,
+            dtype_to_storage_type(dtype),
+        )
+    };
+    out
+}
+
 /// The index tensors in one int dtype (the first one's), contiguous.
 fn int_tensors<const N: usize>(ts: [CubeTensor; N]) -> [CubeTensor; N] {
     let dtype = ts[0].dtype;
@@ -1074,15 +1102,38 @@ fn contract_grad_input_by_slot(
             cast(acc, dtype)
         };
     }
+    let dtypes = [
+        dtype_to_storage_type(dtype),
+        dtype_to_storage_type(rev_offsets.dtype),
+    ];
+    let fragments = super::tensor_cores()
+        .then(|| super::tensor_core::fragments(&dy, dtype))
+        .flatten();
+    if let Some(fragments) = fragments {
+        super::tensor_core::launch_grad_input_by_slot(
+            &dy,
+            &rev_offsets,
+            &rev_edges,
+            &rev_slots,
+            &w,
+            &kernel,
+            &acc,
+            [batch, n_in, n_out, channels, k, features],
+            weighted,
+            fragments,
+            dtypes,
+        );
+        return if dtype == DType::F32 {
+            acc
+        } else {
+            cast(acc, dtype)
+        };
+    }
     let tiling = Tiling::for_columns(channels);
     let tiles_n = channels.div_ceil(tiling.bn);
     // No slot reads more pixels than there are inputs, or outputs.
     let num_tiles = (batch * n_in.min(n_out)).div_ceil(tiling.bm) * tiles_n;
     let (count, dim) = tiled_launch(&dy, num_tiles, tiling.threads());
-    let dtypes = [
-        dtype_to_storage_type(dtype),
-        dtype_to_storage_type(rev_offsets.dtype),
-    ];
     for slot in 0..k {
         // SAFETY: the slot lists hold pixels in 0..N_in and edge positions in
         // 0..N_out·k (ReverseGraph::slot_rows of this graph); rows, features
@@ -1331,23 +1382,49 @@ impl GraphKernels for CubeBackend {
                 dtype,
             );
         }
+        let fragments = super::tensor_cores()
+            .then(|| super::tensor_core::fragments(&x, dtype))
+            .flatten();
         let tiling = Tiling::for_columns(features);
-        let tiles_n = features.div_ceil(tiling.bn);
-        let tiles = depth.div_ceil(tiling.bm) * tiles_n;
-        // The row groups depend on the sizes alone, never on the device.
+        // (tile rows, tile columns, rows per step) of pass 1.
+        let (bm, bn, bk) = match fragments {
+            Some(f) => {
+                let (tile, step) = f.tile_and_step();
+                (tile, tile, step)
+            }
+            None => (tiling.bm, tiling.bn, tiling.bk),
+        };
+        let tiles = depth.div_ceil(bm) * features.div_ceil(bn);
+        // The row groups depend on the sizes (and the path) alone.
         let groups = (GRAD_TARGET_CUBES / tiles)
             .min(GRAD_PARTIAL_FLOATS / len)
-            .min(rows.div_ceil(tiling.bk))
+            .min(rows.div_ceil(bk))
             .max(1);
-        let group_rows = rows.div_ceil(groups).div_ceil(tiling.bk) * tiling.bk;
+        let group_rows = rows.div_ceil(groups).div_ceil(bk) * bk;
         let groups = rows.div_ceil(group_rows);
         let partials = empty(&x, vec![groups, depth, features], DType::F32);
-        let num_cubes = groups * tiles;
-        let (count, dim) = tiled_launch(&x, num_cubes, tiling.threads());
         let dtypes = [
             dtype_to_storage_type(dtype),
             dtype_to_storage_type(indices.dtype),
         ];
+        if let Some(fragments) = fragments {
+            super::tensor_core::launch_grad_kernel_partials(
+                x.clone(),
+                indices,
+                w,
+                dy,
+                &partials,
+                [batch, n_in, channels, k, features],
+                group_rows,
+                weighted,
+                fragments,
+                dtypes,
+            );
+            return sum_partials(&x, partials, [depth, features], groups, dtype);
+        }
+        let tiles_n = features.div_ceil(tiling.bn);
+        let num_cubes = groups * tiles;
+        let (count, dim) = tiled_launch(&x, num_cubes, tiling.threads());
         // SAFETY: as for the forward; partial writes stay inside their
         // group's [k·C, F] slice.
         unsafe {
@@ -1379,22 +1456,7 @@ impl GraphKernels for CubeBackend {
                 dtypes,
             )
         };
-        let out = empty(&x, vec![depth, features], dtype);
-        let (count, dim) = elementwise_launch(&x, len);
-        // SAFETY: one thread per element of the [k·C, F] output, bounds checked.
-        unsafe {
-            sum_partials_kernel::launch_unchecked(
-                &x.client,
-                count,
-                dim,
-                partials.into_tensor_arg(),
-                out.clone().into_tensor_arg(),
-                len,
-                groups,
-                dtype_to_storage_type(dtype),
-            )
-        };
-        out
+        sum_partials(&x, partials, [depth, features], groups, dtype)
     }
 
     fn gather_sum(

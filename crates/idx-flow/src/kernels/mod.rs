@@ -81,9 +81,10 @@ impl KernelPath {
 /// 1 = no, 2 = yes.
 static TENSOR_CORES: AtomicU8 = AtomicU8::new(0);
 
-/// Lets (or stops) the GPU forward of f16 and bf16 gather-contractions use
-/// tensor cores (cooperative matrices), where the device offers 16×16×16
-/// ones with f32 accumulators. Off by default, or as the environment variable
+/// Lets (or stops) the GPU gather-contractions of f16 and bf16 tensors
+/// (forward, kernel gradient, per-slot input gradient) use tensor cores
+/// (cooperative matrices), where the device offers square ones (16×16×16 on
+/// NVIDIA) with f32 accumulators. Off by default, or as the environment variable
 /// `IDX_FLOW_TENSOR_CORES` says (`1` for on): the path is checked against the
 /// reference on a software Vulkan device, but its speed on a GPU is not yet
 /// measured. f32 tensors and the CPU are not affected.
@@ -109,11 +110,11 @@ pub fn tensor_cores() -> bool {
     }
 }
 
-/// Tensor-core forward launches so far in this process.
+/// Tensor-core kernel launches so far in this process.
 static TENSOR_CORE_LAUNCHES: AtomicU64 = AtomicU64::new(0);
 
-/// How many gather-contract forwards have run on tensor cores in this
-/// process: a diagnostic telling whether [`set_tensor_cores`] took effect on
+/// How many gather-contract kernel launches (forwards, kernel gradients,
+/// input-gradient slots) have run on tensor cores in this process: a diagnostic telling whether [`set_tensor_cores`] took effect on
 /// a device (it stays 0 where the device offers no suitable cooperative
 /// matrices, and on the CPU).
 pub fn tensor_core_launches() -> u64 {

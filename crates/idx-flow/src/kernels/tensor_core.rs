@@ -1,5 +1,6 @@
-//! The gather-contract forward on tensor cores (CubeCL's cooperative matrices,
-//! `cmma`), for f16 and bf16 tensors.
+//! The gather-contract on tensor cores (CubeCL's cooperative matrices,
+//! `cmma`), for f16 and bf16 tensors: forward, kernel gradient and per-slot
+//! input gradient.
 //!
 //! Same tiling idea as the scalar forward in `cube.rs`, with `s` the edge of
 //! the device's square fragments (16 on NVIDIA, 8 on Mesa's lavapipe): a cube
@@ -10,7 +11,13 @@
 //! planes (subgroups) each own a quarter of the output tile as 2 × 2
 //! fragments and multiply with `cmma::execute`, accumulating in f32. The
 //! accumulators go through shared memory to the output, where the bias is
-//! added and the dtype cast. The backward passes are the scalar kernels'.
+//! added and the dtype cast.
+//!
+//! The kernel gradient (pass 1, row groups into f32 partials summed in group
+//! order by the scalar pass 2) and the input gradient's per-slot products
+//! (on graphs that carry slot lists) use the same cube layout; the input
+//! gradient of graphs without slot lists stays on the scalar kernel. Every
+//! sum keeps a fixed order, so results are bitwise the same run to run.
 //!
 //! Off by default: it is tested against the reference on Mesa's software
 //! Vulkan (`.ci/gpu-tests`), but not yet timed on a GPU. Turn it on with
@@ -31,7 +38,7 @@ use cubecl::{CubeDim, calculate_cube_count_elemwise};
 /// 2 × 2 fragments.
 const PLANES: u32 = 4;
 
-/// How the tensor-core forward runs on a device: the plane size and the
+/// How the tensor-core kernels run on a device: the plane size and the
 /// fragment edge `s` (cooperative matrices `s × s × s`).
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Fragments {
@@ -39,7 +46,7 @@ pub(super) struct Fragments {
     edge: usize,
 }
 
-/// The settings of the tensor-core forward on `t`'s device for `dtype`, or
+/// The settings of the tensor-core kernels on `t`'s device for `dtype`, or
 /// `None` where it cannot run: the device must offer square cooperative
 /// matrices of edge 16 (NVIDIA) or 8 (Mesa's lavapipe) with f32 accumulators,
 /// and one fixed plane size.
@@ -62,11 +69,11 @@ pub(super) fn fragments(t: &CubeTensor, dtype: DType) -> Option<Fragments> {
     })? as usize;
     let hardware = &t.client.properties().hardware;
     let plane = hardware.plane_size_max;
-    // The loaders give each thread one column of the `2s`-deep operand tile,
-    // so the cube's thread count must be a multiple of it; planes must have
-    // one fixed size for UNIT_POS_Y to number them.
+    // The loaders give each thread one column of a `2s`-deep or `4s`-wide
+    // operand tile, so the cube's thread count must be a multiple of `4s`;
+    // planes must have one fixed size for UNIT_POS_Y to number them.
     let threads = plane as usize * PLANES as usize;
-    (hardware.plane_size_min == plane && plane > 0 && threads.is_multiple_of(2 * edge))
+    (hardware.plane_size_min == plane && plane > 0 && threads.is_multiple_of(4 * edge))
         .then_some(Fragments { plane, edge })
 }
 
@@ -125,6 +132,138 @@ pub(super) fn launch(
             dtypes,
         )
     };
+}
+
+/// Launches pass 1 of the kernel gradient on tensor cores: cube `(group,
+/// tile)` reduces rows `group·group_rows..` (at most `group_rows`, a multiple
+/// of `2s`) of `gathered[row]ᵀ·dY[row]` into its f32 partial `[k·C, F]`
+/// tile of `partials` (`[groups, k·C, F]`), as the scalar pass 1 does; the
+/// caller adds the partials in group order.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn launch_grad_kernel_partials(
+    x: CubeTensor,
+    indices: CubeTensor,
+    weights: CubeTensor,
+    dy: CubeTensor,
+    partials: &CubeTensor,
+    sizes: [usize; 5],
+    group_rows: usize,
+    weighted: bool,
+    fragments: Fragments,
+    dtypes: [ElemType; 2],
+) {
+    let [batch, n_in, channels, k, features] = sizes;
+    let n_out = indices.meta.shape().dims::<2>()[0];
+    let rows = batch * n_out;
+    let depth = k * channels;
+    let tile = 4 * fragments.edge;
+    let tiles_n = features.div_ceil(tile);
+    let tiles = depth.div_ceil(tile) * tiles_n;
+    let groups = rows.div_ceil(group_rows);
+    let num_cubes = groups * tiles;
+    let dim = CubeDim::new_2d(fragments.plane, PLANES);
+    let count = calculate_cube_count_elemwise(&x.client, num_cubes * dim.num_elems() as usize, dim);
+    super::TENSOR_CORE_LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: reads are bounded by the checks in the kernel (rows < r_end ≤
+    // B·N_out, gradient rows < k·C, columns < F) and by the indices lying in
+    // 0..N_in; partial writes stay inside their group's [k·C, F] slice.
+    unsafe {
+        contract_grad_kernel_cmma_partials::launch_unchecked(
+            &x.client,
+            count,
+            dim,
+            x.clone().into_tensor_arg(),
+            indices.into_tensor_arg(),
+            weights.into_tensor_arg(),
+            dy.into_tensor_arg(),
+            partials.clone().into_tensor_arg(),
+            n_in,
+            n_out,
+            channels,
+            k,
+            features,
+            rows,
+            group_rows,
+            tiles_n,
+            tiles,
+            num_cubes,
+            weighted,
+            fragments.edge,
+            dtypes,
+        )
+    };
+}
+
+impl Fragments {
+    /// The output tile edge `4s` and the rows staged per step `2s` (the
+    /// kernel gradient's row groups are multiples of it).
+    pub(super) fn tile_and_step(self) -> (usize, usize) {
+        (4 * self.edge, 2 * self.edge)
+    }
+}
+
+/// Launches, for each kernel slot in order, the input gradient's per-slot
+/// product on tensor cores into the f32 accumulator `dx` (`[B, N_in, C]`,
+/// zeros to start with), over the graph's packed slot lists as the scalar
+/// per-slot kernel does.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn launch_grad_input_by_slot(
+    dy: &CubeTensor,
+    rev_offsets: &CubeTensor,
+    rev_edges: &CubeTensor,
+    rev_slots: &CubeTensor,
+    weights: &CubeTensor,
+    kernel: &CubeTensor,
+    dx: &CubeTensor,
+    sizes: [usize; 6],
+    weighted: bool,
+    fragments: Fragments,
+    dtypes: [ElemType; 2],
+) {
+    let [batch, n_in, n_out, channels, k, features] = sizes;
+    let pairs = (rev_slots.meta.shape().dims::<1>()[0] - (k + 1)) / 2;
+    let tile = 4 * fragments.edge;
+    let tiles_n = channels.div_ceil(tile);
+    // No slot reads more pixels than there are inputs, or outputs.
+    let num_tiles = (batch * n_in.min(n_out)).div_ceil(tile) * tiles_n;
+    let dim = CubeDim::new_2d(fragments.plane, PLANES);
+    let count =
+        calculate_cube_count_elemwise(&dy.client, num_tiles * dim.num_elems() as usize, dim);
+    for slot in 0..k {
+        super::TENSOR_CORE_LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        // SAFETY: the slot lists hold pixels in 0..N_in and edge positions in
+        // 0..N_out·k (ReverseGraph::slot_rows of this graph); rows, features
+        // and channels are checked in the kernel, and each launch writes a
+        // pixel's row at most once.
+        unsafe {
+            contract_grad_input_slot_cmma_kernel::launch_unchecked(
+                &dy.client,
+                count.clone(),
+                dim,
+                dy.clone().into_tensor_arg(),
+                rev_offsets.clone().into_tensor_arg(),
+                rev_edges.clone().into_tensor_arg(),
+                rev_slots.clone().into_tensor_arg(),
+                weights.clone().into_tensor_arg(),
+                kernel.clone().into_tensor_arg(),
+                dx.clone().into_tensor_arg(),
+                batch,
+                n_in,
+                n_out,
+                channels,
+                k,
+                features,
+                slot,
+                k + 1,
+                k + 1 + pairs,
+                tiles_n,
+                num_tiles,
+                weighted,
+                fragments.edge,
+                dtypes,
+            )
+        };
+    }
 }
 
 /// One cube per `4s × 4s` output tile (`CUBE_POS = tile_m·tiles_n + tile_n`),
@@ -352,6 +491,490 @@ fn contract_cmma_kernel<F: Float, I: Numeric>(
                 v += f32::cast_from(bias[col]);
             }
             out[row * features + col] = F::cast_from(v);
+        }
+        q += threads;
+    }
+}
+
+/// Pass 1 of the kernel gradient on tensor cores: the cube's `4s × 4s` tile
+/// of `[k·C, F]` as `Σ_rows gathered[row]ᵀ·dY[row]` over its group's rows,
+/// `2s` rows per step: the `4s × 2s` operand (gathered rows, transposed) is
+/// staged from `X` through the indices, the `2s × 4s` one from `dY`.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn contract_grad_kernel_cmma_partials<F: Float, I: Numeric>(
+    x: &Tensor<F>,
+    indices: &Tensor<I>,
+    weights: &Tensor<F>,
+    dy: &Tensor<F>,
+    partials: &mut Tensor<f32>,
+    n_in: usize,
+    n_out: usize,
+    channels: usize,
+    k: usize,
+    features: usize,
+    rows: usize,
+    group_rows: usize,
+    tiles_n: usize,
+    tiles: usize,
+    num_cubes: usize,
+    #[comptime] weighted: bool,
+    #[comptime] s: usize,
+    #[define(F, I)] _dtypes: [ElemType; 2],
+) {
+    let tile_edge = comptime!(4 * s);
+    let depth_step = comptime!(2 * s);
+    // As in the forward: no early return ahead of the barriers.
+    let active = CUBE_POS < num_cubes;
+    let cube = min(CUBE_POS, num_cubes - 1);
+    let group = cube / tiles;
+    let tile = cube - group * tiles;
+    let m0 = (tile / tiles_n) * tile_edge;
+    let n0 = (tile % tiles_n) * tile_edge;
+    let depth = k * channels;
+    let r_begin = group * group_rows;
+    let r_end = min(r_begin + group_rows, rows);
+    let threads = CUBE_DIM as usize;
+    let tid = UNIT_POS as usize;
+    let plane = UNIT_POS_Y as usize;
+    let pm = plane / 2;
+    let pn = plane % 2;
+
+    let mut a_s = Shared::<[F]>::new_slice(comptime!(4 * s * 2 * s));
+    let mut b_s = Shared::<[F]>::new_slice(comptime!(2 * s * 4 * s));
+    let mut c_s = Shared::<[f32]>::new_slice(comptime!(4 * s * 4 * s));
+    // Per staged row: its batch's first input pixel and its first edge.
+    let mut x_base = Shared::<[u32]>::new_slice(comptime!(2 * s));
+    let mut e_base = Shared::<[u32]>::new_slice(comptime!(2 * s));
+
+    let zero = f32::new(0.0);
+    let c00 = cmma::Matrix::<f32>::from_value(
+        cmma::MatrixIdent::Accumulator,
+        s,
+        s,
+        s,
+        cmma::MatrixLayout::Undefined,
+        zero,
+    );
+    let c01 = cmma::Matrix::<f32>::from_value(
+        cmma::MatrixIdent::Accumulator,
+        s,
+        s,
+        s,
+        cmma::MatrixLayout::Undefined,
+        zero,
+    );
+    let c10 = cmma::Matrix::<f32>::from_value(
+        cmma::MatrixIdent::Accumulator,
+        s,
+        s,
+        s,
+        cmma::MatrixLayout::Undefined,
+        zero,
+    );
+    let c11 = cmma::Matrix::<f32>::from_value(
+        cmma::MatrixIdent::Accumulator,
+        s,
+        s,
+        s,
+        cmma::MatrixLayout::Undefined,
+        zero,
+    );
+
+    // A thread always stages gradient row `a_m` (one (j, c) pair) of the
+    // operand tile, for staged rows `a_t, a_t + a_stride, …`.
+    let a_m = tid % tile_edge;
+    let a_stride = threads / tile_edge;
+    let col = m0 + a_m;
+    let col_ok = col < depth;
+    let j = col / channels;
+    let c = col - j * channels;
+    let a_span = comptime!((s - 1) * 2 * s + s);
+    let b_span = comptime!((s - 1) * 4 * s + s);
+
+    let mut r0 = r_begin;
+    while r0 < r_end {
+        let mut t = tid;
+        while t < depth_step {
+            let row = min(r0 + t, rows - 1);
+            let b = row / n_out;
+            x_base[t] = u32::cast_from(b * n_in);
+            e_base[t] = u32::cast_from((row - b * n_out) * k);
+            t += threads;
+        }
+        sync_cube();
+        let mut t = tid / tile_edge;
+        while t < depth_step {
+            let mut v = 0.0f32;
+            if col_ok && r0 + t < r_end {
+                let e = usize::cast_from(e_base[t]) + j;
+                let pixel = usize::cast_from(x_base[t]) + usize::cast_from(indices[e]);
+                v = f32::cast_from(x[pixel * channels + c]);
+                if weighted {
+                    v *= f32::cast_from(weights[e]);
+                }
+            }
+            a_s[a_m * depth_step + t] = F::cast_from(v);
+            t += a_stride;
+        }
+        let mut q = tid;
+        while q < comptime!(2 * s * 4 * s) {
+            let row = r0 + q / tile_edge;
+            let n = n0 + q % tile_edge;
+            let mut v = F::cast_from(0.0f32);
+            if row < r_end && n < features {
+                v = dy[row * features + n];
+            }
+            b_s[q] = v;
+            q += threads;
+        }
+        sync_cube();
+
+        #[unroll]
+        for kk in 0..2usize {
+            let a0_at = (pm * 2 * s) * depth_step + kk * s;
+            let a1_at = a0_at + s * depth_step;
+            let b0_at = kk * s * tile_edge + pn * 2 * s;
+            let b1_at = b0_at + s;
+            let a0 = cmma::Matrix::<F>::from_slice(
+                cmma::MatrixIdent::A,
+                s,
+                s,
+                s,
+                cmma::MatrixLayout::RowMajor,
+                &a_s[a0_at..a0_at + a_span],
+                u32::cast_from(depth_step),
+            );
+            let a1 = cmma::Matrix::<F>::from_slice(
+                cmma::MatrixIdent::A,
+                s,
+                s,
+                s,
+                cmma::MatrixLayout::RowMajor,
+                &a_s[a1_at..a1_at + a_span],
+                u32::cast_from(depth_step),
+            );
+            let b0 = cmma::Matrix::<F>::from_slice(
+                cmma::MatrixIdent::B,
+                s,
+                s,
+                s,
+                cmma::MatrixLayout::RowMajor,
+                &b_s[b0_at..b0_at + b_span],
+                u32::cast_from(tile_edge),
+            );
+            let b1 = cmma::Matrix::<F>::from_slice(
+                cmma::MatrixIdent::B,
+                s,
+                s,
+                s,
+                cmma::MatrixLayout::RowMajor,
+                &b_s[b1_at..b1_at + b_span],
+                u32::cast_from(tile_edge),
+            );
+            cmma::execute(&a0, &b0, &c00, &c00);
+            cmma::execute(&a0, &b1, &c01, &c01);
+            cmma::execute(&a1, &b0, &c10, &c10);
+            cmma::execute(&a1, &b1, &c11, &c11);
+        }
+        sync_cube();
+        r0 += depth_step;
+    }
+
+    let c_at = (pm * 2 * s) * tile_edge + pn * 2 * s;
+    let stride = u32::cast_from(tile_edge);
+    cmma::store(
+        &mut c_s[c_at..c_at + b_span],
+        &c00,
+        stride,
+        cmma::MatrixLayout::RowMajor,
+    );
+    let at = c_at + s;
+    cmma::store(
+        &mut c_s[at..at + b_span],
+        &c01,
+        stride,
+        cmma::MatrixLayout::RowMajor,
+    );
+    let at = c_at + s * tile_edge;
+    cmma::store(
+        &mut c_s[at..at + b_span],
+        &c10,
+        stride,
+        cmma::MatrixLayout::RowMajor,
+    );
+    let at = c_at + s * tile_edge + s;
+    cmma::store(
+        &mut c_s[at..at + b_span],
+        &c11,
+        stride,
+        cmma::MatrixLayout::RowMajor,
+    );
+    sync_cube();
+    let base = group * depth * features;
+    let mut q = tid;
+    while q < comptime!(4 * s * 4 * s) {
+        let m = m0 + q / tile_edge;
+        let n = n0 + q % tile_edge;
+        if active && m < depth && n < features {
+            partials[base + m * features + n] = c_s[q];
+        }
+        q += threads;
+    }
+}
+
+/// The input gradient's product for one kernel slot on tensor cores:
+/// `dX[b,i,c] += Σ_f A[(b,i), f]·K[j·C + c, f]` with
+/// `A[(b,i), f] = Σ_{p : idx[p,j] = i} w[p,j]·dY[b,p,f]`, over the rows of the
+/// slot's packed list (as the scalar per-slot kernel in `cube.rs`). The
+/// cube's `4s` list rows are looked up once into shared memory; each step
+/// stages `2s` features of A (summed over the row's slot edges) and of `Kᵀ`.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn contract_grad_input_slot_cmma_kernel<F: Float, I: Numeric>(
+    dy: &Tensor<F>,
+    rev_offsets: &Tensor<I>,
+    rev_edges: &Tensor<I>,
+    rev_slots: &Tensor<I>,
+    weights: &Tensor<F>,
+    kernel: &Tensor<F>,
+    dx: &mut Tensor<f32>,
+    batch: usize,
+    n_in: usize,
+    n_out: usize,
+    channels: usize,
+    k: usize,
+    features: usize,
+    slot: usize,
+    pixels_at: usize,
+    starts_at: usize,
+    tiles_n: usize,
+    num_tiles: usize,
+    #[comptime] weighted: bool,
+    #[comptime] s: usize,
+    #[define(F, I)] _dtypes: [ElemType; 2],
+) {
+    let tile_edge = comptime!(4 * s);
+    let depth_step = comptime!(2 * s);
+    let list_begin = usize::cast_from(rev_slots[slot]);
+    let list_len = usize::cast_from(rev_slots[slot + 1]) - list_begin;
+    let rows = batch * list_len;
+    let tile = CUBE_POS;
+    let m0 = (tile / tiles_n) * tile_edge;
+    // Uniform for the whole cube: no plane waits at a barrier alone.
+    if tile >= num_tiles || m0 >= rows {
+        terminate!();
+    }
+    let n0 = (tile % tiles_n) * tile_edge;
+    let threads = CUBE_DIM as usize;
+    let tid = UNIT_POS as usize;
+    let plane = UNIT_POS_Y as usize;
+    let pm = plane / 2;
+    let pn = plane % 2;
+
+    let mut a_s = Shared::<[F]>::new_slice(comptime!(4 * s * 2 * s));
+    let mut b_s = Shared::<[F]>::new_slice(comptime!(2 * s * 4 * s));
+    let mut c_s = Shared::<[f32]>::new_slice(comptime!(4 * s * 4 * s));
+    // Per tile row: the batch's first dY row, the pixel's first slot edge
+    // and the end of its edges, and its dX row (all 0 past the list).
+    let mut dy_base = Shared::<[u32]>::new_slice(comptime!(4 * s));
+    let mut first = Shared::<[u32]>::new_slice(comptime!(4 * s));
+    let mut end = Shared::<[u32]>::new_slice(comptime!(4 * s));
+    let mut dx_row = Shared::<[u32]>::new_slice(comptime!(4 * s));
+    let mut r = tid;
+    while r < tile_edge {
+        let row = m0 + r;
+        let mut base = 0usize;
+        let mut f0 = 0usize;
+        let mut e0 = 0usize;
+        let mut out_row = 0usize;
+        if row < rows {
+            let b = row / list_len;
+            let m = list_begin + row - b * list_len;
+            let i = usize::cast_from(rev_slots[pixels_at + m]);
+            base = b * n_out;
+            f0 = usize::cast_from(rev_slots[starts_at + m]);
+            e0 = usize::cast_from(rev_offsets[i + 1]);
+            out_row = b * n_in + i;
+        }
+        dy_base[r] = u32::cast_from(base);
+        first[r] = u32::cast_from(f0);
+        end[r] = u32::cast_from(e0);
+        dx_row[r] = u32::cast_from(out_row);
+        r += threads;
+    }
+
+    let zero = f32::new(0.0);
+    let c00 = cmma::Matrix::<f32>::from_value(
+        cmma::MatrixIdent::Accumulator,
+        s,
+        s,
+        s,
+        cmma::MatrixLayout::Undefined,
+        zero,
+    );
+    let c01 = cmma::Matrix::<f32>::from_value(
+        cmma::MatrixIdent::Accumulator,
+        s,
+        s,
+        s,
+        cmma::MatrixLayout::Undefined,
+        zero,
+    );
+    let c10 = cmma::Matrix::<f32>::from_value(
+        cmma::MatrixIdent::Accumulator,
+        s,
+        s,
+        s,
+        cmma::MatrixLayout::Undefined,
+        zero,
+    );
+    let c11 = cmma::Matrix::<f32>::from_value(
+        cmma::MatrixIdent::Accumulator,
+        s,
+        s,
+        s,
+        cmma::MatrixLayout::Undefined,
+        zero,
+    );
+    sync_cube();
+
+    // A thread stages feature column `a_t` of A for rows `a_m, a_m +
+    // a_stride, …`, and kernel entries `q, q + threads, …` of `Kᵀ`.
+    let a_t = tid % depth_step;
+    let a_stride = threads / depth_step;
+    let k_base = slot * channels;
+    let a_span = comptime!((s - 1) * 2 * s + s);
+    let b_span = comptime!((s - 1) * 4 * s + s);
+    let mut f0 = 0;
+    while f0 < features {
+        let f = f0 + a_t;
+        let mut m = tid / depth_step;
+        while m < tile_edge {
+            let mut v = 0.0f32;
+            if f < features {
+                let base = usize::cast_from(dy_base[m]);
+                let e_end = usize::cast_from(end[m]);
+                let mut q = usize::cast_from(first[m]);
+                while q < e_end {
+                    let e = usize::cast_from(rev_edges[q]);
+                    let p = e / k;
+                    if e - p * k == slot {
+                        let mut g = f32::cast_from(dy[(base + p) * features + f]);
+                        if weighted {
+                            g *= f32::cast_from(weights[e]);
+                        }
+                        v += g;
+                        q += 1;
+                    } else {
+                        q = e_end;
+                    }
+                }
+            }
+            a_s[m * depth_step + a_t] = F::cast_from(v);
+            m += a_stride;
+        }
+        let mut q = tid;
+        while q < comptime!(2 * s * 4 * s) {
+            let fr = f0 + q / tile_edge;
+            let c = n0 + q % tile_edge;
+            let mut v = F::cast_from(0.0f32);
+            if fr < features && c < channels {
+                v = kernel[(k_base + c) * features + fr];
+            }
+            b_s[q] = v;
+            q += threads;
+        }
+        sync_cube();
+
+        #[unroll]
+        for kk in 0..2usize {
+            let a0_at = (pm * 2 * s) * depth_step + kk * s;
+            let a1_at = a0_at + s * depth_step;
+            let b0_at = kk * s * tile_edge + pn * 2 * s;
+            let b1_at = b0_at + s;
+            let a0 = cmma::Matrix::<F>::from_slice(
+                cmma::MatrixIdent::A,
+                s,
+                s,
+                s,
+                cmma::MatrixLayout::RowMajor,
+                &a_s[a0_at..a0_at + a_span],
+                u32::cast_from(depth_step),
+            );
+            let a1 = cmma::Matrix::<F>::from_slice(
+                cmma::MatrixIdent::A,
+                s,
+                s,
+                s,
+                cmma::MatrixLayout::RowMajor,
+                &a_s[a1_at..a1_at + a_span],
+                u32::cast_from(depth_step),
+            );
+            let b0 = cmma::Matrix::<F>::from_slice(
+                cmma::MatrixIdent::B,
+                s,
+                s,
+                s,
+                cmma::MatrixLayout::RowMajor,
+                &b_s[b0_at..b0_at + b_span],
+                u32::cast_from(tile_edge),
+            );
+            let b1 = cmma::Matrix::<F>::from_slice(
+                cmma::MatrixIdent::B,
+                s,
+                s,
+                s,
+                cmma::MatrixLayout::RowMajor,
+                &b_s[b1_at..b1_at + b_span],
+                u32::cast_from(tile_edge),
+            );
+            cmma::execute(&a0, &b0, &c00, &c00);
+            cmma::execute(&a0, &b1, &c01, &c01);
+            cmma::execute(&a1, &b0, &c10, &c10);
+            cmma::execute(&a1, &b1, &c11, &c11);
+        }
+        sync_cube();
+        f0 += depth_step;
+    }
+
+    let c_at = (pm * 2 * s) * tile_edge + pn * 2 * s;
+    let stride = u32::cast_from(tile_edge);
+    cmma::store(
+        &mut c_s[c_at..c_at + b_span],
+        &c00,
+        stride,
+        cmma::MatrixLayout::RowMajor,
+    );
+    let at = c_at + s;
+    cmma::store(
+        &mut c_s[at..at + b_span],
+        &c01,
+        stride,
+        cmma::MatrixLayout::RowMajor,
+    );
+    let at = c_at + s * tile_edge;
+    cmma::store(
+        &mut c_s[at..at + b_span],
+        &c10,
+        stride,
+        cmma::MatrixLayout::RowMajor,
+    );
+    let at = c_at + s * tile_edge + s;
+    cmma::store(
+        &mut c_s[at..at + b_span],
+        &c11,
+        stride,
+        cmma::MatrixLayout::RowMajor,
+    );
+    sync_cube();
+    let mut q = tid;
+    while q < comptime!(4 * s * 4 * s) {
+        let r = q / tile_edge;
+        let c = n0 + q % tile_edge;
+        if m0 + r < rows && c < channels {
+            let at = usize::cast_from(dx_row[r]) * channels + c;
+            dx[at] += c_s[q];
         }
         q += threads;
     }

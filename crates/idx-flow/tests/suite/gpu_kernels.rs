@@ -323,13 +323,13 @@ fn gpu_kernels_run_in_reduced_precision_where_supported() {
     eprintln!("reduced precision: {ran} dtype(s) checked");
 }
 
-/// The tensor-core forward (f16, and bf16 where the adapter computes in it)
-/// against the f32 reference, on shapes that leave partial tiles in rows,
+/// The tensor-core forward, kernel gradient and per-slot input gradient
+/// (f16, and bf16 where the adapter computes in it) against the f32 reference, on shapes that leave partial tiles in rows,
 /// columns (F = 5, 70) and reduction depth (k·C not a multiple of 32), weighted
 /// and biased or not. Where the adapter offers no 16×16×16 cooperative
-/// matrices, the scalar forward runs and the test says so.
+/// matrices, the scalar kernels run and the test says so.
 #[test]
-fn gpu_tensor_core_forward_equals_the_reference_where_supported() {
+fn gpu_tensor_core_kernels_equal_the_reference_where_supported() {
     let device = gpu();
     let mut rng = Rng(0x7e45);
     idx_flow::kernels::set_tensor_cores(true);
@@ -361,7 +361,7 @@ fn gpu_tensor_core_forward_equals_the_reference_where_supported() {
     let launches = idx_flow::kernels::tensor_core_launches() - before;
     eprintln!("tensor cores: {checked} cases checked, {launches} tensor-core launches");
     if launches == 0 {
-        eprintln!("this adapter offers no 16x16x16 cooperative matrices: scalar forward checked");
+        eprintln!("this adapter offers no suitable cooperative matrices: scalar kernels checked");
     }
 }
 
