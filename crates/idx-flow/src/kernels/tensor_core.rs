@@ -320,39 +320,10 @@ fn contract_cmma_kernel<F: Float, I: Numeric>(
         r += threads;
     }
 
-    let zero = f32::new(0.0);
-    let c00 = cmma::Matrix::<f32>::from_value(
-        cmma::MatrixIdent::Accumulator,
-        s,
-        s,
-        s,
-        cmma::MatrixLayout::Undefined,
-        zero,
-    );
-    let c01 = cmma::Matrix::<f32>::from_value(
-        cmma::MatrixIdent::Accumulator,
-        s,
-        s,
-        s,
-        cmma::MatrixLayout::Undefined,
-        zero,
-    );
-    let c10 = cmma::Matrix::<f32>::from_value(
-        cmma::MatrixIdent::Accumulator,
-        s,
-        s,
-        s,
-        cmma::MatrixLayout::Undefined,
-        zero,
-    );
-    let c11 = cmma::Matrix::<f32>::from_value(
-        cmma::MatrixIdent::Accumulator,
-        s,
-        s,
-        s,
-        cmma::MatrixLayout::Undefined,
-        zero,
-    );
+    let c00 = zero_accumulator(s);
+    let c01 = zero_accumulator(s);
+    let c10 = zero_accumulator(s);
+    let c11 = zero_accumulator(s);
     sync_cube();
 
     // A thread always stages column `a_t` of the operand tile, rows
@@ -363,8 +334,6 @@ fn contract_cmma_kernel<F: Float, I: Numeric>(
     let mut j = a_t / channels;
     let mut c = a_t - j * channels;
     let mut k0 = 0;
-    let a_span = comptime!((s - 1) * 2 * s + s);
-    let b_span = comptime!((s - 1) * 4 * s + s);
     while k0 < depth {
         let col = k0 + a_t;
         let mut m = tid / depth_step;
@@ -394,53 +363,7 @@ fn contract_cmma_kernel<F: Float, I: Numeric>(
         }
         sync_cube();
 
-        #[unroll]
-        for kk in 0..2usize {
-            let a0_at = (pm * 2 * s) * depth_step + kk * s;
-            let a1_at = a0_at + s * depth_step;
-            let b0_at = kk * s * tile_edge + pn * 2 * s;
-            let b1_at = b0_at + s;
-            let a0 = cmma::Matrix::<F>::from_slice(
-                cmma::MatrixIdent::A,
-                s,
-                s,
-                s,
-                cmma::MatrixLayout::RowMajor,
-                &a_s[a0_at..a0_at + a_span],
-                u32::cast_from(depth_step),
-            );
-            let a1 = cmma::Matrix::<F>::from_slice(
-                cmma::MatrixIdent::A,
-                s,
-                s,
-                s,
-                cmma::MatrixLayout::RowMajor,
-                &a_s[a1_at..a1_at + a_span],
-                u32::cast_from(depth_step),
-            );
-            let b0 = cmma::Matrix::<F>::from_slice(
-                cmma::MatrixIdent::B,
-                s,
-                s,
-                s,
-                cmma::MatrixLayout::RowMajor,
-                &b_s[b0_at..b0_at + b_span],
-                u32::cast_from(tile_edge),
-            );
-            let b1 = cmma::Matrix::<F>::from_slice(
-                cmma::MatrixIdent::B,
-                s,
-                s,
-                s,
-                cmma::MatrixLayout::RowMajor,
-                &b_s[b1_at..b1_at + b_span],
-                u32::cast_from(tile_edge),
-            );
-            cmma::execute(&a0, &b0, &c00, &c00);
-            cmma::execute(&a0, &b1, &c01, &c01);
-            cmma::execute(&a1, &b0, &c10, &c10);
-            cmma::execute(&a1, &b1, &c11, &c11);
-        }
+        multiply_staged(&a_s, &b_s, &c00, &c01, &c10, &c11, pm, pn, s);
         sync_cube();
         k0 += depth_step;
         c += depth_step;
@@ -451,35 +374,7 @@ fn contract_cmma_kernel<F: Float, I: Numeric>(
     }
 
     // The plane's quarter into the f32 tile, then bias, cast and bounds.
-    let c_at = (pm * 2 * s) * tile_edge + pn * 2 * s;
-    let stride = u32::cast_from(tile_edge);
-    cmma::store(
-        &mut c_s[c_at..c_at + b_span],
-        &c00,
-        stride,
-        cmma::MatrixLayout::RowMajor,
-    );
-    let at = c_at + s;
-    cmma::store(
-        &mut c_s[at..at + b_span],
-        &c01,
-        stride,
-        cmma::MatrixLayout::RowMajor,
-    );
-    let at = c_at + s * tile_edge;
-    cmma::store(
-        &mut c_s[at..at + b_span],
-        &c10,
-        stride,
-        cmma::MatrixLayout::RowMajor,
-    );
-    let at = c_at + s * tile_edge + s;
-    cmma::store(
-        &mut c_s[at..at + b_span],
-        &c11,
-        stride,
-        cmma::MatrixLayout::RowMajor,
-    );
+    store_quarter(&mut c_s, &c00, &c01, &c10, &c11, pm, pn, s);
     sync_cube();
     let mut q = tid;
     while q < comptime!(4 * s * 4 * s) {
@@ -547,39 +442,10 @@ fn contract_grad_kernel_cmma_partials<F: Float, I: Numeric>(
     let mut x_base = Shared::<[u32]>::new_slice(comptime!(2 * s));
     let mut e_base = Shared::<[u32]>::new_slice(comptime!(2 * s));
 
-    let zero = f32::new(0.0);
-    let c00 = cmma::Matrix::<f32>::from_value(
-        cmma::MatrixIdent::Accumulator,
-        s,
-        s,
-        s,
-        cmma::MatrixLayout::Undefined,
-        zero,
-    );
-    let c01 = cmma::Matrix::<f32>::from_value(
-        cmma::MatrixIdent::Accumulator,
-        s,
-        s,
-        s,
-        cmma::MatrixLayout::Undefined,
-        zero,
-    );
-    let c10 = cmma::Matrix::<f32>::from_value(
-        cmma::MatrixIdent::Accumulator,
-        s,
-        s,
-        s,
-        cmma::MatrixLayout::Undefined,
-        zero,
-    );
-    let c11 = cmma::Matrix::<f32>::from_value(
-        cmma::MatrixIdent::Accumulator,
-        s,
-        s,
-        s,
-        cmma::MatrixLayout::Undefined,
-        zero,
-    );
+    let c00 = zero_accumulator(s);
+    let c01 = zero_accumulator(s);
+    let c10 = zero_accumulator(s);
+    let c11 = zero_accumulator(s);
 
     // A thread always stages gradient row `a_m` (one (j, c) pair) of the
     // operand tile, for staged rows `a_t, a_t + a_stride, …`.
@@ -589,8 +455,6 @@ fn contract_grad_kernel_cmma_partials<F: Float, I: Numeric>(
     let col_ok = col < depth;
     let j = col / channels;
     let c = col - j * channels;
-    let a_span = comptime!((s - 1) * 2 * s + s);
-    let b_span = comptime!((s - 1) * 4 * s + s);
 
     let mut r0 = r_begin;
     while r0 < r_end {
@@ -630,86 +494,12 @@ fn contract_grad_kernel_cmma_partials<F: Float, I: Numeric>(
         }
         sync_cube();
 
-        #[unroll]
-        for kk in 0..2usize {
-            let a0_at = (pm * 2 * s) * depth_step + kk * s;
-            let a1_at = a0_at + s * depth_step;
-            let b0_at = kk * s * tile_edge + pn * 2 * s;
-            let b1_at = b0_at + s;
-            let a0 = cmma::Matrix::<F>::from_slice(
-                cmma::MatrixIdent::A,
-                s,
-                s,
-                s,
-                cmma::MatrixLayout::RowMajor,
-                &a_s[a0_at..a0_at + a_span],
-                u32::cast_from(depth_step),
-            );
-            let a1 = cmma::Matrix::<F>::from_slice(
-                cmma::MatrixIdent::A,
-                s,
-                s,
-                s,
-                cmma::MatrixLayout::RowMajor,
-                &a_s[a1_at..a1_at + a_span],
-                u32::cast_from(depth_step),
-            );
-            let b0 = cmma::Matrix::<F>::from_slice(
-                cmma::MatrixIdent::B,
-                s,
-                s,
-                s,
-                cmma::MatrixLayout::RowMajor,
-                &b_s[b0_at..b0_at + b_span],
-                u32::cast_from(tile_edge),
-            );
-            let b1 = cmma::Matrix::<F>::from_slice(
-                cmma::MatrixIdent::B,
-                s,
-                s,
-                s,
-                cmma::MatrixLayout::RowMajor,
-                &b_s[b1_at..b1_at + b_span],
-                u32::cast_from(tile_edge),
-            );
-            cmma::execute(&a0, &b0, &c00, &c00);
-            cmma::execute(&a0, &b1, &c01, &c01);
-            cmma::execute(&a1, &b0, &c10, &c10);
-            cmma::execute(&a1, &b1, &c11, &c11);
-        }
+        multiply_staged(&a_s, &b_s, &c00, &c01, &c10, &c11, pm, pn, s);
         sync_cube();
         r0 += depth_step;
     }
 
-    let c_at = (pm * 2 * s) * tile_edge + pn * 2 * s;
-    let stride = u32::cast_from(tile_edge);
-    cmma::store(
-        &mut c_s[c_at..c_at + b_span],
-        &c00,
-        stride,
-        cmma::MatrixLayout::RowMajor,
-    );
-    let at = c_at + s;
-    cmma::store(
-        &mut c_s[at..at + b_span],
-        &c01,
-        stride,
-        cmma::MatrixLayout::RowMajor,
-    );
-    let at = c_at + s * tile_edge;
-    cmma::store(
-        &mut c_s[at..at + b_span],
-        &c10,
-        stride,
-        cmma::MatrixLayout::RowMajor,
-    );
-    let at = c_at + s * tile_edge + s;
-    cmma::store(
-        &mut c_s[at..at + b_span],
-        &c11,
-        stride,
-        cmma::MatrixLayout::RowMajor,
-    );
+    store_quarter(&mut c_s, &c00, &c01, &c10, &c11, pm, pn, s);
     sync_cube();
     let base = group * depth * features;
     let mut q = tid;
@@ -804,39 +594,10 @@ fn contract_grad_input_slot_cmma_kernel<F: Float, I: Numeric>(
         r += threads;
     }
 
-    let zero = f32::new(0.0);
-    let c00 = cmma::Matrix::<f32>::from_value(
-        cmma::MatrixIdent::Accumulator,
-        s,
-        s,
-        s,
-        cmma::MatrixLayout::Undefined,
-        zero,
-    );
-    let c01 = cmma::Matrix::<f32>::from_value(
-        cmma::MatrixIdent::Accumulator,
-        s,
-        s,
-        s,
-        cmma::MatrixLayout::Undefined,
-        zero,
-    );
-    let c10 = cmma::Matrix::<f32>::from_value(
-        cmma::MatrixIdent::Accumulator,
-        s,
-        s,
-        s,
-        cmma::MatrixLayout::Undefined,
-        zero,
-    );
-    let c11 = cmma::Matrix::<f32>::from_value(
-        cmma::MatrixIdent::Accumulator,
-        s,
-        s,
-        s,
-        cmma::MatrixLayout::Undefined,
-        zero,
-    );
+    let c00 = zero_accumulator(s);
+    let c01 = zero_accumulator(s);
+    let c10 = zero_accumulator(s);
+    let c11 = zero_accumulator(s);
     sync_cube();
 
     // A thread stages feature column `a_t` of A for rows `a_m, a_m +
@@ -844,8 +605,6 @@ fn contract_grad_input_slot_cmma_kernel<F: Float, I: Numeric>(
     let a_t = tid % depth_step;
     let a_stride = threads / depth_step;
     let k_base = slot * channels;
-    let a_span = comptime!((s - 1) * 2 * s + s);
-    let b_span = comptime!((s - 1) * 4 * s + s);
     let mut f0 = 0;
     while f0 < features {
         let f = f0 + a_t;
@@ -887,86 +646,12 @@ fn contract_grad_input_slot_cmma_kernel<F: Float, I: Numeric>(
         }
         sync_cube();
 
-        #[unroll]
-        for kk in 0..2usize {
-            let a0_at = (pm * 2 * s) * depth_step + kk * s;
-            let a1_at = a0_at + s * depth_step;
-            let b0_at = kk * s * tile_edge + pn * 2 * s;
-            let b1_at = b0_at + s;
-            let a0 = cmma::Matrix::<F>::from_slice(
-                cmma::MatrixIdent::A,
-                s,
-                s,
-                s,
-                cmma::MatrixLayout::RowMajor,
-                &a_s[a0_at..a0_at + a_span],
-                u32::cast_from(depth_step),
-            );
-            let a1 = cmma::Matrix::<F>::from_slice(
-                cmma::MatrixIdent::A,
-                s,
-                s,
-                s,
-                cmma::MatrixLayout::RowMajor,
-                &a_s[a1_at..a1_at + a_span],
-                u32::cast_from(depth_step),
-            );
-            let b0 = cmma::Matrix::<F>::from_slice(
-                cmma::MatrixIdent::B,
-                s,
-                s,
-                s,
-                cmma::MatrixLayout::RowMajor,
-                &b_s[b0_at..b0_at + b_span],
-                u32::cast_from(tile_edge),
-            );
-            let b1 = cmma::Matrix::<F>::from_slice(
-                cmma::MatrixIdent::B,
-                s,
-                s,
-                s,
-                cmma::MatrixLayout::RowMajor,
-                &b_s[b1_at..b1_at + b_span],
-                u32::cast_from(tile_edge),
-            );
-            cmma::execute(&a0, &b0, &c00, &c00);
-            cmma::execute(&a0, &b1, &c01, &c01);
-            cmma::execute(&a1, &b0, &c10, &c10);
-            cmma::execute(&a1, &b1, &c11, &c11);
-        }
+        multiply_staged(&a_s, &b_s, &c00, &c01, &c10, &c11, pm, pn, s);
         sync_cube();
         f0 += depth_step;
     }
 
-    let c_at = (pm * 2 * s) * tile_edge + pn * 2 * s;
-    let stride = u32::cast_from(tile_edge);
-    cmma::store(
-        &mut c_s[c_at..c_at + b_span],
-        &c00,
-        stride,
-        cmma::MatrixLayout::RowMajor,
-    );
-    let at = c_at + s;
-    cmma::store(
-        &mut c_s[at..at + b_span],
-        &c01,
-        stride,
-        cmma::MatrixLayout::RowMajor,
-    );
-    let at = c_at + s * tile_edge;
-    cmma::store(
-        &mut c_s[at..at + b_span],
-        &c10,
-        stride,
-        cmma::MatrixLayout::RowMajor,
-    );
-    let at = c_at + s * tile_edge + s;
-    cmma::store(
-        &mut c_s[at..at + b_span],
-        &c11,
-        stride,
-        cmma::MatrixLayout::RowMajor,
-    );
+    store_quarter(&mut c_s, &c00, &c01, &c10, &c11, pm, pn, s);
     sync_cube();
     let mut q = tid;
     while q < comptime!(4 * s * 4 * s) {
@@ -978,4 +663,134 @@ fn contract_grad_input_slot_cmma_kernel<F: Float, I: Numeric>(
         }
         q += threads;
     }
+}
+
+/// An `s × s` f32 accumulator fragment at zero.
+#[cube]
+fn zero_accumulator(#[comptime] s: usize) -> cmma::Matrix<f32> {
+    cmma::Matrix::<f32>::from_value(
+        cmma::MatrixIdent::Accumulator,
+        s,
+        s,
+        s,
+        cmma::MatrixLayout::Undefined,
+        f32::new(0.0),
+    )
+}
+
+/// One staged step of every kernel here: the plane `(pm, pn)` multiplies its
+/// rows of the `4s × 2s` operand tile `a_s` by its columns of the
+/// `2s × 4s` tile `b_s` (both row-major) into its 2 × 2 accumulators.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn multiply_staged<F: Float>(
+    a_s: &[F],
+    b_s: &[F],
+    c00: &cmma::Matrix<f32>,
+    c01: &cmma::Matrix<f32>,
+    c10: &cmma::Matrix<f32>,
+    c11: &cmma::Matrix<f32>,
+    pm: usize,
+    pn: usize,
+    #[comptime] s: usize,
+) {
+    let depth_step = comptime!(2 * s);
+    let tile_edge = comptime!(4 * s);
+    // A fragment's rows end `s − 1` strides plus `s` after its start.
+    let a_span = comptime!((s - 1) * 2 * s + s);
+    let b_span = comptime!((s - 1) * 4 * s + s);
+    #[unroll]
+    for kk in 0..2usize {
+        let a0_at = (pm * 2 * s) * depth_step + kk * s;
+        let a1_at = a0_at + s * depth_step;
+        let b0_at = kk * s * tile_edge + pn * 2 * s;
+        let b1_at = b0_at + s;
+        let a0 = cmma::Matrix::<F>::from_slice(
+            cmma::MatrixIdent::A,
+            s,
+            s,
+            s,
+            cmma::MatrixLayout::RowMajor,
+            &a_s[a0_at..a0_at + a_span],
+            u32::cast_from(depth_step),
+        );
+        let a1 = cmma::Matrix::<F>::from_slice(
+            cmma::MatrixIdent::A,
+            s,
+            s,
+            s,
+            cmma::MatrixLayout::RowMajor,
+            &a_s[a1_at..a1_at + a_span],
+            u32::cast_from(depth_step),
+        );
+        let b0 = cmma::Matrix::<F>::from_slice(
+            cmma::MatrixIdent::B,
+            s,
+            s,
+            s,
+            cmma::MatrixLayout::RowMajor,
+            &b_s[b0_at..b0_at + b_span],
+            u32::cast_from(tile_edge),
+        );
+        let b1 = cmma::Matrix::<F>::from_slice(
+            cmma::MatrixIdent::B,
+            s,
+            s,
+            s,
+            cmma::MatrixLayout::RowMajor,
+            &b_s[b1_at..b1_at + b_span],
+            u32::cast_from(tile_edge),
+        );
+        cmma::execute(&a0, &b0, c00, c00);
+        cmma::execute(&a0, &b1, c01, c01);
+        cmma::execute(&a1, &b0, c10, c10);
+        cmma::execute(&a1, &b1, c11, c11);
+    }
+}
+
+/// The plane `(pm, pn)`'s 2 × 2 accumulators into its quarter of the
+/// row-major `4s × 4s` f32 tile `c_s`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn store_quarter(
+    c_s: &mut [f32],
+    c00: &cmma::Matrix<f32>,
+    c01: &cmma::Matrix<f32>,
+    c10: &cmma::Matrix<f32>,
+    c11: &cmma::Matrix<f32>,
+    pm: usize,
+    pn: usize,
+    #[comptime] s: usize,
+) {
+    let tile_edge = comptime!(4 * s);
+    let span = comptime!((s - 1) * 4 * s + s);
+    let stride = u32::cast_from(tile_edge);
+    let c_at = (pm * 2 * s) * tile_edge + pn * 2 * s;
+    cmma::store(
+        &mut c_s[c_at..c_at + span],
+        c00,
+        stride,
+        cmma::MatrixLayout::RowMajor,
+    );
+    let at = c_at + s;
+    cmma::store(
+        &mut c_s[at..at + span],
+        c01,
+        stride,
+        cmma::MatrixLayout::RowMajor,
+    );
+    let at = c_at + s * tile_edge;
+    cmma::store(
+        &mut c_s[at..at + span],
+        c10,
+        stride,
+        cmma::MatrixLayout::RowMajor,
+    );
+    let at = c_at + s * tile_edge + s;
+    cmma::store(
+        &mut c_s[at..at + span],
+        c11,
+        stride,
+        cmma::MatrixLayout::RowMajor,
+    );
 }
