@@ -340,12 +340,9 @@ fn contract_cmma_kernel<F: Float, I: Numeric>(
         while m < tile_edge {
             let mut v = 0.0f32;
             if col < depth && m0 + m < rows {
-                let e = usize::cast_from(e_base[m]) + j;
-                let pixel = usize::cast_from(x_base[m]) + usize::cast_from(indices[e]);
-                v = f32::cast_from(x[pixel * channels + c]);
-                if weighted {
-                    v *= f32::cast_from(weights[e]);
-                }
+                v = gathered(
+                    x, indices, weights, x_base[m], e_base[m], j, c, channels, weighted,
+                );
             }
             a_s[m * depth_step + a_t] = F::cast_from(v);
             m += a_stride;
@@ -471,12 +468,9 @@ fn contract_grad_kernel_cmma_partials<F: Float, I: Numeric>(
         while t < depth_step {
             let mut v = 0.0f32;
             if col_ok && r0 + t < r_end {
-                let e = usize::cast_from(e_base[t]) + j;
-                let pixel = usize::cast_from(x_base[t]) + usize::cast_from(indices[e]);
-                v = f32::cast_from(x[pixel * channels + c]);
-                if weighted {
-                    v *= f32::cast_from(weights[e]);
-                }
+                v = gathered(
+                    x, indices, weights, x_base[t], e_base[t], j, c, channels, weighted,
+                );
             }
             a_s[a_m * depth_step + t] = F::cast_from(v);
             t += a_stride;
@@ -793,4 +787,30 @@ fn store_quarter(
         stride,
         cmma::MatrixLayout::RowMajor,
     );
+}
+
+/// One entry of a gathered row, in f32: channel `c` of the input pixel that
+/// slot `j` of the row reads (`w·X[b, idx[p, j], c]` where weighted), with
+/// the row given by its batch's first pixel `x_base = b·N_in` and its first
+/// edge `e_base = p·k`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn gathered<F: Float, I: Numeric>(
+    x: &Tensor<F>,
+    indices: &Tensor<I>,
+    weights: &Tensor<F>,
+    x_base: u32,
+    e_base: u32,
+    j: usize,
+    c: usize,
+    channels: usize,
+    #[comptime] weighted: bool,
+) -> f32 {
+    let e = usize::cast_from(e_base) + j;
+    let pixel = usize::cast_from(x_base) + usize::cast_from(indices[e]);
+    let mut v = f32::cast_from(x[pixel * channels + c]);
+    if weighted {
+        v *= f32::cast_from(weights[e]);
+    }
+    v
 }
