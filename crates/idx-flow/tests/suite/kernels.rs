@@ -216,6 +216,8 @@ fn fused_equals_reference_on_random_graphs_with_awkward_sizes() {
         (20, 61, 4, 6, 2, 3),
         (2, 3, 1, 1, 1, 1),
         (700, 313, 9, 17, 33, 2),
+        // Inputs over several parts of the CPU input gradient.
+        (3000, 1500, 9, 4, 6, 1),
     ] {
         for weighted in [false, true] {
             let case = Case::random(&mut rng, n_in, n_out, k, weighted);
@@ -234,6 +236,35 @@ fn fused_equals_reference_on_random_graphs_with_awkward_sizes() {
             }
         }
     }
+}
+
+#[test]
+fn fused_equals_reference_where_far_apart_outputs_read_a_few_inputs() {
+    // Inputs 0..5 are read only by outputs 0, 600, ..., 2400 and every other
+    // edge reads an input from 512 on: the CPU input gradient's first part of
+    // input rows holds five edges spread over the whole graph, the case it
+    // orders by sorting instead of by placing edges in a table.
+    let mut rng = Rng(0x5eed);
+    let (n_in, n_out, k) = (4096, 3000, 3);
+    let indices = (0..n_out * k)
+        .map(|e| {
+            let (p, j) = (e / k, e % k);
+            if j == 0 && p % 600 == 0 {
+                (p / 600) as i64
+            } else {
+                512 + rng.below(n_in - 512) as i64
+            }
+        })
+        .collect();
+    let case = Case {
+        name: "far-apart readers".into(),
+        indices,
+        n_in,
+        n_out,
+        k,
+        weights: Some(rng.normal_vec(n_out * k)),
+    };
+    check(&case, 1, 5, 7);
 }
 
 #[test]
