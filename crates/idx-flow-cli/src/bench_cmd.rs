@@ -176,7 +176,7 @@ fn conv(a: ConvArgs) -> Result<(), String> {
             }
             // A GPU reports a failed allocation only when data is read back:
             // a path that could not run gets a line saying so, not timings.
-            Err(e) => println!("path={name} failed: {}", e.lines().last().unwrap_or(&e)),
+            Err(e) => println!("path={name} failed: {}", brief(&e)),
         }
     }
     if idx_flow::kernels::tensor_cores() {
@@ -343,7 +343,7 @@ fn check_paths(
                 let fused_ok = read(fused.abs().max(), "fused").is_ok();
                 println!(
                     "{what}: {} (the fused path {})",
-                    e.lines().last().unwrap_or(&e),
+                    brief(&e),
                     if fused_ok { "ran" } else { "failed too" }
                 );
             }
@@ -403,6 +403,21 @@ fn python_side(a: &ConvArgs, graph: &ConnectionGraph, python: &PathBuf) -> Resul
             Ok(())
         }
         other => Err(format!("{} exited with {other:?}", python.display())),
+    }
+}
+
+/// A device error on one line: its text without the backtrace lines that
+/// follow a `Debug` print of burn's errors.
+fn brief(error: &str) -> String {
+    let lines: Vec<&str> = error
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.to_ascii_lowercase().contains("backtrace"))
+        .collect();
+    if lines.is_empty() {
+        error.trim().to_string()
+    } else {
+        lines.join(" ")
     }
 }
 
