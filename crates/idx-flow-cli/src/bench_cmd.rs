@@ -198,7 +198,9 @@ fn conv(a: ConvArgs) -> Result<(), String> {
     Ok(())
 }
 
-/// Forward and step medians (ms) and peak memory (MiB) of one path.
+/// Forward and step medians (ms) and peak memory (MiB) of one path: on the
+/// CPU the heap's high-water mark, on a GPU the most the memory pool held
+/// reserved during the runs (at least their high-water mark).
 fn time_path(
     a: &ConvArgs,
     graph: &ConnectionGraph,
@@ -242,6 +244,16 @@ fn time_path(
         a.runs,
         a.warmup,
     )?;
+    // On a GPU, what the memory pool holds reserved bounds the high-water
+    // mark of the runs since the clean-up above: pages are only reused until
+    // data is read back, and a read releases the free ones. So it is read
+    // now, and after the steps, before anything is read.
+    let reserved = || {
+        device
+            .memory_pool_usage()
+            .map_or(f64::NAN, |u| u.bytes_reserved as f64)
+    };
+    let reserved_forward = if is_cpu { 0.0 } else { reserved() };
     // A GPU reports failures (an allocation larger than the device allows)
     // only when data is read back: without this the timings would be empty.
     if let Err(e) = valid.forward(x_valid).sum().try_into_scalar::<f32>() {
@@ -265,6 +277,7 @@ fn time_path(
         a.runs,
         a.warmup,
     )?;
+    let reserved_step = if is_cpu { 0.0 } else { reserved() };
     let check = model
         .as_ref()
         .map(|m| m.kernel.val().sum().inner().try_into_scalar::<f32>());
@@ -274,12 +287,8 @@ fn time_path(
     let peak = if is_cpu {
         alloc_stats::peak_bytes() as f64
     } else {
-        device
-            .memory_pool_usage()
-            .map(|u| u.bytes_reserved as f64)
-            .unwrap_or(f64::NAN)
+        reserved_forward.max(reserved_step)
     };
-    // Keep the parameters alive until the peak is read.
     drop(model);
     Ok((fwd, step, peak / (1024.0 * 1024.0)))
 }
