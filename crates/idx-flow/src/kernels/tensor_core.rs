@@ -347,17 +347,7 @@ fn contract_cmma_kernel<F: Float, I: Numeric>(
             a_s[m * depth_step + a_t] = F::cast_from(v);
             m += a_stride;
         }
-        let mut q = tid;
-        while q < comptime!(2 * s * 4 * s) {
-            let kr = k0 + q / tile_edge;
-            let n = n0 + q % tile_edge;
-            let mut v = F::cast_from(0.0f32);
-            if kr < depth && n < features {
-                v = kernel[kr * features + n];
-            }
-            b_s[q] = v;
-            q += threads;
-        }
+        stage_rows(kernel, &mut b_s, k0, depth, n0, features, s);
         sync_cube();
 
         multiply_staged(&a_s, &b_s, &c00, &c01, &c10, &c11, pm, pn, s);
@@ -475,17 +465,7 @@ fn contract_grad_kernel_cmma_partials<F: Float, I: Numeric>(
             a_s[a_m * depth_step + t] = F::cast_from(v);
             t += a_stride;
         }
-        let mut q = tid;
-        while q < comptime!(2 * s * 4 * s) {
-            let row = r0 + q / tile_edge;
-            let n = n0 + q % tile_edge;
-            let mut v = F::cast_from(0.0f32);
-            if row < r_end && n < features {
-                v = dy[row * features + n];
-            }
-            b_s[q] = v;
-            q += threads;
-        }
+        stage_rows(dy, &mut b_s, r0, r_end, n0, features, s);
         sync_cube();
 
         multiply_staged(&a_s, &b_s, &c00, &c01, &c10, &c11, pm, pn, s);
@@ -787,6 +767,35 @@ fn store_quarter(
         stride,
         cmma::MatrixLayout::RowMajor,
     );
+}
+
+/// Stages the `2s × 4s` right operand tile: rows `r0..r0 + 2s` (those below
+/// `r_end`) and columns `n0..n0 + 4s` (those below `width`) of the
+/// row-major `src` (`width` columns), zero elsewhere. The forward stages the
+/// kernel `[k·C, F]` this way, the kernel gradient `dY` `[B·N_out, F]`.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn stage_rows<F: Float>(
+    src: &Tensor<F>,
+    b_s: &mut [F],
+    r0: usize,
+    r_end: usize,
+    n0: usize,
+    width: usize,
+    #[comptime] s: usize,
+) {
+    let tile_edge = comptime!(4 * s);
+    let mut q = UNIT_POS as usize;
+    while q < comptime!(2 * s * 4 * s) {
+        let row = r0 + q / tile_edge;
+        let n = n0 + q % tile_edge;
+        let mut v = F::cast_from(0.0f32);
+        if row < r_end && n < width {
+            v = src[row * width + n];
+        }
+        b_s[q] = v;
+        q += CUBE_DIM as usize;
+    }
 }
 
 /// One entry of a gathered row, in f32: channel `c` of the input pixel that
