@@ -91,9 +91,9 @@ pub struct ConvArgs {
     /// output, the kernel gradient and, with --input-grad, the input gradient.
     #[arg(long)]
     check: bool,
-    /// Let the f16/bf16 GPU kernels run on tensor cores (cooperative
-    /// matrices) where the device offers them; a line then says how many
-    /// launches did. Same as IDX_FLOW_TENSOR_CORES=1.
+    /// Let the GPU kernels run on tensor cores (cooperative matrices) where
+    /// the device offers them (f32 split into two f16 halves per operand);
+    /// a line then says how many launches did. Same as IDX_FLOW_TENSOR_CORES=1.
     #[arg(long)]
     tensor_cores: bool,
     /// A Python with idx-flow 0.2.1 and torch: its figures are printed on a third line.

@@ -76,18 +76,19 @@ impl KernelPath {
     }
 }
 
-/// Whether the GPU forward of f16/bf16 gather-contractions may run on tensor
-/// cores: 0 = not decided yet (read `IDX_FLOW_TENSOR_CORES` on first use),
-/// 1 = no, 2 = yes.
+/// Whether the GPU gather-contractions may run on tensor cores: 0 = not
+/// decided yet (read `IDX_FLOW_TENSOR_CORES` on first use), 1 = no, 2 = yes.
 static TENSOR_CORES: AtomicU8 = AtomicU8::new(0);
 
-/// Lets (or stops) the GPU gather-contractions of f16 and bf16 tensors
-/// (forward, kernel gradient, per-slot input gradient) use tensor cores
-/// (cooperative matrices), where the device offers square ones (16×16×16 on
-/// NVIDIA) with f32 accumulators. Off by default, or as the environment variable
-/// `IDX_FLOW_TENSOR_CORES` says (`1` for on): the path is checked against the
-/// reference on a software Vulkan device, but its speed on a GPU is not yet
-/// measured. f32 tensors and the CPU are not affected.
+/// Lets (or stops) the GPU gather-contractions (forward, kernel gradient,
+/// per-slot input gradient) use tensor cores (cooperative matrices), where
+/// the device offers square ones (16×16×16 on NVIDIA) with f32 accumulators:
+/// f16 and bf16 tensors directly, f32 tensors split into two f16 halves per
+/// operand (three products, close to f32's precision, f32's range). Off by
+/// default, or as the environment variable `IDX_FLOW_TENSOR_CORES` says (`1`
+/// for on): the path is checked against the reference on a software Vulkan
+/// device, but its speed on a GPU is not yet measured. The switch is
+/// process-wide; the CPU is not affected.
 pub fn set_tensor_cores(enabled: bool) {
     TENSOR_CORES.store(if enabled { 2 } else { 1 }, Ordering::Relaxed);
 }

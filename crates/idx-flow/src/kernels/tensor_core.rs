@@ -1,6 +1,6 @@
 //! The gather-contract on tensor cores (CubeCL's cooperative matrices,
-//! `cmma`), for f16 and bf16 tensors: forward, kernel gradient and per-slot
-//! input gradient.
+//! `cmma`), for f16, bf16 and f32 tensors: forward, kernel gradient and
+//! per-slot input gradient.
 //!
 //! Same tiling idea as the scalar forward in `cube.rs`, with `s` the edge of
 //! the device's square fragments (16 on NVIDIA, 8 on Mesa's lavapipe): a cube
@@ -12,6 +12,16 @@
 //! fragments and multiply with `cmma::execute`, accumulating in f32. The
 //! accumulators go through shared memory to the output, where the bias is
 //! added and the dtype cast.
+//!
+//! f32 tensors keep f32's precision and range although Vulkan's tensor
+//! cores take no f32 (nor TF32) operands: each operand is scaled so that its
+//! bound (the largest `|x|`, `|w|`, `|K|` or `|dY|`, reduced on the device;
+//! for the input gradient's summed rows, times the row's edge count) becomes
+//! 2¹³, split into two f16 halves `hi + lo` (22 significant bits),
+//! and each step multiplies `hi·hi + hi·lo + lo·hi` into the f32
+//! accumulators, which are divided by the scales at the end: three
+//! tensor-core products for one, errors near f32's (checked to 1e-5 of the
+//! largest entry against the f32 reference, with inputs from 10⁻⁶ to 3·10⁵).
 //!
 //! The kernel gradient (pass 1, row groups into f32 partials summed in group
 //! order by the scalar pass 2) and the input gradient's per-slot products
@@ -27,7 +37,9 @@
 //! the dtype with f32 accumulators and has one fixed plane size; elsewhere
 //! the scalar forward runs.
 
+use burn::backend::ops::FloatTensorOps;
 use burn::tensor::DType;
+use burn_cubecl::CubeBackend;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::features::MmaConfig;
 use cubecl::ir::{ElemType, FloatKind};
@@ -38,22 +50,32 @@ use cubecl::{CubeDim, calculate_cube_count_elemwise};
 /// 2 × 2 fragments.
 const PLANES: u32 = 4;
 
-/// How the tensor-core kernels run on a device: the plane size and the
-/// fragment edge `s` (cooperative matrices `s × s × s`).
+/// How the tensor-core kernels run on a device: the plane size, the
+/// fragment edge `s` (cooperative matrices `s × s × s`), the dtype the
+/// operands are staged in, and whether each f32 operand is split into two
+/// f16 halves.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct Fragments {
     plane: u32,
     edge: usize,
+    /// The operands' dtype on the tensor cores: the tensors' own for f16
+    /// and bf16, f16 for f32 tensors.
+    staged: ElemType,
+    /// f32 tensors: every operand `v` is staged as `hi` (`v·scale` rounded
+    /// to f16) and `lo = f16(v·scale − hi)`, and each step multiplies
+    /// `hi·hi + hi·lo + lo·hi` (see [`put`] and [`split_scale`]).
+    split: bool,
 }
 
 /// The settings of the tensor-core kernels on `t`'s device for `dtype`, or
 /// `None` where it cannot run: the device must offer square cooperative
-/// matrices of edge 16 (NVIDIA) or 8 (Mesa's lavapipe) with f32 accumulators,
-/// and one fixed plane size.
+/// matrices of edge 16 (NVIDIA) or 8 (Mesa's lavapipe) with f32 accumulators
+/// (f16 ones for f32 tensors), and one fixed plane size.
 pub(super) fn fragments(t: &CubeTensor, dtype: DType) -> Option<Fragments> {
-    let kind = match dtype {
-        DType::F16 => FloatKind::F16,
-        DType::BF16 => FloatKind::BF16,
+    let (kind, split) = match dtype {
+        DType::F16 => (FloatKind::F16, false),
+        DType::BF16 => (FloatKind::BF16, false),
+        DType::F32 => (FloatKind::F16, true),
         _ => return None,
     };
     let offered = &t.client.features().matmul.cmma;
@@ -73,8 +95,20 @@ pub(super) fn fragments(t: &CubeTensor, dtype: DType) -> Option<Fragments> {
     // operand tile, so the cube's thread count must be a multiple of `4s`;
     // planes must have one fixed size for UNIT_POS_Y to number them.
     let threads = plane as usize * PLANES as usize;
-    (hardware.plane_size_min == plane && plane > 0 && threads.is_multiple_of(4 * edge))
-        .then_some(Fragments { plane, edge })
+    (hardware.plane_size_min == plane && plane > 0 && threads.is_multiple_of(4 * edge)).then_some(
+        Fragments {
+            plane,
+            edge,
+            staged: ElemType::Float(kind),
+            split,
+        },
+    )
+}
+
+/// The largest `|v|` of `t`, a one-element tensor on its device (what the
+/// split f32 path scales its operands by; nothing is read back).
+fn max_abs(t: &CubeTensor) -> CubeTensor {
+    <CubeBackend as FloatTensorOps<CubeBackend>>::float_max_abs(t.clone())
 }
 
 /// Launches the tensor-core forward into `out` (`[B, N_out, F]`, contiguous,
@@ -102,6 +136,17 @@ pub(super) fn launch(
     let num_tiles = rows.div_ceil(tile) * tiles_n;
     let dim = CubeDim::new_2d(fragments.plane, PLANES);
     let count = calculate_cube_count_elemwise(&x.client, num_tiles * dim.num_elems() as usize, dim);
+    // The split path's operand bounds: |w·x| ≤ max|x|·max|w|, and max|K|.
+    let [amax_x, amax_w, amax_k] = if fragments.split {
+        let amax_w = if weighted {
+            max_abs(&weights)
+        } else {
+            bias.clone()
+        };
+        [max_abs(&x), amax_w, max_abs(&kernel)]
+    } else {
+        [bias.clone(), bias.clone(), bias.clone()]
+    };
     super::TENSOR_CORE_LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // SAFETY: every global read is bounded by the checks in the kernel (rows
     // < B·N_out, reduction columns < k·C, output columns < F) and by the
@@ -117,6 +162,9 @@ pub(super) fn launch(
             weights.into_tensor_arg(),
             kernel.into_tensor_arg(),
             bias.into_tensor_arg(),
+            amax_x.into_tensor_arg(),
+            amax_w.into_tensor_arg(),
+            amax_k.into_tensor_arg(),
             out.clone().into_tensor_arg(),
             n_in,
             n_out,
@@ -129,7 +177,8 @@ pub(super) fn launch(
             weighted,
             biased,
             fragments.edge,
-            dtypes,
+            fragments.split,
+            fragments.dtypes(dtypes),
         )
     };
 }
@@ -163,6 +212,17 @@ pub(super) fn launch_grad_kernel_partials(
     let num_cubes = groups * tiles;
     let dim = CubeDim::new_2d(fragments.plane, PLANES);
     let count = calculate_cube_count_elemwise(&x.client, num_cubes * dim.num_elems() as usize, dim);
+    let [amax_x, amax_w, amax_dy] = if fragments.split {
+        let amax_x = max_abs(&x);
+        let amax_w = if weighted {
+            max_abs(&weights)
+        } else {
+            amax_x.clone()
+        };
+        [amax_x, amax_w, max_abs(&dy)]
+    } else {
+        [dy.clone(), dy.clone(), dy.clone()]
+    };
     super::TENSOR_CORE_LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // SAFETY: reads are bounded by the checks in the kernel (rows < r_end ≤
     // B·N_out, gradient rows < k·C, columns < F) and by the indices lying in
@@ -176,6 +236,9 @@ pub(super) fn launch_grad_kernel_partials(
             indices.into_tensor_arg(),
             weights.into_tensor_arg(),
             dy.into_tensor_arg(),
+            amax_x.into_tensor_arg(),
+            amax_w.into_tensor_arg(),
+            amax_dy.into_tensor_arg(),
             partials.clone().into_tensor_arg(),
             n_in,
             n_out,
@@ -189,7 +252,8 @@ pub(super) fn launch_grad_kernel_partials(
             num_cubes,
             weighted,
             fragments.edge,
-            dtypes,
+            fragments.split,
+            fragments.dtypes(dtypes),
         )
     };
 }
@@ -199,6 +263,12 @@ impl Fragments {
     /// kernel gradient's row groups are multiples of it).
     pub(super) fn tile_and_step(self) -> (usize, usize) {
         (4 * self.edge, 2 * self.edge)
+    }
+
+    /// The kernels' dtypes `[tensors, staged operands, indices]` from the
+    /// caller's `[tensors, indices]`.
+    fn dtypes(self, [float, int]: [ElemType; 2]) -> [ElemType; 3] {
+        [float, self.staged, int]
     }
 }
 
@@ -229,6 +299,17 @@ pub(super) fn launch_grad_input_by_slot(
     let dim = CubeDim::new_2d(fragments.plane, PLANES);
     let count =
         calculate_cube_count_elemwise(&dy.client, num_tiles * dim.num_elems() as usize, dim);
+    let [amax_dy, amax_w, amax_k] = if fragments.split {
+        let amax_dy = max_abs(dy);
+        let amax_w = if weighted {
+            max_abs(weights)
+        } else {
+            amax_dy.clone()
+        };
+        [amax_dy, amax_w, max_abs(kernel)]
+    } else {
+        [dy.clone(), dy.clone(), dy.clone()]
+    };
     for slot in 0..k {
         super::TENSOR_CORE_LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // SAFETY: the slot lists hold pixels in 0..N_in and edge positions in
@@ -246,6 +327,9 @@ pub(super) fn launch_grad_input_by_slot(
                 rev_slots.clone().into_tensor_arg(),
                 weights.clone().into_tensor_arg(),
                 kernel.clone().into_tensor_arg(),
+                amax_dy.clone().into_tensor_arg(),
+                amax_w.clone().into_tensor_arg(),
+                amax_k.clone().into_tensor_arg(),
                 dx.clone().into_tensor_arg(),
                 batch,
                 n_in,
@@ -260,7 +344,8 @@ pub(super) fn launch_grad_input_by_slot(
                 num_tiles,
                 weighted,
                 fragments.edge,
-                dtypes,
+                fragments.split,
+                fragments.dtypes(dtypes),
             )
         };
     }
@@ -270,12 +355,15 @@ pub(super) fn launch_grad_input_by_slot(
 /// `s` the fragment edge; the reduction is staged `2s` deep.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-fn contract_cmma_kernel<F: Float, I: Numeric>(
+fn contract_cmma_kernel<F: Float, H: Float, I: Numeric>(
     x: &Tensor<F>,
     indices: &Tensor<I>,
     weights: &Tensor<F>,
     kernel: &Tensor<F>,
     bias: &Tensor<F>,
+    amax_x: &Tensor<F>,
+    amax_w: &Tensor<F>,
+    amax_k: &Tensor<F>,
     out: &mut Tensor<F>,
     n_in: usize,
     n_out: usize,
@@ -288,7 +376,8 @@ fn contract_cmma_kernel<F: Float, I: Numeric>(
     #[comptime] weighted: bool,
     #[comptime] biased: bool,
     #[comptime] s: usize,
-    #[define(F, I)] _dtypes: [ElemType; 2],
+    #[comptime] split: bool,
+    #[define(F, H, I)] _dtypes: [ElemType; 3],
 ) {
     let tile_edge = comptime!(4 * s);
     let depth_step = comptime!(2 * s);
@@ -305,9 +394,21 @@ fn contract_cmma_kernel<F: Float, I: Numeric>(
     let pm = plane / 2;
     let pn = plane % 2;
 
-    let mut a_s = Shared::<[F]>::new_slice(comptime!(4 * s * 2 * s));
-    let mut b_s = Shared::<[F]>::new_slice(comptime!(2 * s * 4 * s));
+    let mut a_s = Shared::<[H]>::new_slice(comptime!(4 * s * 2 * s));
+    let mut b_s = Shared::<[H]>::new_slice(comptime!(2 * s * 4 * s));
+    let mut a_lo = Shared::<[H]>::new_slice(comptime!(low_len(4 * s * 2 * s, split)));
+    let mut b_lo = Shared::<[H]>::new_slice(comptime!(low_len(2 * s * 4 * s, split)));
     let mut c_s = Shared::<[f32]>::new_slice(comptime!(4 * s * 4 * s));
+    let mut a_scale = 1.0f32;
+    let mut b_scale = 1.0f32;
+    if split {
+        let mut a_max = f32::cast_from(amax_x[0]);
+        if weighted {
+            a_max *= f32::cast_from(amax_w[0]);
+        }
+        a_scale = split_scale(a_max);
+        b_scale = split_scale(f32::cast_from(amax_k[0]));
+    }
     // Per tile row: its batch's first input pixel and its first edge.
     let mut x_base = Shared::<[u32]>::new_slice(comptime!(4 * s));
     let mut e_base = Shared::<[u32]>::new_slice(comptime!(4 * s));
@@ -344,13 +445,17 @@ fn contract_cmma_kernel<F: Float, I: Numeric>(
                     x, indices, weights, x_base[m], e_base[m], j, c, channels, weighted,
                 );
             }
-            a_s[m * depth_step + a_t] = F::cast_from(v);
+            put(v, a_scale, &mut a_s, &mut a_lo, m * depth_step + a_t, split);
             m += a_stride;
         }
-        stage_rows(kernel, &mut b_s, k0, depth, n0, features, s);
+        stage_rows(
+            kernel, &mut b_s, &mut b_lo, b_scale, k0, depth, n0, features, s, split,
+        );
         sync_cube();
 
-        multiply_staged(&a_s, &b_s, &c00, &c01, &c10, &c11, pm, pn, s);
+        multiply_split(
+            &a_s, &a_lo, &b_s, &b_lo, &c00, &c01, &c10, &c11, pm, pn, s, split,
+        );
         sync_cube();
         k0 += depth_step;
         c += depth_step;
@@ -369,6 +474,9 @@ fn contract_cmma_kernel<F: Float, I: Numeric>(
         let col = n0 + q % tile_edge;
         if active && row < rows && col < features {
             let mut v = c_s[q];
+            if split {
+                v = v / a_scale / b_scale;
+            }
             if biased {
                 v += f32::cast_from(bias[col]);
             }
@@ -384,11 +492,14 @@ fn contract_cmma_kernel<F: Float, I: Numeric>(
 /// staged from `X` through the indices, the `2s × 4s` one from `dY`.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-fn contract_grad_kernel_cmma_partials<F: Float, I: Numeric>(
+fn contract_grad_kernel_cmma_partials<F: Float, H: Float, I: Numeric>(
     x: &Tensor<F>,
     indices: &Tensor<I>,
     weights: &Tensor<F>,
     dy: &Tensor<F>,
+    amax_x: &Tensor<F>,
+    amax_w: &Tensor<F>,
+    amax_dy: &Tensor<F>,
     partials: &mut Tensor<f32>,
     n_in: usize,
     n_out: usize,
@@ -402,7 +513,8 @@ fn contract_grad_kernel_cmma_partials<F: Float, I: Numeric>(
     num_cubes: usize,
     #[comptime] weighted: bool,
     #[comptime] s: usize,
-    #[define(F, I)] _dtypes: [ElemType; 2],
+    #[comptime] split: bool,
+    #[define(F, H, I)] _dtypes: [ElemType; 3],
 ) {
     let tile_edge = comptime!(4 * s);
     let depth_step = comptime!(2 * s);
@@ -422,9 +534,21 @@ fn contract_grad_kernel_cmma_partials<F: Float, I: Numeric>(
     let pm = plane / 2;
     let pn = plane % 2;
 
-    let mut a_s = Shared::<[F]>::new_slice(comptime!(4 * s * 2 * s));
-    let mut b_s = Shared::<[F]>::new_slice(comptime!(2 * s * 4 * s));
+    let mut a_s = Shared::<[H]>::new_slice(comptime!(4 * s * 2 * s));
+    let mut b_s = Shared::<[H]>::new_slice(comptime!(2 * s * 4 * s));
+    let mut a_lo = Shared::<[H]>::new_slice(comptime!(low_len(4 * s * 2 * s, split)));
+    let mut b_lo = Shared::<[H]>::new_slice(comptime!(low_len(2 * s * 4 * s, split)));
     let mut c_s = Shared::<[f32]>::new_slice(comptime!(4 * s * 4 * s));
+    let mut a_scale = 1.0f32;
+    let mut b_scale = 1.0f32;
+    if split {
+        let mut a_max = f32::cast_from(amax_x[0]);
+        if weighted {
+            a_max *= f32::cast_from(amax_w[0]);
+        }
+        a_scale = split_scale(a_max);
+        b_scale = split_scale(f32::cast_from(amax_dy[0]));
+    }
     // Per staged row: its batch's first input pixel and its first edge.
     let mut x_base = Shared::<[u32]>::new_slice(comptime!(2 * s));
     let mut e_base = Shared::<[u32]>::new_slice(comptime!(2 * s));
@@ -462,13 +586,17 @@ fn contract_grad_kernel_cmma_partials<F: Float, I: Numeric>(
                     x, indices, weights, x_base[t], e_base[t], j, c, channels, weighted,
                 );
             }
-            a_s[a_m * depth_step + t] = F::cast_from(v);
+            put(v, a_scale, &mut a_s, &mut a_lo, a_m * depth_step + t, split);
             t += a_stride;
         }
-        stage_rows(dy, &mut b_s, r0, r_end, n0, features, s);
+        stage_rows(
+            dy, &mut b_s, &mut b_lo, b_scale, r0, r_end, n0, features, s, split,
+        );
         sync_cube();
 
-        multiply_staged(&a_s, &b_s, &c00, &c01, &c10, &c11, pm, pn, s);
+        multiply_split(
+            &a_s, &a_lo, &b_s, &b_lo, &c00, &c01, &c10, &c11, pm, pn, s, split,
+        );
         sync_cube();
         r0 += depth_step;
     }
@@ -481,7 +609,11 @@ fn contract_grad_kernel_cmma_partials<F: Float, I: Numeric>(
         let m = m0 + q / tile_edge;
         let n = n0 + q % tile_edge;
         if active && m < depth && n < features {
-            partials[base + m * features + n] = c_s[q];
+            let mut v = c_s[q];
+            if split {
+                v = v / a_scale / b_scale;
+            }
+            partials[base + m * features + n] = v;
         }
         q += threads;
     }
@@ -495,13 +627,16 @@ fn contract_grad_kernel_cmma_partials<F: Float, I: Numeric>(
 /// stages `2s` features of A (summed over the row's slot edges) and of `Kᵀ`.
 #[cube(launch_unchecked)]
 #[allow(clippy::too_many_arguments)]
-fn contract_grad_input_slot_cmma_kernel<F: Float, I: Numeric>(
+fn contract_grad_input_slot_cmma_kernel<F: Float, H: Float, I: Numeric>(
     dy: &Tensor<F>,
     rev_offsets: &Tensor<I>,
     rev_edges: &Tensor<I>,
     rev_slots: &Tensor<I>,
     weights: &Tensor<F>,
     kernel: &Tensor<F>,
+    amax_dy: &Tensor<F>,
+    amax_w: &Tensor<F>,
+    amax_k: &Tensor<F>,
     dx: &mut Tensor<f32>,
     batch: usize,
     n_in: usize,
@@ -516,7 +651,8 @@ fn contract_grad_input_slot_cmma_kernel<F: Float, I: Numeric>(
     num_tiles: usize,
     #[comptime] weighted: bool,
     #[comptime] s: usize,
-    #[define(F, I)] _dtypes: [ElemType; 2],
+    #[comptime] split: bool,
+    #[define(F, H, I)] _dtypes: [ElemType; 3],
 ) {
     let tile_edge = comptime!(4 * s);
     let depth_step = comptime!(2 * s);
@@ -536,8 +672,10 @@ fn contract_grad_input_slot_cmma_kernel<F: Float, I: Numeric>(
     let pm = plane / 2;
     let pn = plane % 2;
 
-    let mut a_s = Shared::<[F]>::new_slice(comptime!(4 * s * 2 * s));
-    let mut b_s = Shared::<[F]>::new_slice(comptime!(2 * s * 4 * s));
+    let mut a_s = Shared::<[H]>::new_slice(comptime!(4 * s * 2 * s));
+    let mut b_s = Shared::<[H]>::new_slice(comptime!(2 * s * 4 * s));
+    let mut a_lo = Shared::<[H]>::new_slice(comptime!(low_len(4 * s * 2 * s, split)));
+    let mut b_lo = Shared::<[H]>::new_slice(comptime!(low_len(2 * s * 4 * s, split)));
     let mut c_s = Shared::<[f32]>::new_slice(comptime!(4 * s * 4 * s));
     // Per tile row: the batch's first dY row, the pixel's first slot edge
     // and the end of its edges, and its dX row (all 0 past the list).
@@ -545,6 +683,18 @@ fn contract_grad_input_slot_cmma_kernel<F: Float, I: Numeric>(
     let mut first = Shared::<[u32]>::new_slice(comptime!(4 * s));
     let mut end = Shared::<[u32]>::new_slice(comptime!(4 * s));
     let mut dx_row = Shared::<[u32]>::new_slice(comptime!(4 * s));
+    // The split path scales each row of A (a sum of `dY` rows over the
+    // row's slot edges) by its own bound: max|dY|·max|w| times its edges.
+    let mut row_scale = Shared::<[f32]>::new_slice(comptime!(low_len(4 * s, split)));
+    let mut b_scale = 1.0f32;
+    let mut a_max = 1.0f32;
+    if split {
+        b_scale = split_scale(f32::cast_from(amax_k[0]));
+        a_max = f32::cast_from(amax_dy[0]);
+        if weighted {
+            a_max *= f32::cast_from(amax_w[0]);
+        }
+    }
     let mut r = tid;
     while r < tile_edge {
         let row = m0 + r;
@@ -565,6 +715,20 @@ fn contract_grad_input_slot_cmma_kernel<F: Float, I: Numeric>(
         first[r] = u32::cast_from(f0);
         end[r] = u32::cast_from(e0);
         dx_row[r] = u32::cast_from(out_row);
+        if split {
+            let mut edges = 0u32;
+            let mut q = f0;
+            while q < e0 {
+                let e = usize::cast_from(rev_edges[q]);
+                if e % k == slot {
+                    edges += 1;
+                    q += 1;
+                } else {
+                    q = e0;
+                }
+            }
+            row_scale[r] = split_scale(a_max * f32::cast_from(max(edges, 1u32)));
+        }
         r += threads;
     }
 
@@ -604,23 +768,29 @@ fn contract_grad_input_slot_cmma_kernel<F: Float, I: Numeric>(
                     }
                 }
             }
-            a_s[m * depth_step + a_t] = F::cast_from(v);
+            let mut scale = 1.0f32;
+            if split {
+                scale = row_scale[m];
+            }
+            put(v, scale, &mut a_s, &mut a_lo, m * depth_step + a_t, split);
             m += a_stride;
         }
         let mut q = tid;
         while q < comptime!(2 * s * 4 * s) {
             let fr = f0 + q / tile_edge;
             let c = n0 + q % tile_edge;
-            let mut v = F::cast_from(0.0f32);
+            let mut v = 0.0f32;
             if fr < features && c < channels {
-                v = kernel[(k_base + c) * features + fr];
+                v = f32::cast_from(kernel[(k_base + c) * features + fr]);
             }
-            b_s[q] = v;
+            put(v, b_scale, &mut b_s, &mut b_lo, q, split);
             q += threads;
         }
         sync_cube();
 
-        multiply_staged(&a_s, &b_s, &c00, &c01, &c10, &c11, pm, pn, s);
+        multiply_split(
+            &a_s, &a_lo, &b_s, &b_lo, &c00, &c01, &c10, &c11, pm, pn, s, split,
+        );
         sync_cube();
         f0 += depth_step;
     }
@@ -633,7 +803,11 @@ fn contract_grad_input_slot_cmma_kernel<F: Float, I: Numeric>(
         let c = n0 + q % tile_edge;
         if m0 + r < rows && c < channels {
             let at = usize::cast_from(dx_row[r]) * channels + c;
-            dx[at] += c_s[q];
+            let mut v = c_s[q];
+            if split {
+                v = v / row_scale[r] / b_scale;
+            }
+            dx[at] += v;
         }
         q += threads;
     }
@@ -657,9 +831,9 @@ fn zero_accumulator(#[comptime] s: usize) -> cmma::Matrix<f32> {
 /// `2s × 4s` tile `b_s` (both row-major) into its 2 × 2 accumulators.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn multiply_staged<F: Float>(
-    a_s: &[F],
-    b_s: &[F],
+fn multiply_staged<H: Float>(
+    a_s: &[H],
+    b_s: &[H],
     c00: &cmma::Matrix<f32>,
     c01: &cmma::Matrix<f32>,
     c10: &cmma::Matrix<f32>,
@@ -679,7 +853,7 @@ fn multiply_staged<F: Float>(
         let a1_at = a0_at + s * depth_step;
         let b0_at = kk * s * tile_edge + pn * 2 * s;
         let b1_at = b0_at + s;
-        let a0 = cmma::Matrix::<F>::from_slice(
+        let a0 = cmma::Matrix::<H>::from_slice(
             cmma::MatrixIdent::A,
             s,
             s,
@@ -688,7 +862,7 @@ fn multiply_staged<F: Float>(
             &a_s[a0_at..a0_at + a_span],
             u32::cast_from(depth_step),
         );
-        let a1 = cmma::Matrix::<F>::from_slice(
+        let a1 = cmma::Matrix::<H>::from_slice(
             cmma::MatrixIdent::A,
             s,
             s,
@@ -697,7 +871,7 @@ fn multiply_staged<F: Float>(
             &a_s[a1_at..a1_at + a_span],
             u32::cast_from(depth_step),
         );
-        let b0 = cmma::Matrix::<F>::from_slice(
+        let b0 = cmma::Matrix::<H>::from_slice(
             cmma::MatrixIdent::B,
             s,
             s,
@@ -706,7 +880,7 @@ fn multiply_staged<F: Float>(
             &b_s[b0_at..b0_at + b_span],
             u32::cast_from(tile_edge),
         );
-        let b1 = cmma::Matrix::<F>::from_slice(
+        let b1 = cmma::Matrix::<H>::from_slice(
             cmma::MatrixIdent::B,
             s,
             s,
@@ -771,31 +945,113 @@ fn store_quarter(
 
 /// Stages the `2s × 4s` right operand tile: rows `r0..r0 + 2s` (those below
 /// `r_end`) and columns `n0..n0 + 4s` (those below `width`) of the
-/// row-major `src` (`width` columns), zero elsewhere. The forward stages the
-/// kernel `[k·C, F]` this way, the kernel gradient `dY` `[B·N_out, F]`.
+/// row-major `src` (`width` columns), zero elsewhere, through [`put`]. The
+/// forward stages the kernel `[k·C, F]` this way, the kernel gradient `dY`
+/// `[B·N_out, F]`.
 #[cube]
 #[allow(clippy::too_many_arguments)]
-fn stage_rows<F: Float>(
+fn stage_rows<F: Float, H: Float>(
     src: &Tensor<F>,
-    b_s: &mut [F],
+    hi: &mut [H],
+    lo: &mut [H],
+    scale: f32,
     r0: usize,
     r_end: usize,
     n0: usize,
     width: usize,
     #[comptime] s: usize,
+    #[comptime] split: bool,
 ) {
     let tile_edge = comptime!(4 * s);
     let mut q = UNIT_POS as usize;
     while q < comptime!(2 * s * 4 * s) {
         let row = r0 + q / tile_edge;
         let n = n0 + q % tile_edge;
-        let mut v = F::cast_from(0.0f32);
+        let mut v = 0.0f32;
         if row < r_end && n < width {
-            v = src[row * width + n];
+            v = f32::cast_from(src[row * width + n]);
         }
-        b_s[q] = v;
+        put(v, scale, hi, lo, q, split);
         q += CUBE_DIM as usize;
     }
+}
+
+/// Stores the operand entry `v` at `at`: as it is, in the staged dtype, or
+/// (split) `u = v·scale` as the f16 pair `hi` (`u` rounded to f16's 11
+/// significant bits) in `hi` and `lo = f16(u − hi)` in `lo`, which together
+/// carry 22 of its 24 significant bits.
+#[cube]
+fn put<H: Float>(
+    v: f32,
+    scale: f32,
+    hi: &mut [H],
+    lo: &mut [H],
+    at: usize,
+    #[comptime] split: bool,
+) {
+    if split {
+        let scaled = v * scale;
+        // `hi` is rounded in f32 bits (half an f16 unit added, the 13 bits
+        // f16 lacks cleared), not by a cast to f16 and back: shader
+        // compilers may fold that round trip into nothing (Mesa's does),
+        // which would leave every `lo` at zero. `scaled − high` is exact.
+        let bits = u32::reinterpret(scaled);
+        let high = f32::reinterpret((bits + 0x1000u32) & 0xFFFF_E000u32);
+        hi[at] = H::cast_from(high);
+        lo[at] = H::cast_from(scaled - high);
+    } else {
+        hi[at] = H::cast_from(v);
+    }
+}
+
+/// One staged step: `hi_a·hi_b`, and for split f32 operands also
+/// `hi_a·lo_b + lo_a·hi_b` (the dropped `lo·lo` is below 2⁻²² of the
+/// product), in that fixed order into the same f32 accumulators.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+fn multiply_split<H: Float>(
+    a_hi: &[H],
+    a_lo: &[H],
+    b_hi: &[H],
+    b_lo: &[H],
+    c00: &cmma::Matrix<f32>,
+    c01: &cmma::Matrix<f32>,
+    c10: &cmma::Matrix<f32>,
+    c11: &cmma::Matrix<f32>,
+    pm: usize,
+    pn: usize,
+    #[comptime] s: usize,
+    #[comptime] split: bool,
+) {
+    multiply_staged(a_hi, b_hi, c00, c01, c10, c11, pm, pn, s);
+    if split {
+        multiply_staged(a_hi, b_lo, c00, c01, c10, c11, pm, pn, s);
+        multiply_staged(a_lo, b_hi, c00, c01, c10, c11, pm, pn, s);
+    }
+}
+
+/// The factor the split path multiplies an operand by before halving it
+/// into f16, given a bound `bound` on the operand's `|v|`: it brings the
+/// bound to 2¹³, well inside f16's range (65504) with room for `hi`'s
+/// rounding, so that nothing overflows and entries down to 2⁻²⁴ of the
+/// bound (f16's subnormals) keep their low half. The division at the end
+/// undoes it. A zero bound (an all-zero operand) or one past f32's range
+/// (infinities, NaN) gives 1: the products then carry the zeros, or the
+/// non-finite values, as f32 would.
+#[cube]
+fn split_scale(bound: f32) -> f32 {
+    let mut scale = 1.0f32;
+    // `bound < 3.4e38` is false for NaN and infinity.
+    if bound > 0.0 && bound < 3.4e38 {
+        // A floor under tiny bounds keeps the factor finite (≤ 2¹³·10³⁰).
+        scale = 8192.0 / max(bound, 1.0e-30);
+    }
+    scale
+}
+
+/// Length of a shared array that only the split path uses: 1 otherwise.
+fn low_len(len: usize, split: bool) -> usize {
+    if split { len } else { 1 }
 }
 
 /// One entry of a gathered row, in f32: channel `c` of the input pixel that

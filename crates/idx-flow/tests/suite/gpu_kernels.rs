@@ -12,13 +12,22 @@
 //! substitute: it segfaults while building the pipeline of any of our kernels
 //! that declares shared memory (burn's own autotuned matmul too).
 
+use std::sync::{Mutex, MutexGuard};
+
 use burn::tensor::{DType, Device, DeviceKind, FloatDType, Int, Tensor, TensorData};
 use idx_flow::kernels::{DeviceGraph, ReverseGraph, gather_contract, gather_sum};
 
 use crate::rng::Rng;
 
-fn gpu() -> Device {
-    Device::wgpu(DeviceKind::DefaultDevice)
+/// The GPU, with tensor cores allowed or not for the caller's test. The
+/// switch is process-wide, so the GPU tests take turns: the guard keeps the
+/// others out until the caller is done.
+fn gpu(tensor_cores: bool) -> (Device, MutexGuard<'static, ()>) {
+    static TURN: Mutex<()> = Mutex::new(());
+    // A failed test poisons the lock; the next one may still run.
+    let turn = TURN.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    idx_flow::kernels::set_tensor_cores(tensor_cores);
+    (Device::wgpu(DeviceKind::DefaultDevice), turn)
 }
 
 fn floats<const D: usize>(t: Tensor<D>) -> Vec<f32> {
@@ -32,12 +41,13 @@ fn tensor<const D: usize>(v: &[f32], shape: [usize; D], device: &Device) -> Tens
     Tensor::from_data(TensorData::new(v.to_vec(), shape), device)
 }
 
-fn assert_close(what: &str, got: &[f32], want: &[f32], rel: f32) {
+/// Every entry within `rel` of the largest reference entry, plus `floor`.
+fn assert_close(what: &str, got: &[f32], want: &[f32], rel: f32, floor: f32) {
     assert_eq!(got.len(), want.len(), "{what}: lengths");
-    let scale = want.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
     for (i, (g, w)) in got.iter().zip(want).enumerate() {
         assert!(
-            (g - w).abs() <= rel * scale + 1e-6,
+            (g - w).abs() <= rel * scale + floor,
             "{what}: entry {i}: gpu {g} vs reference {w} (scale {scale})"
         );
     }
@@ -214,32 +224,48 @@ fn reference(case: &Case, inp: &Inputs, dims: (usize, usize, usize), weighted: b
 }
 
 fn compare(what: &str, got: &Results, want: &Results, rel: f32) {
+    compare_to(what, got, want, rel, 1e-6);
+}
+
+/// [`compare`] with the absolute `floor` given (0: relative to each result's
+/// largest entry alone, for results far from 1 in magnitude).
+fn compare_to(what: &str, got: &Results, want: &Results, rel: f32, floor: f32) {
     assert_close(
         &format!("{what}: contract"),
         &got.contract,
         &want.contract,
         rel,
+        floor,
     );
     assert_close(
         &format!("{what}: contract dX"),
         &got.contract_dx,
         &want.contract_dx,
         rel,
+        floor,
     );
     assert_close(
         &format!("{what}: contract dK"),
         &got.contract_dk,
         &want.contract_dk,
         rel,
+        floor,
     );
     assert_close(
         &format!("{what}: contract dBias"),
         &got.contract_db,
         &want.contract_db,
         rel,
+        floor,
     );
-    assert_close(&format!("{what}: sum"), &got.sum, &want.sum, rel);
-    assert_close(&format!("{what}: sum dX"), &got.sum_dx, &want.sum_dx, rel);
+    assert_close(&format!("{what}: sum"), &got.sum, &want.sum, rel, floor);
+    assert_close(
+        &format!("{what}: sum dX"),
+        &got.sum_dx,
+        &want.sum_dx,
+        rel,
+        floor,
+    );
 }
 
 /// Sizes that exercise every tiling (F ≤ 16, ≤ 32, > 32), partial tiles in
@@ -257,7 +283,7 @@ const SIZES: &[(usize, usize, usize, usize, usize, usize)] = &[
 
 #[test]
 fn gpu_kernels_equal_the_reference_on_random_graphs() {
-    let device = gpu();
+    let (device, _turn) = gpu(false);
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     for &(n_in, n_out, k, c, f, batch) in SIZES {
         let case = Case::random(&mut rng, n_in, n_out, k);
@@ -290,21 +316,28 @@ fn gpu_kernels_equal_the_reference_on_random_graphs() {
 
 #[test]
 fn gpu_kernels_are_bitwise_deterministic() {
-    let device = gpu();
     let mut rng = Rng(42);
     let case = Case::random(&mut rng, 3000, 1500, 9);
     let dims = (2, 16, 24);
     let inp = Inputs::random(&mut rng, &case, dims.0, dims.1, dims.2);
-    let first = fused(&case, &inp, dims, true, FloatDType::F32, &device, true);
-    for _ in 0..3 {
-        let again = fused(&case, &inp, dims, true, FloatDType::F32, &device, true);
-        assert!(again == first, "a second run differs");
+    // The scalar kernels, then the tensor-core ones (f32 split into f16
+    // halves) where the adapter has them.
+    for tensor_cores in [false, true] {
+        let (device, _turn) = gpu(tensor_cores);
+        let first = fused(&case, &inp, dims, true, FloatDType::F32, &device, true);
+        for _ in 0..3 {
+            let again = fused(&case, &inp, dims, true, FloatDType::F32, &device, true);
+            assert!(
+                again == first,
+                "a second run differs (tensor cores {tensor_cores})"
+            );
+        }
     }
 }
 
 #[test]
 fn gpu_kernels_run_in_reduced_precision_where_supported() {
-    let device = gpu();
+    let (device, _turn) = gpu(false);
     let mut rng = Rng(7);
     let case = Case::random(&mut rng, 200, 150, 9);
     let dims = (2, 8, 40);
@@ -324,15 +357,16 @@ fn gpu_kernels_run_in_reduced_precision_where_supported() {
 }
 
 /// The tensor-core forward, kernel gradient and per-slot input gradient
-/// (f16, and bf16 where the adapter computes in it) against the f32 reference, on shapes that leave partial tiles in rows,
-/// columns (F = 5, 70) and reduction depth (k·C not a multiple of 32), weighted
-/// and biased or not. Where the adapter offers no 16×16×16 cooperative
-/// matrices, the scalar kernels run and the test says so.
+/// against the f32 reference, on shapes that leave partial tiles in rows,
+/// columns (F = 5, 70) and reduction depth (k·C not a multiple of the staged
+/// depth), weighted and biased or not: f16 (and bf16 where the adapter
+/// computes in it) to their precision, and f32, whose operands are split
+/// into two f16 halves each, to f32's. Where the adapter offers no suitable
+/// cooperative matrices, the scalar kernels run and the test says so.
 #[test]
 fn gpu_tensor_core_kernels_equal_the_reference_where_supported() {
-    let device = gpu();
+    let (device, _turn) = gpu(true);
     let mut rng = Rng(0x7e45);
-    idx_flow::kernels::set_tensor_cores(true);
     let before = idx_flow::kernels::tensor_core_launches();
     let mut checked = 0;
     for &(n_in, n_out, k, c, f, batch) in &[
@@ -345,7 +379,11 @@ fn gpu_tensor_core_kernels_equal_the_reference_where_supported() {
         let inp = Inputs::random(&mut rng, &case, batch, c, f);
         for weighted in [false, true] {
             let want = reference(&case, &inp, (batch, c, f), weighted);
-            for (dtype, rel) in [(FloatDType::F16, 1e-2), (FloatDType::BF16, 5e-2)] {
+            for (dtype, rel) in [
+                (FloatDType::F32, 1e-5),
+                (FloatDType::F16, 1e-2),
+                (FloatDType::BF16, 5e-2),
+            ] {
                 if !device.supports_dtype(DType::from(dtype)) {
                     continue;
                 }
@@ -365,11 +403,64 @@ fn gpu_tensor_core_kernels_equal_the_reference_where_supported() {
     }
 }
 
+/// f32 on tensor cores keeps f32's range and precision where f16 alone has
+/// neither: inputs far beyond f16's largest value (65504) or deep in its
+/// subnormals, and a wide spread of magnitudes within one tensor, against
+/// the f32 reference to f32's tolerance. About 25 output pixels read each
+/// input through each slot, with cotangents of one sign: the input
+/// gradient's per-slot sums exceed f16's range unless scaled by their edge
+/// counts.
+#[test]
+fn gpu_tensor_core_f32_keeps_the_range_and_precision_of_f32() {
+    let (device, _turn) = gpu(true);
+    let mut rng = Rng(0x5eed);
+    let before = idx_flow::kernels::tensor_core_launches();
+    let (n_in, n_out, k, c, f, batch) = (12, 300, 5, 6, 20, 2);
+    let case = Case::random(&mut rng, n_in, n_out, k);
+    let base = Inputs::random(&mut rng, &case, batch, c, f);
+    // (input scale, kernel scale, cotangent scale, spread of the input over
+    // 2^±spread).
+    for (sx, sk, sp, spread) in [
+        (3.0e5f32, 1.0e-3f32, 2.0e4f32, 0i32),
+        (1.0e-6, 1.0e-5, 1.0e-7, 0),
+        (1.0, 1.0, 1.0, 12),
+    ] {
+        let mut inp = Inputs {
+            x: base.x.iter().map(|v| v * sx).collect(),
+            kernel: base.kernel.iter().map(|v| v * sk).collect(),
+            bias: base.bias.iter().map(|v| v * sx * sk).collect(),
+            probe_contract: base.probe_contract.iter().map(|v| v.abs() * sp).collect(),
+            probe_sum: base.probe_sum.clone(),
+        };
+        for (i, v) in inp.x.iter_mut().enumerate() {
+            *v *= 2f32.powi((i as i32 * 7919) % (2 * spread + 1) - spread);
+        }
+        for weighted in [false, true] {
+            let want = reference(&case, &inp, (batch, c, f), weighted);
+            let got = fused(
+                &case,
+                &inp,
+                (batch, c, f),
+                weighted,
+                FloatDType::F32,
+                &device,
+                true,
+            );
+            let what = format!(
+                "f32 on tensor cores, x·{sx} K·{sk} dY·{sp} spread 2^±{spread} weighted={weighted}"
+            );
+            compare_to(&what, &got, &want, 1e-5, 0.0);
+        }
+    }
+    let launches = idx_flow::kernels::tensor_core_launches() - before;
+    eprintln!("f32 range: {launches} tensor-core launches");
+}
+
 /// The adapter runs burn's own kernels: tells a broken driver from a broken
 /// kernel of ours.
 #[test]
 fn gpu_device_runs_a_plain_operation() {
-    let device = gpu();
+    let (device, _turn) = gpu(false);
     let x = tensor(&[1.0, 2.0, 3.0], [3], &device);
     assert_eq!(floats(x + 1.0), vec![2.0, 3.0, 4.0]);
 }
