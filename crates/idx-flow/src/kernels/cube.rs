@@ -1311,14 +1311,32 @@ impl GraphKernels for CubeBackend {
                 dtype,
             );
         }
-        let tiling = Tiling::for_columns(channels);
-        let tiles_n = channels.div_ceil(tiling.bn);
-        let num_tiles = rows.div_ceil(tiling.bm) * tiles_n;
-        let (count, dim) = tiled_launch(&dy, num_tiles, tiling.threads());
         let dtypes = [
             dtype_to_storage_type(dtype),
             dtype_to_storage_type(rev_offsets.dtype),
         ];
+        if let Some(fragments) = super::tensor_cores()
+            .then(|| super::tensor_core::fragments(&dy, dtype))
+            .flatten()
+        {
+            super::tensor_core::launch_grad_input(
+                dy,
+                rev_offsets,
+                rev_edges,
+                w,
+                kernel,
+                &out,
+                [batch, n_in, n_out, channels, k, features],
+                weighted,
+                fragments,
+                dtypes,
+            );
+            return out;
+        }
+        let tiling = Tiling::for_columns(channels);
+        let tiles_n = channels.div_ceil(tiling.bn);
+        let num_tiles = rows.div_ceil(tiling.bm) * tiles_n;
+        let (count, dim) = tiled_launch(&dy, num_tiles, tiling.threads());
         // SAFETY: reads follow the reverse graph, whose offsets lie in
         // 0..=N_out·k and whose edges lie in 0..N_out·k; rows < B·N_in,
         // reduction columns < k·F and channels < C are checked in the kernel.

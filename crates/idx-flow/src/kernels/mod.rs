@@ -81,7 +81,7 @@ impl KernelPath {
 static TENSOR_CORES: AtomicU8 = AtomicU8::new(0);
 
 /// Lets (or stops) the GPU gather-contractions (forward, kernel gradient,
-/// per-slot input gradient) use tensor cores (cooperative matrices), where
+/// input gradient) use tensor cores (cooperative matrices), where
 /// the device offers square ones (16×16×16 on NVIDIA) with f32 accumulators:
 /// f16 and bf16 tensors directly, f32 tensors split into two f16 halves per
 /// operand (three products, close to f32's precision, f32's range). Off by

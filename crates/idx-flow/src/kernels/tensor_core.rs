@@ -1,6 +1,6 @@
 //! The gather-contract on tensor cores (CubeCL's cooperative matrices,
 //! `cmma`), for f16, bf16 and f32 tensors: forward, kernel gradient and
-//! per-slot input gradient.
+//! input gradient.
 //!
 //! Same tiling idea as the scalar forward in `cube.rs`, with `s` the edge of
 //! the device's square fragments (16 on NVIDIA, 8 on Mesa's lavapipe): a cube
@@ -24,9 +24,9 @@
 //! largest entry against the f32 reference, with inputs from 10⁻⁶ to 3·10⁵).
 //!
 //! The kernel gradient (pass 1, row groups into f32 partials summed in group
-//! order by the scalar pass 2) and the input gradient's per-slot products
-//! (on graphs that carry slot lists) use the same cube layout; the input
-//! gradient of graphs without slot lists stays on the scalar kernel. Every
+//! order by the scalar pass 2) and the input gradient (per-slot products on
+//! graphs that carry slot lists, one launch over every row and slot on the
+//! others) use the same cube layout. Every
 //! sum keeps a fixed order, so results are bitwise the same run to run.
 //!
 //! Off by default: it is tested against the reference on Mesa's software
@@ -349,6 +349,80 @@ pub(super) fn launch_grad_input_by_slot(
             )
         };
     }
+}
+
+/// Launches the input gradient on tensor cores for graphs without slot
+/// lists: one launch over every input row and slot into `dx` (`[B, N_in, C]`,
+/// contiguous, in the tensors' dtype), as the scalar
+/// `contract_grad_input_kernel` does.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn launch_grad_input(
+    dy: CubeTensor,
+    rev_offsets: CubeTensor,
+    rev_edges: CubeTensor,
+    weights: CubeTensor,
+    kernel: CubeTensor,
+    dx: &CubeTensor,
+    sizes: [usize; 6],
+    weighted: bool,
+    fragments: Fragments,
+    dtypes: [ElemType; 2],
+) {
+    let [batch, n_in, n_out, channels, k, features] = sizes;
+    let rows = batch * n_in;
+    let tile = 4 * fragments.edge;
+    let tiles_n = channels.div_ceil(tile);
+    let num_tiles = rows.div_ceil(tile) * tiles_n;
+    let dim = CubeDim::new_2d(fragments.plane, PLANES);
+    let threads = dim.num_elems() as usize;
+    let count = calculate_cube_count_elemwise(&dy.client, num_tiles * threads, dim);
+    let [amax_dy, amax_w, amax_k] = if fragments.split {
+        let amax_dy = max_abs(&dy);
+        let amax_w = if weighted {
+            max_abs(&weights)
+        } else {
+            amax_dy.clone()
+        };
+        [amax_dy, amax_w, max_abs(&kernel)]
+    } else {
+        [dy.clone(), dy.clone(), dy.clone()]
+    };
+    // Each thread stages one column of the `4s × 2s` A tile in this many rows
+    // (`fragments` makes the thread count a multiple of `4s`).
+    let loads = (tile * 2 * fragments.edge).div_ceil(threads);
+    super::TENSOR_CORE_LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // SAFETY: reads follow the reverse graph, whose offsets lie in
+    // 0..=N_out·k and whose edges lie in 0..N_out·k; rows < B·N_in, reduction
+    // columns < k·F and channels < C are checked in the kernel.
+    unsafe {
+        contract_grad_input_cmma_kernel::launch_unchecked(
+            &dy.client,
+            count,
+            dim,
+            dy.clone().into_tensor_arg(),
+            rev_offsets.into_tensor_arg(),
+            rev_edges.into_tensor_arg(),
+            weights.into_tensor_arg(),
+            kernel.into_tensor_arg(),
+            amax_dy.into_tensor_arg(),
+            amax_w.into_tensor_arg(),
+            amax_k.into_tensor_arg(),
+            dx.clone().into_tensor_arg(),
+            n_in,
+            n_out,
+            channels,
+            k,
+            features,
+            rows,
+            tiles_n,
+            num_tiles,
+            weighted,
+            fragments.edge,
+            loads,
+            fragments.split,
+            fragments.dtypes(dtypes),
+        )
+    };
 }
 
 /// One cube per `4s × 4s` output tile (`CUBE_POS = tile_m·tiles_n + tile_n`),
@@ -808,6 +882,207 @@ fn contract_grad_input_slot_cmma_kernel<F: Float, H: Float, I: Numeric>(
                 v = v / row_scale[r] / b_scale;
             }
             dx[at] += v;
+        }
+        q += threads;
+    }
+}
+
+/// The input gradient on tensor cores for graphs without slot lists:
+/// `dX[(b,i), c] = Σ_(j,f) A[(b,i), (j,f)]·K[j·C + c, f]` with
+/// `A[(b,i), (j,f)] = Σ_{p : idx[p,j] = i} w[p,j]·dY[b,p,f]`, the `k·F`
+/// reduction staged `2s` deep. As in the scalar `contract_grad_input_kernel`,
+/// a pixel's reverse edges are ordered by slot and a thread's column only
+/// moves forward in `j`, so each of its staged rows keeps a cursor into its
+/// edge list. The split path scales a row of A by its bound: max|dY|·max|w|
+/// times the pixel's edge count.
+#[cube(launch_unchecked)]
+#[allow(clippy::too_many_arguments)]
+fn contract_grad_input_cmma_kernel<F: Float, H: Float, I: Numeric>(
+    dy: &Tensor<F>,
+    rev_offsets: &Tensor<I>,
+    rev_edges: &Tensor<I>,
+    weights: &Tensor<F>,
+    kernel: &Tensor<F>,
+    amax_dy: &Tensor<F>,
+    amax_w: &Tensor<F>,
+    amax_k: &Tensor<F>,
+    dx: &mut Tensor<F>,
+    n_in: usize,
+    n_out: usize,
+    channels: usize,
+    k: usize,
+    features: usize,
+    rows: usize,
+    tiles_n: usize,
+    num_tiles: usize,
+    #[comptime] weighted: bool,
+    #[comptime] s: usize,
+    #[comptime] loads: usize,
+    #[comptime] split: bool,
+    #[define(F, H, I)] _dtypes: [ElemType; 3],
+) {
+    let tile_edge = comptime!(4 * s);
+    let depth_step = comptime!(2 * s);
+    // As in the forward: no early return ahead of the barriers.
+    let active = CUBE_POS < num_tiles;
+    let tile = min(CUBE_POS, num_tiles - 1);
+    let m0 = (tile / tiles_n) * tile_edge;
+    let n0 = (tile % tiles_n) * tile_edge;
+    let depth = k * features;
+    let threads = CUBE_DIM as usize;
+    let tid = UNIT_POS as usize;
+    let plane = UNIT_POS_Y as usize;
+    let pm = plane / 2;
+    let pn = plane % 2;
+
+    let mut a_s = Shared::<[H]>::new_slice(comptime!(4 * s * 2 * s));
+    let mut b_s = Shared::<[H]>::new_slice(comptime!(2 * s * 4 * s));
+    let mut a_lo = Shared::<[H]>::new_slice(comptime!(low_len(4 * s * 2 * s, split)));
+    let mut b_lo = Shared::<[H]>::new_slice(comptime!(low_len(2 * s * 4 * s, split)));
+    let mut c_s = Shared::<[f32]>::new_slice(comptime!(4 * s * 4 * s));
+    let mut row_scale = Shared::<[f32]>::new_slice(comptime!(low_len(4 * s, split)));
+    let mut b_scale = 1.0f32;
+    if split {
+        b_scale = split_scale(f32::cast_from(amax_k[0]));
+        let mut a_max = f32::cast_from(amax_dy[0]);
+        if weighted {
+            a_max *= f32::cast_from(amax_w[0]);
+        }
+        let mut r = tid;
+        while r < tile_edge {
+            let row = min(m0 + r, rows - 1);
+            let i = row % n_in;
+            let edges = usize::cast_from(rev_offsets[i + 1]) - usize::cast_from(rev_offsets[i]);
+            row_scale[r] = split_scale(a_max * f32::cast_from(max(edges, 1)));
+            r += threads;
+        }
+    }
+
+    let c00 = zero_accumulator(s);
+    let c01 = zero_accumulator(s);
+    let c10 = zero_accumulator(s);
+    let c11 = zero_accumulator(s);
+
+    // A thread stages column `a_t` of the A tile in rows `a_m + l·a_stride`,
+    // keeping for each the range of its edges not yet passed
+    // (`cur[l]..end[l]`) and the slot of the first (`k` when none is left).
+    let a_t = tid % depth_step;
+    let a_m = tid / depth_step;
+    let a_stride = threads / depth_step;
+    let mut dy_base = Array::<usize>::new(loads);
+    let mut cur = Array::<usize>::new(loads);
+    let mut end = Array::<usize>::new(loads);
+    let mut next_slot = Array::<usize>::new(loads);
+    #[unroll]
+    for l in 0..loads {
+        let m = a_m + l * a_stride;
+        let row = m0 + m;
+        let b = row / n_in;
+        dy_base[l] = b * n_out;
+        cur[l] = 0;
+        end[l] = 0;
+        next_slot[l] = k;
+        if m < tile_edge && row < rows {
+            let i = row - b * n_in;
+            cur[l] = usize::cast_from(rev_offsets[i]);
+            end[l] = usize::cast_from(rev_offsets[i + 1]);
+            if cur[l] < end[l] {
+                let e = usize::cast_from(rev_edges[cur[l]]);
+                next_slot[l] = e % k;
+            }
+        }
+    }
+    sync_cube();
+
+    // The thread's A column `k0 + a_t` as (slot j, feature f), moved forward
+    // by `2s` each step without a division.
+    let mut j = a_t / features;
+    let mut f = a_t - j * features;
+    let mut k0 = 0;
+    while k0 < depth {
+        let col = k0 + a_t;
+        #[unroll]
+        for l in 0..loads {
+            let m = a_m + l * a_stride;
+            let mut v = 0.0f32;
+            if col < depth {
+                // Pass the edges of earlier slots (only ever forward).
+                while next_slot[l] < j {
+                    cur[l] += 1;
+                    next_slot[l] = k;
+                    if cur[l] < end[l] {
+                        let e = usize::cast_from(rev_edges[cur[l]]);
+                        next_slot[l] = e % k;
+                    }
+                }
+                if next_slot[l] == j {
+                    let mut q = cur[l];
+                    let mut more = true;
+                    while more {
+                        let e = usize::cast_from(rev_edges[q]);
+                        let p = e / k;
+                        let mut g = f32::cast_from(dy[(dy_base[l] + p) * features + f]);
+                        if weighted {
+                            g *= f32::cast_from(weights[e]);
+                        }
+                        v += g;
+                        q += 1;
+                        more = false;
+                        if q < end[l] {
+                            more = usize::cast_from(rev_edges[q]) % k == j;
+                        }
+                    }
+                }
+            }
+            if m < tile_edge {
+                let mut scale = 1.0f32;
+                if split {
+                    scale = row_scale[m];
+                }
+                put(v, scale, &mut a_s, &mut a_lo, m * depth_step + a_t, split);
+            }
+        }
+        // B = Kᵀ per slot: row (jj, ff) of the reduction, column c.
+        let mut q = tid;
+        while q < comptime!(2 * s * 4 * s) {
+            let kr = k0 + q / tile_edge;
+            let c = n0 + q % tile_edge;
+            let mut v = 0.0f32;
+            if kr < depth && c < channels {
+                let jj = kr / features;
+                let ff = kr - jj * features;
+                v = f32::cast_from(kernel[(jj * channels + c) * features + ff]);
+            }
+            put(v, b_scale, &mut b_s, &mut b_lo, q, split);
+            q += threads;
+        }
+        sync_cube();
+
+        multiply_split(
+            &a_s, &a_lo, &b_s, &b_lo, &c00, &c01, &c10, &c11, pm, pn, s, split,
+        );
+        sync_cube();
+        k0 += depth_step;
+        f += depth_step;
+        while f >= features {
+            f -= features;
+            j += 1;
+        }
+    }
+
+    store_quarter(&mut c_s, &c00, &c01, &c10, &c11, pm, pn, s);
+    sync_cube();
+    let mut q = tid;
+    while q < comptime!(4 * s * 4 * s) {
+        let r = q / tile_edge;
+        let row = m0 + r;
+        let c = n0 + q % tile_edge;
+        if active && row < rows && c < channels {
+            let mut v = c_s[q];
+            if split {
+                v = v / row_scale[r] / b_scale;
+            }
+            dx[row * channels + c] = F::cast_from(v);
         }
         q += threads;
     }

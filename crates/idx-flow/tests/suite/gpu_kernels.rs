@@ -356,8 +356,8 @@ fn gpu_kernels_run_in_reduced_precision_where_supported() {
     eprintln!("reduced precision: {ran} dtype(s) checked");
 }
 
-/// The tensor-core forward, kernel gradient and per-slot input gradient
-/// against the f32 reference, on shapes that leave partial tiles in rows,
+/// The tensor-core forward, kernel gradient and input gradient (per slot,
+/// and in one launch) against the f32 reference, on shapes that leave partial tiles in rows,
 /// columns (F = 5, 70) and reduction depth (k·C not a multiple of the staged
 /// depth), weighted and biased or not: f16 (and bf16 where the adapter
 /// computes in it) to their precision, and f32, whose operands are split
@@ -387,12 +387,23 @@ fn gpu_tensor_core_kernels_equal_the_reference_where_supported() {
                 if !device.supports_dtype(DType::from(dtype)) {
                     continue;
                 }
-                let got = fused(&case, &inp, (batch, c, f), weighted, dtype, &device, true);
-                let what = format!(
-                    "tensor cores {dtype:?} n_in={n_in} n_out={n_out} k={k} C={c} F={f} B={batch} weighted={weighted}"
-                );
-                compare(&what, &got, &want, rel);
-                checked += 1;
+                // The input gradient per slot, and in one launch.
+                for slot_lists in [true, false] {
+                    let got = fused(
+                        &case,
+                        &inp,
+                        (batch, c, f),
+                        weighted,
+                        dtype,
+                        &device,
+                        slot_lists,
+                    );
+                    let what = format!(
+                        "tensor cores {dtype:?} n_in={n_in} n_out={n_out} k={k} C={c} F={f} B={batch} weighted={weighted} slot_lists={slot_lists}"
+                    );
+                    compare(&what, &got, &want, rel);
+                    checked += 1;
+                }
             }
         }
     }
@@ -408,8 +419,8 @@ fn gpu_tensor_core_kernels_equal_the_reference_where_supported() {
 /// subnormals, and a wide spread of magnitudes within one tensor, against
 /// the f32 reference to f32's tolerance. About 25 output pixels read each
 /// input through each slot, with cotangents of one sign: the input
-/// gradient's per-slot sums exceed f16's range unless scaled by their edge
-/// counts.
+/// gradient's sums (per slot, and in one launch) exceed f16's range unless
+/// scaled by their edge counts.
 #[test]
 fn gpu_tensor_core_f32_keeps_the_range_and_precision_of_f32() {
     let (device, _turn) = gpu(true);
@@ -437,19 +448,21 @@ fn gpu_tensor_core_f32_keeps_the_range_and_precision_of_f32() {
         }
         for weighted in [false, true] {
             let want = reference(&case, &inp, (batch, c, f), weighted);
-            let got = fused(
-                &case,
-                &inp,
-                (batch, c, f),
-                weighted,
-                FloatDType::F32,
-                &device,
-                true,
-            );
-            let what = format!(
-                "f32 on tensor cores, x·{sx} K·{sk} dY·{sp} spread 2^±{spread} weighted={weighted}"
-            );
-            compare_to(&what, &got, &want, 1e-5, 0.0);
+            for slot_lists in [true, false] {
+                let got = fused(
+                    &case,
+                    &inp,
+                    (batch, c, f),
+                    weighted,
+                    FloatDType::F32,
+                    &device,
+                    slot_lists,
+                );
+                let what = format!(
+                    "f32 on tensor cores, x·{sx} K·{sk} dY·{sp} spread 2^±{spread} weighted={weighted} slot_lists={slot_lists}"
+                );
+                compare_to(&what, &got, &want, 1e-5, 0.0);
+            }
         }
     }
     let launches = idx_flow::kernels::tensor_core_launches() - before;
