@@ -1310,9 +1310,11 @@ fn multiply_split<H: Float>(
 /// bound to 2¹³, well inside f16's range (65504) with room for `hi`'s
 /// rounding, so that nothing overflows and entries down to 2⁻²⁴ of the
 /// bound (f16's subnormals) keep their low half. The division at the end
-/// undoes it. A zero bound (an all-zero operand) or one past f32's range
-/// (infinities, NaN) gives 1: the products then carry the zeros, or the
-/// non-finite values, as f32 would.
+/// undoes it. A zero bound (an all-zero operand) gives 1, and the products
+/// are the zeros. So does a bound past f32's range (infinities, NaN): the
+/// outputs that read a non-finite input are then NaN (an infinity's `lo`
+/// is `∞ − ∞` in [`put`]), where plain f32 arithmetic could give an
+/// infinity.
 #[cube]
 fn split_scale(bound: f32) -> f32 {
     let mut scale = 1.0f32;
