@@ -639,20 +639,20 @@ fn contract_grad_input_kernel<F: Float, I: Numeric>(
     #[unroll]
     for s in 0..a_loads {
         let row = m0 + a_m + s * a_stride;
-        let b = row / n_in;
-        let i = row - b * n_in;
-        dy_base[s] = b * n_out;
-        cur[s] = 0;
-        end[s] = 0;
-        next_slot[s] = k;
-        if row < rows {
-            cur[s] = usize::cast_from(rev_offsets[i]);
-            end[s] = usize::cast_from(rev_offsets[i + 1]);
-            if cur[s] < end[s] {
-                let e = usize::cast_from(rev_edges[cur[s]]);
-                next_slot[s] = e - (e / k) * k;
-            }
-        }
+        start_row_cursor(
+            rev_offsets,
+            rev_edges,
+            &mut dy_base,
+            &mut cur,
+            &mut end,
+            &mut next_slot,
+            s,
+            row,
+            row < rows,
+            n_in,
+            n_out,
+            k,
+        );
     }
     // B is staged transposed: thread `b_t` of each group of `bk` reads
     // consecutive `f` of one kernel row.
@@ -676,34 +676,21 @@ fn contract_grad_input_kernel<F: Float, I: Numeric>(
             let m = a_m + s * a_stride;
             let mut v = 0.0f32;
             if col < depth {
-                // Pass the edges of earlier slots (only ever forward).
-                while next_slot[s] < j {
-                    cur[s] += 1;
-                    next_slot[s] = k;
-                    if cur[s] < end[s] {
-                        let e = usize::cast_from(rev_edges[cur[s]]);
-                        next_slot[s] = e - (e / k) * k;
-                    }
-                }
-                if next_slot[s] == j {
-                    let mut q = cur[s];
-                    let mut more = true;
-                    while more {
-                        let e = usize::cast_from(rev_edges[q]);
-                        let p = e / k;
-                        let mut g = f32::cast_from(dy[(dy_base[s] + p) * features + f]);
-                        if weighted {
-                            g *= f32::cast_from(weights[e]);
-                        }
-                        v += g;
-                        q += 1;
-                        more = false;
-                        if q < end[s] {
-                            let e2 = usize::cast_from(rev_edges[q]);
-                            more = e2 - (e2 / k) * k == j;
-                        }
-                    }
-                }
+                v = slot_sum(
+                    dy,
+                    rev_edges,
+                    weights,
+                    &dy_base,
+                    &mut cur,
+                    &end,
+                    &mut next_slot,
+                    s,
+                    j,
+                    f,
+                    k,
+                    features,
+                    weighted,
+                );
             }
             a_s[a_t * (bm + 1) + m] = v;
         }
@@ -753,6 +740,96 @@ fn contract_grad_input_kernel<F: Float, I: Numeric>(
     store_tile(
         dx, &acc, 0, m0, n0, rows, channels, active, tx, ty, bm, bn, tm, tn,
     );
+}
+
+/// Points cursor `l` of a thread's input-gradient rows at row `row` of
+/// `[B·N_in]` (at nothing where `valid` is false): its batch's first `dY`
+/// row, the range of the pixel's reverse edges not yet passed
+/// (`cur[l]..end[l]`) and the slot of the first (`k` when none is left).
+/// See [`slot_sum`].
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn start_row_cursor<I: Numeric>(
+    rev_offsets: &Tensor<I>,
+    rev_edges: &Tensor<I>,
+    dy_base: &mut Array<usize>,
+    cur: &mut Array<usize>,
+    end: &mut Array<usize>,
+    next_slot: &mut Array<usize>,
+    l: usize,
+    row: usize,
+    valid: bool,
+    n_in: usize,
+    n_out: usize,
+    k: usize,
+) {
+    let b = row / n_in;
+    dy_base[l] = b * n_out;
+    cur[l] = 0;
+    end[l] = 0;
+    next_slot[l] = k;
+    if valid {
+        let i = row - b * n_in;
+        cur[l] = usize::cast_from(rev_offsets[i]);
+        end[l] = usize::cast_from(rev_offsets[i + 1]);
+        if cur[l] < end[l] {
+            let e = usize::cast_from(rev_edges[cur[l]]);
+            next_slot[l] = e - (e / k) * k;
+        }
+    }
+}
+
+/// Entry `(j, f)` of the input gradient's A for the row under cursor `l`:
+/// `Σ w[p,j]·dY[b,p,f]` over the pixel's slot-`j` edges, in edge order. A
+/// pixel's reverse edges are ordered by slot and a thread's `j` only moves
+/// forward, so the cursor passes earlier slots' edges once and never
+/// searches.
+#[cube]
+#[allow(clippy::too_many_arguments)]
+pub(super) fn slot_sum<F: Float, I: Numeric>(
+    dy: &Tensor<F>,
+    rev_edges: &Tensor<I>,
+    weights: &Tensor<F>,
+    dy_base: &Array<usize>,
+    cur: &mut Array<usize>,
+    end: &Array<usize>,
+    next_slot: &mut Array<usize>,
+    l: usize,
+    j: usize,
+    f: usize,
+    k: usize,
+    features: usize,
+    #[comptime] weighted: bool,
+) -> f32 {
+    let mut v = 0.0f32;
+    while next_slot[l] < j {
+        cur[l] += 1;
+        next_slot[l] = k;
+        if cur[l] < end[l] {
+            let e = usize::cast_from(rev_edges[cur[l]]);
+            next_slot[l] = e - (e / k) * k;
+        }
+    }
+    if next_slot[l] == j {
+        let mut q = cur[l];
+        let mut more = true;
+        while more {
+            let e = usize::cast_from(rev_edges[q]);
+            let p = e / k;
+            let mut g = f32::cast_from(dy[(dy_base[l] + p) * features + f]);
+            if weighted {
+                g *= f32::cast_from(weights[e]);
+            }
+            v += g;
+            q += 1;
+            more = false;
+            if q < end[l] {
+                let e2 = usize::cast_from(rev_edges[q]);
+                more = e2 - (e2 / k) * k == j;
+            }
+        }
+    }
+    v
 }
 
 /// Input gradient of the gather-contract, one kernel slot `j` per launch:

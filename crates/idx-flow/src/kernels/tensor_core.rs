@@ -42,6 +42,8 @@ use burn::tensor::DType;
 use burn_cubecl::CubeBackend;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::features::MmaConfig;
+
+use super::cube::{slot_sum, start_row_cursor};
 use cubecl::ir::{ElemType, FloatKind};
 use cubecl::prelude::*;
 use cubecl::{CubeDim, calculate_cube_count_elemwise};
@@ -977,20 +979,20 @@ fn contract_grad_input_cmma_kernel<F: Float, H: Float, I: Numeric>(
     for l in 0..loads {
         let m = a_m + l * a_stride;
         let row = m0 + m;
-        let b = row / n_in;
-        dy_base[l] = b * n_out;
-        cur[l] = 0;
-        end[l] = 0;
-        next_slot[l] = k;
-        if m < tile_edge && row < rows {
-            let i = row - b * n_in;
-            cur[l] = usize::cast_from(rev_offsets[i]);
-            end[l] = usize::cast_from(rev_offsets[i + 1]);
-            if cur[l] < end[l] {
-                let e = usize::cast_from(rev_edges[cur[l]]);
-                next_slot[l] = e % k;
-            }
-        }
+        start_row_cursor(
+            rev_offsets,
+            rev_edges,
+            &mut dy_base,
+            &mut cur,
+            &mut end,
+            &mut next_slot,
+            l,
+            row,
+            m < tile_edge && row < rows,
+            n_in,
+            n_out,
+            k,
+        );
     }
     sync_cube();
 
@@ -1006,33 +1008,21 @@ fn contract_grad_input_cmma_kernel<F: Float, H: Float, I: Numeric>(
             let m = a_m + l * a_stride;
             let mut v = 0.0f32;
             if col < depth {
-                // Pass the edges of earlier slots (only ever forward).
-                while next_slot[l] < j {
-                    cur[l] += 1;
-                    next_slot[l] = k;
-                    if cur[l] < end[l] {
-                        let e = usize::cast_from(rev_edges[cur[l]]);
-                        next_slot[l] = e % k;
-                    }
-                }
-                if next_slot[l] == j {
-                    let mut q = cur[l];
-                    let mut more = true;
-                    while more {
-                        let e = usize::cast_from(rev_edges[q]);
-                        let p = e / k;
-                        let mut g = f32::cast_from(dy[(dy_base[l] + p) * features + f]);
-                        if weighted {
-                            g *= f32::cast_from(weights[e]);
-                        }
-                        v += g;
-                        q += 1;
-                        more = false;
-                        if q < end[l] {
-                            more = usize::cast_from(rev_edges[q]) % k == j;
-                        }
-                    }
-                }
+                v = slot_sum(
+                    dy,
+                    rev_edges,
+                    weights,
+                    &dy_base,
+                    &mut cur,
+                    &end,
+                    &mut next_slot,
+                    l,
+                    j,
+                    f,
+                    k,
+                    features,
+                    weighted,
+                );
             }
             if m < tile_edge {
                 let mut scale = 1.0f32;
