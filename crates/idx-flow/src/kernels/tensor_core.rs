@@ -113,6 +113,29 @@ fn max_abs(t: &CubeTensor) -> CubeTensor {
     <CubeBackend as FloatTensorOps<CubeBackend>>::float_max_abs(t.clone())
 }
 
+/// The split path's operand bounds for a product of `a` (read through the
+/// edge `weights` where `weighted`) and `b`: `[max|a|, max|w|, max|b|]`, the
+/// kernels bounding a weighted entry by `max|a|·max|w|`. Without the split
+/// they are not read, and `a` stands in for each.
+fn split_bounds(
+    fragments: Fragments,
+    a: &CubeTensor,
+    weights: &CubeTensor,
+    weighted: bool,
+    b: &CubeTensor,
+) -> [CubeTensor; 3] {
+    if !fragments.split {
+        return [a.clone(), a.clone(), a.clone()];
+    }
+    let amax_a = max_abs(a);
+    let amax_w = if weighted {
+        max_abs(weights)
+    } else {
+        amax_a.clone()
+    };
+    [amax_a, amax_w, max_abs(b)]
+}
+
 /// Launches the tensor-core forward into `out` (`[B, N_out, F]`, contiguous,
 /// in the inputs' dtype). The operands are contiguous, in `dtype`, as the
 /// scalar forward's.
@@ -138,17 +161,7 @@ pub(super) fn launch(
     let num_tiles = rows.div_ceil(tile) * tiles_n;
     let dim = CubeDim::new_2d(fragments.plane, PLANES);
     let count = calculate_cube_count_elemwise(&x.client, num_tiles * dim.num_elems() as usize, dim);
-    // The split path's operand bounds: |w·x| ≤ max|x|·max|w|, and max|K|.
-    let [amax_x, amax_w, amax_k] = if fragments.split {
-        let amax_w = if weighted {
-            max_abs(&weights)
-        } else {
-            bias.clone()
-        };
-        [max_abs(&x), amax_w, max_abs(&kernel)]
-    } else {
-        [bias.clone(), bias.clone(), bias.clone()]
-    };
+    let [amax_x, amax_w, amax_k] = split_bounds(fragments, &x, &weights, weighted, &kernel);
     super::TENSOR_CORE_LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // SAFETY: every global read is bounded by the checks in the kernel (rows
     // < B·N_out, reduction columns < k·C, output columns < F) and by the
@@ -214,17 +227,7 @@ pub(super) fn launch_grad_kernel_partials(
     let num_cubes = groups * tiles;
     let dim = CubeDim::new_2d(fragments.plane, PLANES);
     let count = calculate_cube_count_elemwise(&x.client, num_cubes * dim.num_elems() as usize, dim);
-    let [amax_x, amax_w, amax_dy] = if fragments.split {
-        let amax_x = max_abs(&x);
-        let amax_w = if weighted {
-            max_abs(&weights)
-        } else {
-            amax_x.clone()
-        };
-        [amax_x, amax_w, max_abs(&dy)]
-    } else {
-        [dy.clone(), dy.clone(), dy.clone()]
-    };
+    let [amax_x, amax_w, amax_dy] = split_bounds(fragments, &x, &weights, weighted, &dy);
     super::TENSOR_CORE_LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     // SAFETY: reads are bounded by the checks in the kernel (rows < r_end ≤
     // B·N_out, gradient rows < k·C, columns < F) and by the indices lying in
@@ -301,17 +304,7 @@ pub(super) fn launch_grad_input_by_slot(
     let dim = CubeDim::new_2d(fragments.plane, PLANES);
     let count =
         calculate_cube_count_elemwise(&dy.client, num_tiles * dim.num_elems() as usize, dim);
-    let [amax_dy, amax_w, amax_k] = if fragments.split {
-        let amax_dy = max_abs(dy);
-        let amax_w = if weighted {
-            max_abs(weights)
-        } else {
-            amax_dy.clone()
-        };
-        [amax_dy, amax_w, max_abs(kernel)]
-    } else {
-        [dy.clone(), dy.clone(), dy.clone()]
-    };
+    let [amax_dy, amax_w, amax_k] = split_bounds(fragments, dy, weights, weighted, kernel);
     for slot in 0..k {
         super::TENSOR_CORE_LAUNCHES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         // SAFETY: the slot lists hold pixels in 0..N_in and edge positions in
@@ -378,17 +371,7 @@ pub(super) fn launch_grad_input(
     let dim = CubeDim::new_2d(fragments.plane, PLANES);
     let threads = dim.num_elems() as usize;
     let count = calculate_cube_count_elemwise(&dy.client, num_tiles * threads, dim);
-    let [amax_dy, amax_w, amax_k] = if fragments.split {
-        let amax_dy = max_abs(&dy);
-        let amax_w = if weighted {
-            max_abs(&weights)
-        } else {
-            amax_dy.clone()
-        };
-        [amax_dy, amax_w, max_abs(&kernel)]
-    } else {
-        [dy.clone(), dy.clone(), dy.clone()]
-    };
+    let [amax_dy, amax_w, amax_k] = split_bounds(fragments, &dy, &weights, weighted, &kernel);
     // Each thread stages one column of the `4s × 2s` A tile in this many rows
     // (`fragments` makes the thread count a multiple of `4s`).
     let loads = (tile * 2 * fragments.edge).div_ceil(threads);
