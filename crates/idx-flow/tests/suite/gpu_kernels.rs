@@ -369,6 +369,8 @@ fn gpu_tensor_core_kernels_equal_the_reference_where_supported() {
     let mut rng = Rng(0x7e45);
     let before = idx_flow::kernels::tensor_core_launches();
     let mut checked = 0;
+    // The fewest tensor-core launches one case made, per dtype checked.
+    let mut fewest: Vec<(FloatDType, u64)> = Vec::new();
     for &(n_in, n_out, k, c, f, batch) in &[
         (50, 37, 7, 3, 5, 1),
         (700, 313, 9, 17, 33, 2),
@@ -389,6 +391,7 @@ fn gpu_tensor_core_kernels_equal_the_reference_where_supported() {
                 }
                 // The input gradient per slot, and in one launch.
                 for slot_lists in [true, false] {
+                    let start = idx_flow::kernels::tensor_core_launches();
                     let got = fused(
                         &case,
                         &inp,
@@ -398,6 +401,11 @@ fn gpu_tensor_core_kernels_equal_the_reference_where_supported() {
                         &device,
                         slot_lists,
                     );
+                    let made = idx_flow::kernels::tensor_core_launches() - start;
+                    match fewest.iter_mut().find(|(d, _)| *d == dtype) {
+                        Some((_, n)) => *n = (*n).min(made),
+                        None => fewest.push((dtype, made)),
+                    }
                     let what = format!(
                         "tensor cores {dtype:?} n_in={n_in} n_out={n_out} k={k} C={c} F={f} B={batch} weighted={weighted} slot_lists={slot_lists}"
                     );
@@ -411,6 +419,18 @@ fn gpu_tensor_core_kernels_equal_the_reference_where_supported() {
     eprintln!("tensor cores: {checked} cases checked, {launches} tensor-core launches");
     if launches == 0 {
         eprintln!("this adapter offers no suitable cooperative matrices: scalar kernels checked");
+    } else {
+        // Where any ran on tensor cores, f32 (split into f16, as f16 runs)
+        // and f16 must have run every case there: the forward, the kernel
+        // gradient and at least one input-gradient launch, per slot or not.
+        for (dtype, made) in &fewest {
+            if matches!(dtype, FloatDType::F32 | FloatDType::F16) {
+                assert!(
+                    *made >= 3,
+                    "{dtype:?}: a case made only {made} tensor-core launches"
+                );
+            }
+        }
     }
 }
 
