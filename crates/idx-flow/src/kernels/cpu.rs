@@ -13,6 +13,7 @@
 //! and out.
 
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 
 use burn::backend::ops::FloatTensorOps;
 use burn::tensor::{DType, FloatDType, TensorData};
@@ -75,6 +76,46 @@ fn output(values: Vec<f32>, shape: Vec<usize>, dtype: DType) -> FlexTensor {
     } else {
         Flex::float_cast(t, dtype.into())
     }
+}
+
+/// A result buffer of `n` floats left unwritten, for kernels that write
+/// every element themselves: zeroing a large buffer first would be a serial
+/// pass over memory that the parallel kernel then overwrites anyway.
+fn unwritten(n: usize) -> Vec<MaybeUninit<f32>> {
+    let mut v = Vec::with_capacity(n);
+    // SAFETY: `MaybeUninit` elements need no initialisation.
+    unsafe { v.set_len(n) };
+    v
+}
+
+/// The floats of a buffer from [`unwritten`].
+///
+/// # Safety
+/// Every element must have been written.
+unsafe fn written(v: Vec<MaybeUninit<f32>>) -> Vec<f32> {
+    let mut v = std::mem::ManuallyDrop::new(v);
+    // SAFETY: `MaybeUninit<f32>` has the layout of `f32`, and the caller
+    // guarantees every element is initialised; the allocation is handed over.
+    unsafe { Vec::from_raw_parts(v.as_mut_ptr().cast::<f32>(), v.len(), v.capacity()) }
+}
+
+/// A part of a buffer from [`unwritten`] whose elements have all been written.
+///
+/// # Safety
+/// Every element of `part` must have been written.
+unsafe fn written_part(part: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    // SAFETY: as in `written`.
+    unsafe { &mut *(part as *mut [MaybeUninit<f32>] as *mut [f32]) }
+}
+
+/// A row of a buffer from [`unwritten`] set to zeros (while it is about to
+/// be summed into, so in cache), as floats.
+fn zeroed(row: &mut [MaybeUninit<f32>]) -> &mut [f32] {
+    for d in row.iter_mut() {
+        d.write(0.0);
+    }
+    // SAFETY: written just above.
+    unsafe { written_part(row) }
 }
 
 fn dims3(t: &FlexTensor) -> [usize; 3] {
@@ -233,7 +274,7 @@ fn contract_forward(
     let kc = s.k * s.channels;
     let rows = s.batch * s.n_out;
     let tile = tile_rows(kc);
-    let mut y = vec![0f32; rows * f];
+    let mut y = unwritten(rows * f);
     y.par_chunks_mut(tile * f).enumerate().for_each_init(
         || vec![0f32; tile * kc],
         |buf, (t, y_tile)| {
@@ -242,14 +283,19 @@ fn contract_forward(
             prefetch_rows(x, idx, s, (t + 1) * tile, tile);
             if let Some(bias) = bias {
                 for row in y_tile.chunks_exact_mut(f) {
-                    row.copy_from_slice(bias);
+                    for (d, b) in row.iter_mut().zip(bias) {
+                        d.write(*b);
+                    }
                 }
             }
-            // SAFETY: buf is [m, kc], kernel [kc, f], y_tile [m, f], all row-major.
+            // SAFETY: buf is [m, kc], kernel [kc, f], y_tile [m, f], all
+            // row-major. Without a bias the product does not read y_tile
+            // (gemm's `read_dst` false) and writes all of it, zeros when kc
+            // is 0; with one, every element was written just above.
             unsafe {
                 matmul(
                     (m, f, kc),
-                    y_tile.as_mut_ptr(),
+                    y_tile.as_mut_ptr().cast::<f32>(),
                     f,
                     bias.is_some(),
                     buf.as_ptr(),
@@ -260,7 +306,8 @@ fn contract_forward(
             }
         },
     );
-    y
+    // SAFETY: every tile of rows was written whole by its product.
+    unsafe { written(y) }
 }
 
 /// `[k·C, F]`: `Σ_rows gathered[row]ᵀ·dY[row]`, over fixed groups of tiles
@@ -367,7 +414,10 @@ fn part_edges(offsets: &[i64], edges: &[i64], i0: usize, i1: usize) -> Vec<(usiz
 /// output pixels that read it in ascending order, a tile at a time: one
 /// matrix product `G = dY[tile]·Kᵀ` (`[rows, k·C]`, every slot at once, on
 /// contiguous `dY` rows where the pixels are consecutive) and then each of
-/// the part's edges adds its slot's block of `G` to its input row. Every
+/// the part's edges adds its slot's block of `G` to its input row (a row's
+/// first edge stores it, and rows no edge reads are set to zero at the end:
+/// `dX` is never zeroed beforehand, which was a serial pass over memory and
+/// made every first edge wait on the row's old contents). Every
 /// input row receives its edges in ascending edge order, so the result is
 /// bitwise the same from run to run and for any number of threads. Output
 /// pixels read by two parts are multiplied twice; with parts of thousands
@@ -386,10 +436,11 @@ fn contract_grad_input(
 ) -> Vec<f32> {
     let (c, k) = (s.channels, s.k);
     let kc = k * c;
-    let mut dx = vec![0f32; s.batch * s.n_in * c];
-    if dx.is_empty() || f == 0 || k == 0 {
-        return dx;
+    let len = s.batch * s.n_in * c;
+    if len == 0 || f == 0 || k == 0 {
+        return vec![0f32; len];
     }
+    let mut dx = unwritten(len);
     let part_rows = s
         .n_in
         .div_ceil(GRAD_INPUT_TASKS.div_ceil(s.batch))
@@ -407,7 +458,7 @@ fn contract_grad_input(
         })
         .collect();
     let tile = (G_TILE_BYTES / (4 * kc)).clamp(128, 512);
-    let tasks: Vec<(usize, usize, &mut [f32])> = dx
+    let tasks: Vec<(usize, usize, &mut [MaybeUninit<f32>])> = dx
         .chunks_mut(s.n_in * c)
         .enumerate()
         .flat_map(|(b, dx_b)| {
@@ -417,9 +468,11 @@ fn contract_grad_input(
         })
         .collect();
     tasks.into_par_iter().for_each_init(
-        || (vec![0f32; tile * f], vec![0f32; tile * kc]),
-        |(a, g), (b, q, dx_part)| {
+        || (vec![0f32; tile * f], vec![0f32; tile * kc], Vec::new()),
+        |(a, g, rows_written), (b, q, dx_part)| {
             let list = &parts[q];
+            rows_written.clear();
+            rows_written.resize(dx_part.len() / c, false);
             let dy_b = &dy[b * s.n_out * f..(b + 1) * s.n_out * f];
             let mut pos = 0;
             while pos < list.len() {
@@ -478,25 +531,39 @@ fn contract_grad_input(
                     }
                     let src = &g[l * kc + j * c..][..c];
                     let dst = &mut dx_part[local * c..][..c];
-                    match w {
-                        Some(w) => {
-                            let we = w[e];
-                            for (d, v) in dst.iter_mut().zip(src) {
-                                *d += we * v;
-                            }
+                    let we = w.map(|w| w[e]);
+                    if std::mem::replace(&mut rows_written[local], true) {
+                        // SAFETY: the row's first edge wrote all of it.
+                        let dst = unsafe { written_part(dst) };
+                        match we {
+                            Some(we) => dst.iter_mut().zip(src).for_each(|(d, v)| *d += we * v),
+                            None => dst.iter_mut().zip(src).for_each(|(d, v)| *d += v),
                         }
-                        None => {
-                            for (d, v) in dst.iter_mut().zip(src) {
-                                *d += v;
-                            }
+                    } else {
+                        // A row's first edge stores: no zeroing beforehand,
+                        // and no wait on the row's old contents.
+                        match we {
+                            Some(we) => dst.iter_mut().zip(src).for_each(|(d, v)| {
+                                d.write(we * v);
+                            }),
+                            None => dst.iter_mut().zip(src).for_each(|(d, v)| {
+                                d.write(*v);
+                            }),
                         }
                     }
                 }
                 pos = end;
             }
+            // Rows no edge reads.
+            for (row, _) in rows_written.iter().enumerate().filter(|(_, w)| !**w) {
+                dx_part[row * c..][..c].iter_mut().for_each(|d| {
+                    d.write(0.0);
+                });
+            }
         },
     );
-    dx
+    // SAFETY: the tasks cover dX, and each wrote every row of its part.
+    unsafe { written(dx) }
 }
 
 /// `[B, N_out, C]`: `Σ_j w[p,j]·X[b, idx[p,j]]`.
@@ -504,11 +571,12 @@ fn sum_forward(x: &[f32], idx: &[i64], w: &[f32], s: Sizes) -> Vec<f32> {
     let (c, k) = (s.channels, s.k);
     let rows = s.batch * s.n_out;
     let tile = tile_rows(c);
-    let mut y = vec![0f32; rows * c];
+    let mut y = unwritten(rows * c);
     y.par_chunks_mut(tile * c)
         .enumerate()
         .for_each(|(t, y_tile)| {
             for (r, dst) in y_tile.chunks_mut(c).enumerate() {
+                let dst = zeroed(dst);
                 let row = t * tile + r;
                 let (b, p) = (row / s.n_out, row % s.n_out);
                 for j in 0..k {
@@ -521,7 +589,8 @@ fn sum_forward(x: &[f32], idx: &[i64], w: &[f32], s: Sizes) -> Vec<f32> {
                 }
             }
         });
-    y
+    // SAFETY: every row was zeroed, then summed into.
+    unsafe { written(y) }
 }
 
 /// `[B, N_in, C]`: `Σ_{(p,j) → i} w[p,j]·dY[b, p]`, edges in ascending order.
@@ -529,11 +598,12 @@ fn sum_grad_input(dy: &[f32], offsets: &[i64], edges: &[i64], w: &[f32], s: Size
     let (c, k) = (s.channels, s.k);
     let rows = s.batch * s.n_in;
     let tile = tile_rows(c);
-    let mut dx = vec![0f32; rows * c];
+    let mut dx = unwritten(rows * c);
     dx.par_chunks_mut(tile * c)
         .enumerate()
         .for_each(|(t, dx_tile)| {
             for (r, dst) in dx_tile.chunks_mut(c).enumerate() {
+                let dst = zeroed(dst);
                 let row = t * tile + r;
                 let (b, i) = (row / s.n_in, row % s.n_in);
                 for &e in &edges[offsets[i] as usize..offsets[i + 1] as usize] {
@@ -546,7 +616,8 @@ fn sum_grad_input(dy: &[f32], offsets: &[i64], edges: &[i64], w: &[f32], s: Size
                 }
             }
         });
-    dx
+    // SAFETY: every row was zeroed, then summed into.
+    unsafe { written(dx) }
 }
 
 impl GraphKernels for Flex {
