@@ -10,6 +10,33 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 static CURRENT: AtomicUsize = AtomicUsize::new(0);
 static PEAK: AtomicUsize = AtomicUsize::new(0);
 
+unsafe extern "C" {
+    /// mimalloc's `mi_option_set` (mimalloc.h), in the library the mimalloc
+    /// crate links.
+    fn mi_option_set(option: std::ffi::c_int, value: std::ffi::c_long);
+}
+
+/// `mi_option_purge_delay` in mimalloc's option enum (the same in its v2 and
+/// v3 sources, as bundled by libmimalloc-sys 0.1.49).
+const MI_OPTION_PURGE_DELAY: std::ffi::c_int = 15;
+
+/// Keeps the pages of freed memory instead of handing them back to the OS
+/// after mimalloc's purge delay, unless `MIMALLOC_PURGE_DELAY` says
+/// otherwise. A training loop frees and allocates the same tensors every
+/// step; handed back, their pages are faulted in and zeroed by the kernel
+/// again each time (32 210 page faults in 60 steps of `idx-flow train`,
+/// 2 131 with the pages kept). On the 2-core dev box, ten alternated pairs
+/// of 150-step training runs took 9 % less time with the pages kept (the
+/// last three: 14.1 s against 15.6 s on average), and the `bench conv`
+/// step with `--input-grad` 46.9–50.9 ms against 47.3–55.6 ms. The process
+/// keeps its high-water mark resident, which it reaches every step anyway.
+pub fn keep_freed_pages() {
+    if std::env::var_os("MIMALLOC_PURGE_DELAY").is_none() {
+        // SAFETY: a plain option store in mimalloc, valid at any time.
+        unsafe { mi_option_set(MI_OPTION_PURGE_DELAY, -1) };
+    }
+}
+
 /// mimalloc, counting.
 pub struct CountingAllocator;
 

@@ -169,6 +169,7 @@ fn indices(args: IndicesArgs) -> Result<(), String> {
 }
 
 fn main() -> ExitCode {
+    alloc_stats::keep_freed_pages();
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Indices(args) => indices(args),
