@@ -25,6 +25,12 @@
 //! - [`train`]: training with AdamW, checkpoints and exact resume, metrics.
 //! - [`plot`]: Mollweide pictures with colour bars, loss curves.
 //!
+//! On the CPU, give your binary a pooling global allocator such as mimalloc
+//! (`#[global_allocator] static A: mimalloc::MiMalloc = mimalloc::MiMalloc;`),
+//! as the `idx-flow` command does: glibc's `malloc` maps every tensor over
+//! 32 MB fresh from the OS and unmaps it when dropped, which about doubled a
+//! training step of the README's benchmark.
+//!
 //! ```
 //! use idx_flow::geometry::HealpixGrid;
 //! use idx_flow::graphs::ConnectionGraph;
