@@ -261,24 +261,36 @@ impl SphereDataset {
     /// Sample `t` of the source under `rotation`, on the grid: `[N, C]`
     /// (pixel-major, NESTED order), on the source's own scale.
     pub fn render(&self, t: usize, rotation: &Rotation) -> Vec<f32> {
+        // Pixels per call of `EquirectImage::sample_many`, which fetches the
+        // image ahead of its blends.
+        const BLOCK: usize = 1024;
         let c = self.channels();
         let mut out = vec![0f32; self.centers.len() * c];
-        out.par_chunks_mut(c)
-            .zip(self.centers.par_iter())
-            .for_each(|(o, p)| {
-                let v = rotation.apply_inverse(*p);
-                match &self.source {
-                    SphereSource::Image(img) => img.sample_into(v, o),
-                    SphereSource::Maps(m) => {
+        match &self.source {
+            SphereSource::Image(img) => out
+                .par_chunks_mut(BLOCK * c)
+                .zip(self.centers.par_chunks(BLOCK))
+                .for_each(|(o, centers)| {
+                    let dirs: Vec<[f64; 3]> =
+                        centers.iter().map(|p| rotation.apply_inverse(*p)).collect();
+                    // `o` holds C values per direction of the block.
+                    img.sample_many(&dirs, o)
+                        .expect("a block of output rows per block of pixels");
+                }),
+            SphereSource::Maps(m) => {
+                let t = t % m.samples();
+                out.par_chunks_mut(c)
+                    .zip(self.centers.par_iter())
+                    .for_each(|(o, p)| {
                         // Directions are unit vectors; the lookup cannot fail.
-                        let pix = m.grid().vec2pix(v).unwrap_or(0) as usize;
-                        let t = t % m.samples();
+                        let pix =
+                            m.grid().vec2pix(rotation.apply_inverse(*p)).unwrap_or(0) as usize;
                         for (k, o) in o.iter_mut().enumerate() {
                             *o = m.map(t, k)[pix];
                         }
-                    }
-                }
-            });
+                    });
+            }
+        }
         out
     }
 

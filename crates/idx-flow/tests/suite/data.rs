@@ -50,6 +50,42 @@ fn latitude_rows_and_poles() {
 }
 
 #[test]
+fn sampling_many_directions_gives_the_values_of_sampling_each() {
+    // Three channels of distinct values, directions over the whole sphere:
+    // both poles (clamped rows), the date line (wrapped columns) and random
+    // ones, more than the prefetch distance apart and not a multiple of it.
+    let (w, h, c) = (37, 19, 3);
+    let data = (0..w * h * c).map(|i| (i as f32 * 0.618).sin()).collect();
+    let img = EquirectImage::new(w, h, c, data).unwrap();
+    let mut rng = SplitMix64::for_stream(11, 0, 0);
+    let mut dirs = vec![
+        [0.0, 0.0, 1.0],
+        [0.0, 0.0, -1.0],
+        [-1.0, 1e-12, 0.0],
+        [-1.0, -1e-12, 0.0],
+    ];
+    dirs.extend((0..101).map(|_| Rotation::random(&mut rng).apply([0.0, 0.0, 1.0])));
+    let mut many = vec![f32::NAN; dirs.len() * c];
+    img.sample_many(&dirs, &mut many).unwrap();
+    let err = img
+        .sample_many(&dirs, &mut many[1..])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("105 directions x 3 channels = 315 values") && err.contains("314"),
+        "{err}"
+    );
+    for (v, got) in dirs.iter().zip(many.chunks(c)) {
+        let one = img.sample(*v);
+        assert_eq!(
+            got.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            one.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+            "direction {v:?}"
+        );
+    }
+}
+
+#[test]
 fn downsampling_averages_blocks() {
     let img = column_image(6, 4).downsample(2).unwrap();
     assert_eq!((img.width(), img.height()), (3, 2));
