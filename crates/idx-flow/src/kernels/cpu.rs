@@ -54,10 +54,14 @@ fn floats(t: &FlexTensor) -> &[f32] {
         .expect("contiguous f32 after f32_tensor")
 }
 
-/// An int tensor's values as i64 (borrowed when they already are).
+/// An int tensor's values as i64 (borrowed when they already are; the
+/// tensor API stores graph indices as i32, widened here in one pass).
 fn ints(t: &FlexTensor) -> Cow<'_, [i64]> {
-    match t.as_slice::<i64>() {
-        Some(s) => Cow::Borrowed(s),
+    if let Some(s) = t.as_slice::<i64>() {
+        return Cow::Borrowed(s);
+    }
+    match t.as_slice::<i32>() {
+        Some(s) => Cow::Owned(s.iter().map(|&v| i64::from(v)).collect()),
         None => Cow::Owned(
             t.clone()
                 .into_data()
