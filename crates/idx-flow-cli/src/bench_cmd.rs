@@ -6,14 +6,15 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
+use burn::backend::Dispatch;
 use burn::module::Module;
 use burn::optim::{GradientsParams, SgdConfig};
-use burn::tensor::{DType, Device, FloatDType, Tensor};
+use burn::tensor::{DType, Device, Distribution, FloatDType, Tensor};
 use clap::{Args, Subcommand, ValueEnum};
 use idx_flow::geometry::HealpixGrid;
 use idx_flow::graphs::ConnectionGraph;
 use idx_flow::io::write_bytes_atomically;
-use idx_flow::kernels::KernelPath;
+use idx_flow::kernels::{DeviceGraph, GraphKernels, KernelPath, gather_contract};
 use idx_flow::layers::{SpatialConv, SpatialConvConfig};
 use idx_flow::train::device::by_name;
 
@@ -96,6 +97,12 @@ pub struct ConvArgs {
     /// a line then says how many launches did. Same as IDX_FLOW_TENSOR_CORES=1.
     #[arg(long)]
     tensor_cores: bool,
+    /// Also time each fused operation alone (forward, kernel gradient, input
+    /// gradient; no autodiff, no loss), each a median over --runs: an
+    /// `ops` line, to compare with a plain matrix product of the same size
+    /// (2·B·N_out·k·C·F flops each, printed with it).
+    #[arg(long)]
+    per_op: bool,
     /// A Python with idx-flow 0.2.1 and torch: its figures are printed on a third line.
     /// Default: the environment variable IDX_FLOW_PYTHON, if set.
     #[arg(long)]
@@ -183,6 +190,13 @@ fn conv(a: ConvArgs) -> Result<(), String> {
         println!(
             "tensor cores: {} kernel launches ran on them",
             idx_flow::kernels::tensor_core_launches()
+        );
+    }
+    if a.per_op {
+        let [fwd, grad_kernel, grad_input] = time_ops(&a, &graph, &device, dtype)?;
+        let gflop = 2.0 * (a.batch * graph.n_out() * a.k * a.channels * a.filters) as f64 / 1e9;
+        println!(
+            "ops fused: fwd_ms={fwd:.2} grad_kernel_ms={grad_kernel:.2} grad_input_ms={grad_input:.2} gflop_each={gflop:.2}"
         );
     }
     if a.check {
@@ -291,6 +305,66 @@ fn time_path(
     };
     drop(model);
     Ok((fwd, step, peak / (1024.0 * 1024.0)))
+}
+
+/// Medians (ms) of the three fused operations called alone through the
+/// backend extension: the forward (with bias), the kernel gradient and the
+/// input gradient, on random operands of the case's sizes.
+fn time_ops(
+    a: &ConvArgs,
+    graph: &ConnectionGraph,
+    device: &Device,
+    dtype: FloatDType,
+) -> Result<[f64; 3], String> {
+    let sync = |d: &Device| d.sync().map_err(|e| format!("device sync: {e:?}"));
+    let (n_in, n_out, k) = (graph.n_in(), graph.n_out(), a.k);
+    let g = DeviceGraph::new(graph.indices(), n_in, n_out, k, device);
+    let normal = Distribution::Normal(0.0, 1.0);
+    let x = Tensor::<3>::random([a.batch, n_in, a.channels], normal, device).cast(dtype);
+    let kernel = Tensor::<2>::random([k * a.channels, a.filters], normal, device).cast(dtype);
+    let bias = Tensor::<1>::random([a.filters], normal, device).cast(dtype);
+    let dy = Tensor::<3>::random([a.batch, n_out, a.filters], normal, device).cast(dtype);
+    // Unweighted, as SpatialConv on a k-nearest graph: not read by the kernels.
+    let w = Tensor::<2>::ones([n_out, k], device).cast(dtype);
+    let fwd = median_ms(
+        || {
+            let y = gather_contract(x.clone(), &g, None, kernel.clone(), Some(bias.clone()));
+            sync(&y.device())
+        },
+        a.runs,
+        a.warmup,
+    )?;
+    let grad_kernel = median_ms(
+        || {
+            let dk: Tensor<2> = Tensor::from_dispatch(Dispatch::gather_contract_grad_kernel(
+                x.clone().into_dispatch(),
+                g.indices.clone().into_dispatch(),
+                w.clone().into_dispatch(),
+                dy.clone().into_dispatch(),
+                false,
+            ));
+            sync(&dk.device())
+        },
+        a.runs,
+        a.warmup,
+    )?;
+    let grad_input = median_ms(
+        || {
+            let dx: Tensor<3> = Tensor::from_dispatch(Dispatch::gather_contract_grad_input(
+                dy.clone().into_dispatch(),
+                g.rev_offsets.clone().into_dispatch(),
+                g.rev_edges.clone().into_dispatch(),
+                g.rev_slots.clone().into_dispatch(),
+                w.clone().into_dispatch(),
+                kernel.clone().into_dispatch(),
+                false,
+            ));
+            sync(&dx.device())
+        },
+        a.runs,
+        a.warmup,
+    )?;
+    Ok([fwd, grad_kernel, grad_input])
 }
 
 /// Prints the largest `|fused − reference|` of the forward, of the kernel

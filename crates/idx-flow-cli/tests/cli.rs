@@ -70,6 +70,76 @@ fn indices_writes_a_graph_and_one_summary_line() {
 }
 
 #[test]
+fn bench_conv_prints_each_path_each_operation_and_the_check() {
+    let (ok, out, err) = idx_flow(&[
+        "bench",
+        "conv",
+        "--nside-in",
+        "4",
+        "--nside-out",
+        "2",
+        "-k",
+        "4",
+        "--batch",
+        "1",
+        "--channels",
+        "3",
+        "--filters",
+        "5",
+        "--runs",
+        "2",
+        "--warmup",
+        "0",
+        "--input-grad",
+        "--per-op",
+        "--check",
+    ]);
+    assert!(ok, "{err}");
+    let number = |line: &str, key: &str| -> f64 {
+        let field = line
+            .split_whitespace()
+            .find_map(|f| f.strip_prefix(&format!("{key}=")))
+            .unwrap_or_else(|| panic!("no {key} in {line:?}"));
+        field
+            .parse()
+            .unwrap_or_else(|_| panic!("{key}={field} in {line:?}"))
+    };
+    for path in ["fused", "reference"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("path={path} ")))
+            .unwrap_or_else(|| panic!("no {path} line in {out}"));
+        for key in ["fwd_ms", "step_ms", "peak_mib"] {
+            assert!(number(line, key) >= 0.0, "{line}");
+        }
+    }
+    let ops = out
+        .lines()
+        .find(|l| l.starts_with("ops fused: "))
+        .expect("an ops line");
+    // Times of this tiny case may print as 0.00 ms.
+    for key in ["fwd_ms", "grad_kernel_ms", "grad_input_ms"] {
+        assert!(number(ops, key) >= 0.0, "{ops}");
+    }
+    // 2·B·N_out·k·C·F = 2·1·48·4·3·5 flops, printed in GFLOP to two places.
+    assert_eq!(number(ops, "gflop_each"), 0.0, "{ops}");
+    // The fused and the reference paths agree on the output and both gradients.
+    for what in ["output", "kernel gradient", "input gradient"] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(&format!("check {what}:")))
+            .unwrap_or_else(|| panic!("no check of the {what} in {out}"));
+        let diff: f64 = line
+            .split("= ")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("{line}"));
+        assert!(diff < 1e-4, "{line}");
+    }
+}
+
+#[test]
 fn bad_input_is_a_clear_error_not_a_panic() {
     let dir = tempfile::tempdir().unwrap();
     let o = dir.path().join("g.npz");
