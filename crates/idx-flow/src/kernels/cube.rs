@@ -66,9 +66,10 @@ impl Tiling {
     ///
     /// `IDX_FLOW_CUBE_TILING=bm,bn,bk,tm,tn` replaces the choice for every
     /// kernel (for tuning on a new device; a value that breaks the rules of
-    /// [`Tiling::is_valid`] is ignored with a warning).
-    fn for_columns(n: usize) -> Self {
-        if let Some(tiling) = Self::from_env() {
+    /// [`Tiling::is_valid`], or asks more of the device of `on` than it has,
+    /// is ignored with a warning).
+    fn for_columns(n: usize, on: &CubeTensor) -> Self {
+        if let Some(tiling) = Self::from_env(on) {
             return tiling;
         }
         if n > 32 {
@@ -102,8 +103,8 @@ impl Tiling {
     /// on a 128×64 tile (128 threads). Measured on an H100 (Vulkan) they make
     /// the forward 14-22% faster than 4×4 blocks, while the two gradient
     /// kernels, which stage more per step, are slower with them.
-    fn forward(n: usize) -> Self {
-        match Self::from_env() {
+    fn forward(n: usize, on: &CubeTensor) -> Self {
+        match Self::from_env(on) {
             Some(tiling) => tiling,
             None if n > 32 => Self {
                 bm: 128,
@@ -112,7 +113,7 @@ impl Tiling {
                 tm: 8,
                 tn: 8,
             },
-            None => Self::for_columns(n),
+            None => Self::for_columns(n, on),
         }
     }
 
@@ -138,8 +139,50 @@ impl Tiling {
             && (bk * bn).is_multiple_of(threads)
     }
 
+    /// Bytes of shared memory a kernel stages each step in: the A tile
+    /// `[bk][bm + 1]` and the B tile `[bk][bn + 1]` of f32 (the input
+    /// gradient's transposed B tile; the other kernels' is one column less).
+    fn shared_bytes(&self) -> usize {
+        std::mem::size_of::<f32>() * self.bk * (self.bm + 1 + self.bn + 1)
+    }
+
+    /// Whether a device with `max_shared` bytes of shared memory and
+    /// `max_threads` threads a cube can launch the kernels with this tiling.
+    fn fits(&self, max_shared: usize, max_threads: usize) -> bool {
+        self.shared_bytes() <= max_shared && self.threads() <= max_threads
+    }
+
+    /// The tiling named by `IDX_FLOW_CUBE_TILING`, where the device of `on`
+    /// can launch it. A tiling that passes [`Tiling::is_valid`] may still be
+    /// too large for a device (Mesa's software Vulkan has 32 KiB of shared
+    /// memory, less than `128,128,32,8,8` asks): it is then ignored, with a
+    /// warning once, rather than failing at the launch.
+    fn from_env(on: &CubeTensor) -> Option<Self> {
+        let tiling = Self::from_env_text()?;
+        let hardware = &on.client.properties().hardware;
+        let (max_shared, max_threads) = (
+            hardware.max_shared_memory_size,
+            hardware.max_units_per_cube as usize,
+        );
+        if tiling.fits(max_shared, max_threads) {
+            return Some(tiling);
+        }
+        static WARNED: std::sync::Once = std::sync::Once::new();
+        WARNED.call_once(|| {
+            let Self { bm, bn, bk, tm, tn } = tiling;
+            eprintln!(
+                "idx-flow: IDX_FLOW_CUBE_TILING={bm},{bn},{bk},{tm},{tn} ignored on this device: \
+                 it needs {} bytes of shared memory and {} threads a cube, the device has \
+                 {max_shared} bytes and {max_threads} threads",
+                tiling.shared_bytes(),
+                tiling.threads()
+            );
+        });
+        None
+    }
+
     /// The tiling named by `IDX_FLOW_CUBE_TILING`, read once.
-    fn from_env() -> Option<Self> {
+    fn from_env_text() -> Option<Self> {
         static TILING: std::sync::OnceLock<Option<Tiling>> = std::sync::OnceLock::new();
         *TILING.get_or_init(|| {
             let text = std::env::var("IDX_FLOW_CUBE_TILING").ok()?;
@@ -1206,7 +1249,7 @@ fn contract_grad_input_by_slot(
             cast(acc, dtype)
         };
     }
-    let tiling = Tiling::for_columns(channels);
+    let tiling = Tiling::for_columns(channels, &dy);
     let tiles_n = channels.div_ceil(tiling.bn);
     // No slot reads more pixels than there are inputs, or outputs.
     let num_tiles = (batch * n_in.min(n_out)).div_ceil(tiling.bm) * tiles_n;
@@ -1306,7 +1349,7 @@ impl GraphKernels for CubeBackend {
             );
             return out;
         }
-        let tiling = Tiling::forward(features);
+        let tiling = Tiling::forward(features, &x);
         let tiles_n = features.div_ceil(tiling.bn);
         let num_tiles = rows.div_ceil(tiling.bm) * tiles_n;
         let (count, dim) = tiled_launch(&x, num_tiles, tiling.threads());
@@ -1410,7 +1453,7 @@ impl GraphKernels for CubeBackend {
             );
             return out;
         }
-        let tiling = Tiling::for_columns(channels);
+        let tiling = Tiling::for_columns(channels, &dy);
         let tiles_n = channels.div_ceil(tiling.bn);
         let num_tiles = rows.div_ceil(tiling.bm) * tiles_n;
         let (count, dim) = tiled_launch(&dy, num_tiles, tiling.threads());
@@ -1480,7 +1523,7 @@ impl GraphKernels for CubeBackend {
         let fragments = super::tensor_cores()
             .then(|| super::tensor_core::fragments(&x, dtype))
             .flatten();
-        let tiling = Tiling::for_columns(features);
+        let tiling = Tiling::for_columns(features, &x);
         // (tile rows, tile columns, rows per step) of pass 1.
         let (bm, bn, bk) = match fragments {
             Some(f) => {
