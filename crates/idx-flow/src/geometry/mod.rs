@@ -365,7 +365,7 @@ impl HealpixGrid {
     }
 
     /// Unit vectors of all pixel centres, in this grid's order (computed in
-    /// parallel, by the closed forms of [`RingCenters`]).
+    /// parallel, by HEALPix's closed forms for the centres of each ring).
     pub fn centers(&self) -> Vec<[f64; 3]> {
         let rc = RingCenters::new(self.nside);
         let mut out = vec![[0.0; 3]; self.npix() as usize];

@@ -38,7 +38,7 @@
 //! - **Names** are spectrans' PyTorch `named_parameters()` / `named_buffers()`
 //!   names (`filter_real`, `mlp.0.weight`, `kernel.projection`, `norm1.bias`,
 //!   `ffn.fc1.weight` `[out, in]`), so [`TorchState`] loads spectrans weights.
-//! - **Errors.** `init` and `try_forward` return [`Error`](crate::Error);
+//! - **Errors.** `init` and `try_forward` return [`Error`];
 //!   `forward` panics with the same message.
 //!
 //! # Differences from spectrans 0.1.0
