@@ -75,17 +75,17 @@ fn bench_conv_prints_each_path_each_operation_and_the_check() {
         "bench",
         "conv",
         "--nside-in",
-        "4",
+        "16",
         "--nside-out",
-        "2",
+        "8",
         "-k",
         "4",
         "--batch",
-        "1",
+        "2",
         "--channels",
-        "3",
+        "33",
         "--filters",
-        "5",
+        "65",
         "--runs",
         "2",
         "--warmup",
@@ -117,12 +117,13 @@ fn bench_conv_prints_each_path_each_operation_and_the_check() {
         .lines()
         .find(|l| l.starts_with("ops fused: "))
         .expect("an ops line");
-    // Times of this tiny case may print as 0.00 ms.
+    // Times of this small case may print as 0.00 ms.
     for key in ["fwd_ms", "grad_kernel_ms", "grad_input_ms"] {
         assert!(number(ops, key) >= 0.0, "{ops}");
     }
-    // 2·B·N_out·k·C·F = 2·1·48·4·3·5 flops, printed in GFLOP to two places.
-    assert_eq!(number(ops, "gflop_each"), 0.0, "{ops}");
+    // 2·B·N_out·k·C·F = 2·2·768·4·33·65 = 26.4 million flops, printed in
+    // GFLOP to two places (a missing factor would print 0.01 or less).
+    assert_eq!(number(ops, "gflop_each"), 0.03, "{ops}");
     // The fused and the reference paths agree on the output and both gradients.
     for what in ["output", "kernel gradient", "input gradient"] {
         let line = out
