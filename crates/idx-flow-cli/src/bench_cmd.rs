@@ -148,7 +148,10 @@ fn conv(a: ConvArgs) -> Result<(), String> {
         ));
     }
     if a.tensor_cores {
-        idx_flow::kernels::set_tensor_cores(true);
+        idx_flow::kernels::set_options(idx_flow::kernels::KernelOptions {
+            tensor_cores: true,
+            ..idx_flow::kernels::options()
+        });
     }
     let t = Instant::now();
     let grid = |n| HealpixGrid::ring(n).map_err(|e| e.to_string());
@@ -186,7 +189,7 @@ fn conv(a: ConvArgs) -> Result<(), String> {
             Err(e) => println!("path={name} failed: {}", brief(&e)),
         }
     }
-    if idx_flow::kernels::tensor_cores() {
+    if idx_flow::kernels::options().tensor_cores {
         println!(
             "tensor cores: {} kernel launches ran on them",
             idx_flow::kernels::tensor_core_launches()

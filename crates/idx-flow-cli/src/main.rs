@@ -12,6 +12,7 @@ use std::time::Instant;
 use clap::{Parser, Subcommand, ValueEnum};
 use idx_flow::geometry::{HealpixGrid, Ordering};
 use idx_flow::graphs::{ConnectionGraph, WeightMethod};
+use idx_flow::kernels::{KernelOptions, set_options};
 use indicatif::{ProgressBar, ProgressStyle};
 
 #[derive(Parser)]
@@ -168,15 +169,48 @@ fn indices(args: IndicesArgs) -> Result<(), String> {
     Ok(())
 }
 
+/// The kernel options the environment asks for: `IDX_FLOW_KERNELS`
+/// (`fused` or `reference`), `IDX_FLOW_TENSOR_CORES=1`, and
+/// `IDX_FLOW_CUBE_TILING=bm,bn,bk,tm,tn`. The library reads no environment
+/// variable; the command is where they are read, once, into the options.
+fn kernel_options_from_env() -> Result<KernelOptions, String> {
+    let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
+    let mut options = KernelOptions::default();
+    if let Some(path) = var("IDX_FLOW_KERNELS") {
+        options.path = path.parse().map_err(|e| format!("IDX_FLOW_KERNELS: {e}"))?;
+    }
+    if let Some(on) = var("IDX_FLOW_TENSOR_CORES") {
+        options.tensor_cores = match on.as_str() {
+            "1" => true,
+            "0" => false,
+            _ => {
+                return Err(format!(
+                    "IDX_FLOW_TENSOR_CORES: got '{on}', expected 1 or 0"
+                ));
+            }
+        };
+    }
+    if let Some(tiling) = var("IDX_FLOW_CUBE_TILING") {
+        options.tiling = Some(
+            tiling
+                .parse()
+                .map_err(|e| format!("IDX_FLOW_CUBE_TILING: {e}"))?,
+        );
+    }
+    Ok(options)
+}
+
 fn main() -> ExitCode {
     alloc_stats::keep_freed_pages();
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Indices(args) => indices(args),
-        Command::Train(args) => train_cmd::run(args),
-        Command::Plot(args) => plot_cmd::run(args),
-        Command::Bench(args) => bench_cmd::run(args),
-    };
+    let result = kernel_options_from_env()
+        .map(set_options)
+        .and_then(|()| match cli.command {
+            Command::Indices(args) => indices(args),
+            Command::Train(args) => train_cmd::run(args),
+            Command::Plot(args) => plot_cmd::run(args),
+            Command::Bench(args) => bench_cmd::run(args),
+        });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         // Ctrl-C during training: the checkpoint is written, the message printed.

@@ -2,7 +2,7 @@
 
 use std::process::Command;
 
-use idx_flow::ConnectionGraph;
+use idx_flow::graphs::ConnectionGraph;
 
 fn idx_flow(args: &[&str]) -> (bool, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_idx-flow"))

@@ -1,35 +1,27 @@
 //! # idx-flow
 //!
-//! Deep learning on the HEALPix sphere.
+//! Deep learning on the HEALPix sphere. This crate gathers the workspace's
+//! crates, one layer each, behind features (all on by default), as `burn`
+//! gathers its own:
 //!
-//! - [`geometry`]: HEALPix orderings, pixel centres, neighbours (on cdshealpix).
-//! - [`graphs`]: [`ConnectionGraph`] — which input pixels feed each output
-//!   pixel (k nearest, NESTED children/parent, 3×3 stencil), with distances
-//!   and interpolation weights.
-//! - [`io`]: graphs and tensors on disk (`.npz`, safetensors), written atomically.
-//! - [`layers`]: idx_flow's layers as burn modules (index convolutions, MLPs,
-//!   norms, dropouts, attention, ViT, pooling), loadable from PyTorch state dicts.
-//! - [`kernels`]: the fused gather-contract and gather-sum operations behind
-//!   the gather layers (CPU and CubeCL GPU kernels, deterministic backward).
-//! - [`data`]: Earth imagery and HEALPix maps (`.npy`, FITS) under random rotations.
-//! - [`models`]: the HEALPix convolutional autoencoder.
-//! - [`equivariant`]: layers on geometric images (scalar, vector and tensor
-//!   fields on 2-D/3-D grids) that commute with the grid's rotations and
-//!   reflections (ginjax's layers and models: ResNet, dilated ResNet, UNet,
-//!   group averaging).
-//! - [`pde`]: physics convolutions on regular 1-3-D grids (pdequinox's layers:
-//!   boundary-aware convolutions, transposed convolutions, FNO spectral
-//!   convolutions; and its architectures: ConvNet, ResNets, UNets, FNO).
-//! - [`spectral`]: spectral token mixing (FNet, GFNet, AFNO, random-feature and
-//!   spectral-transform attention, wavelets) and hybrid transformer blocks (spectrans).
-//! - [`train`]: training with AdamW, checkpoints and exact resume, metrics.
-//! - [`plot`]: Mollweide pictures with colour bars, loss curves.
+//! | module | crate | feature | what |
+//! |---|---|---|---|
+//! | [`geometry`], [`graphs`], [`io`], [`Error`] | `idx-flow-healpix` | always | HEALPix orderings, pixel centres, neighbours; [`ConnectionGraph`](graphs::ConnectionGraph) (k nearest, NESTED children/parent, 3×3 stencil); graph and tensor files; the one error type |
+//! | [`kernels`] | `idx-flow-kernels` | `kernels` | the fused gather-contract and gather-sum operations (CPU and CubeCL GPU kernels, deterministic backward) |
+//! | [`layers`] | `idx-flow-nn` + `idx-flow-core` | `nn` | idx_flow's layers as burn modules, PyTorch state dicts, seeded initialisers |
+//! | [`rng`] | `idx-flow-core` | `nn` or `pde` | the counter-based random numbers behind initialisation and training |
+//! | [`spectral`] | `idx-flow-spectral` | `spectral` | spectrans's spectral token mixing and hybrid transformer blocks |
+//! | [`pde`] | `idx-flow-pde` | `pde` | pdequinox's physics convolutions and architectures on regular grids |
+//! | [`equivariant`] | `idx-flow-equivariant` | `equivariant` | ginjax's layers on geometric images |
+//! | [`data`], [`models`], [`train`], [`plot`] | `idx-flow-train` | `train` | map data, the HEALPix autoencoder, training, pictures |
+//!
+//! `wgpu`, `vulkan` and `cuda` turn on burn's GPU backends and the CubeCL kernels.
 //!
 //! On the CPU, give your binary a pooling global allocator such as mimalloc
 //! (`#[global_allocator] static A: mimalloc::MiMalloc = mimalloc::MiMalloc;`),
 //! as the `idx-flow` command does: glibc's `malloc` maps every tensor over
 //! 32 MB fresh from the OS and unmaps it when dropped, which about doubled a
-//! training step of the README's benchmark.
+//! training step of the fused-kernel benchmark.
 //!
 //! ```
 //! use idx_flow::geometry::HealpixGrid;
@@ -43,24 +35,43 @@
 
 #![warn(missing_docs)]
 
-pub mod data;
-pub mod equivariant;
-pub mod error;
-pub mod geometry;
-pub mod graphs;
-pub mod io;
-pub mod kernels;
-pub mod layers;
-pub mod models;
-pub mod pde;
-pub mod plot;
-pub mod spectral;
-pub mod train;
+pub use idx_flow_healpix::{Error, Result, geometry, graphs, io};
 
-pub use error::{Error, Result};
-pub use graphs::ConnectionGraph;
+#[cfg(feature = "kernels")]
+pub use idx_flow_kernels as kernels;
+
+/// idx_flow 0.2.1's layers as burn modules (`idx-flow-nn`), with the PyTorch
+/// state dicts and initialisers they share with the other families
+/// (`idx-flow-core`).
+#[cfg(feature = "nn")]
+pub mod layers {
+    pub use idx_flow_core::{
+        Initializer, Nonlinearity, StateDict, TorchState, WeightInit, init, state_dict,
+    };
+    pub use idx_flow_nn::*;
+}
+
+#[cfg(any(feature = "nn", feature = "pde"))]
+pub use idx_flow_core::rng;
+
+#[cfg(feature = "spectral")]
+pub use idx_flow_spectral as spectral;
+
+#[cfg(feature = "pde")]
+pub use idx_flow_pde as pde;
+
+#[cfg(feature = "equivariant")]
+pub use idx_flow_equivariant as equivariant;
+
+#[cfg(feature = "train")]
+pub use idx_flow_train::{data, models, plot, train};
 
 /// The README's examples, compiled as doc tests so that they stay true.
-#[cfg(doctest)]
+#[cfg(all(
+    doctest,
+    feature = "train",
+    feature = "spectral",
+    feature = "equivariant"
+))]
 #[doc = include_str!("../../../README.md")]
 pub struct ReadmeDoctests;

@@ -1,0 +1,4 @@
+//! Integration tests of the pdequinox family.
+
+mod archs;
+mod pde;

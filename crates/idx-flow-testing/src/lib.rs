@@ -1,0 +1,12 @@
+//! Test support shared by the idx-flow crates (a development dependency only).
+//!
+//! - [`fixtures`]: where the reference data is (`IDX_FLOW_FIXTURES`, or the
+//!   workspace's `fixtures/`), and its manifests.
+//! - [`compare`]: our tensors and gradients against a reference library's.
+//! - [`rng`]: a small deterministic generator for test data.
+//! - [`trials`]: each fixture case as its own named test.
+
+pub mod compare;
+pub mod fixtures;
+pub mod rng;
+pub mod trials;

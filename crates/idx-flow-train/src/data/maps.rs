@@ -1,0 +1,192 @@
+//! HEALPix maps read from files: `.npy` arrays (`[N]`, `[C, N]` or `[T, C, N]`)
+//! and FITS binary tables as healpy's `write_map` writes them.
+//!
+//! Every loader checks what a training run relies on and says what it expected:
+//! a length of `12·nside²`, finite values, the channel count.
+//!
+//! ```
+//! use idx_flow_train::data::HealpixMaps;
+//! use idx_flow_healpix::geometry::Ordering;
+//! // Two channels on nside 1 (12 pixels), one sample.
+//! let maps = HealpixMaps::new(Ordering::Ring, 1, 2, (0..24).map(|v| v as f32).collect())?;
+//! assert_eq!((maps.nside(), maps.samples(), maps.channels()), (1, 1, 2));
+//! assert_eq!(maps.map(0, 1)[0], 12.0);
+//! # Ok::<(), idx_flow_train::Error>(())
+//! ```
+
+use std::path::Path;
+
+use crate::{Error, Result};
+use idx_flow_healpix::geometry::{HealpixGrid, Ordering, npix2nside};
+
+/// healpy's `UNSEEN` marker of masked pixels.
+pub const UNSEEN: f64 = -1.6375e30;
+
+/// `T` samples of `C`-channel maps on one HEALPix grid, `[T, C, N]`.
+#[derive(Clone, Debug)]
+pub struct HealpixMaps {
+    grid: HealpixGrid,
+    channels: usize,
+    samples: usize,
+    data: Vec<f32>,
+}
+
+/// The nside of a map of `n` pixels, or an error saying what lengths are valid.
+pub fn nside_of_length(n: usize, what: &str) -> Result<u32> {
+    npix2nside(n as u64).ok_or_else(|| {
+        let below = ((n as f64 / 12.0).sqrt().floor() as u64).max(1);
+        Error::arg(
+            "map",
+            format!(
+                "{what} has {n} pixels, which is not 12·nside² for any nside \
+                 (nearest: nside {below} has {}, nside {} has {})",
+                12 * below * below,
+                below + 1,
+                12 * (below + 1) * (below + 1)
+            ),
+        )
+    })
+}
+
+impl HealpixMaps {
+    /// Maps from `[T, C, N]` values (`T = data.len() / (C·N)`), `N = 12·nside²`.
+    pub fn new(ordering: Ordering, nside: u32, channels: usize, data: Vec<f32>) -> Result<Self> {
+        let grid = HealpixGrid::new(nside, ordering)?;
+        let n = grid.npix() as usize;
+        if channels == 0 || data.is_empty() || !data.len().is_multiple_of(channels * n) {
+            return Err(Error::Shape {
+                context: "HEALPix maps".into(),
+                expected: format!("[T, {channels}, {n}] values (nside {nside})"),
+                got: format!("{} values", data.len()),
+            });
+        }
+        if let Some(i) = data
+            .iter()
+            .position(|v| !v.is_finite() || *v as f64 == UNSEEN)
+        {
+            let (t, c, p) = (i / (channels * n), (i / n) % channels, i % n);
+            return Err(Error::arg(
+                "map",
+                format!(
+                    "sample {t}, channel {c}, pixel {p} is {} ({}), expected finite values on every pixel",
+                    data[i],
+                    if data[i].is_nan() {
+                        "NaN"
+                    } else if data[i].is_finite() {
+                        "healpy's UNSEEN"
+                    } else {
+                        "infinite"
+                    }
+                ),
+            ));
+        }
+        Ok(Self {
+            grid,
+            channels,
+            samples: data.len() / (channels * n),
+            data,
+        })
+    }
+
+    /// Reads `.npy` (`float32` or `float64`; shape `[N]`, `[C, N]` or `[T, C, N]`)
+    /// or FITS (healpy's `write_map`: one column per channel, ordering from the
+    /// header). `nested` gives the ordering of `.npy` maps (RING otherwise).
+    pub fn open(path: &Path, nested: bool) -> Result<Self> {
+        let ext = path
+            .extension()
+            .and_then(|e| e.to_str())
+            .map(|e| e.to_ascii_lowercase())
+            .unwrap_or_default();
+        let with_path = |e: Error| match e {
+            Error::Format { .. } | Error::Io { .. } => e,
+            other => Error::format(path, other.to_string()),
+        };
+        match ext.as_str() {
+            "npy" => Self::read_npy(
+                path,
+                if nested {
+                    Ordering::Nested
+                } else {
+                    Ordering::Ring
+                },
+            )
+            .map_err(with_path),
+            "fits" | "fit" | "fts" => super::fits::read_healpix_fits(path).map_err(with_path),
+            _ => Err(Error::format(
+                path,
+                "unknown map format: expected .npy (HEALPix array), .fits (healpy write_map), or .png/.jpg (equirectangular image)",
+            )),
+        }
+    }
+
+    fn read_npy(path: &Path, ordering: Ordering) -> Result<Self> {
+        use ndarray::ArrayD;
+        let arr: ArrayD<f32> = match ndarray_npy::read_npy::<_, ArrayD<f32>>(path) {
+            Ok(a) => a,
+            Err(_) => match ndarray_npy::read_npy::<_, ArrayD<f64>>(path) {
+                Ok(a) => a.mapv(|v| v as f32),
+                Err(e) => {
+                    return Err(Error::format(
+                        path,
+                        format!("cannot read as a float32 or float64 .npy array: {e}"),
+                    ));
+                }
+            },
+        };
+        let shape = arr.shape().to_vec();
+        let (t, c, n) = match shape.as_slice() {
+            [n] => (1, 1, *n),
+            [c, n] => (1, *c, *n),
+            [t, c, n] => (*t, *c, *n),
+            _ => {
+                return Err(Error::format(
+                    path,
+                    format!(
+                        "array of shape {shape:?}; expected [N], [C, N] or [T, C, N] with N = 12·nside²"
+                    ),
+                ));
+            }
+        };
+        if t == 0 || c == 0 {
+            return Err(Error::format(
+                path,
+                format!("array of shape {shape:?} is empty"),
+            ));
+        }
+        let nside = nside_of_length(n, "the last axis")?;
+        let data: Vec<f32> = arr.as_standard_layout().iter().copied().collect();
+        Self::new(ordering, nside, c, data)
+    }
+
+    /// The grid.
+    pub fn grid(&self) -> HealpixGrid {
+        self.grid
+    }
+
+    /// nside.
+    pub fn nside(&self) -> u32 {
+        self.grid.nside()
+    }
+
+    /// Channels `C`.
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// Samples `T`.
+    pub fn samples(&self) -> usize {
+        self.samples
+    }
+
+    /// Channel `c` of sample `t`, `[N]` in the maps' ordering.
+    pub fn map(&self, t: usize, c: usize) -> &[f32] {
+        let n = self.grid.npix() as usize;
+        let start = (t * self.channels + c) * n;
+        &self.data[start..start + n]
+    }
+
+    /// All values, `[T, C, N]`.
+    pub fn data(&self) -> &[f32] {
+        &self.data
+    }
+}

@@ -1,0 +1,138 @@
+//! Training: the loss falls, an interrupted run writes a checkpoint, and the
+//! resumed run ends exactly where the uninterrupted one does.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use burn::tensor::Device;
+use idx_flow_core::StateDict;
+use idx_flow_healpix::geometry::{HealpixGrid, Ordering as PixOrdering};
+use idx_flow_train::data::{HealpixMaps, SphereDataset, SphereSource};
+use idx_flow_train::models::AutoencoderConfig;
+use idx_flow_train::train::{Metrics, TrainConfig, TrainOptions, TrainOutcome, train};
+
+fn config() -> TrainConfig {
+    TrainConfig::new()
+        .with_model(
+            AutoencoderConfig::new()
+                .with_channels(2)
+                .with_nside(8)
+                .with_widths(vec![4, 8])
+                .with_latent_channels(2),
+        )
+        .with_data("synthetic".into())
+        .with_steps(8)
+        .with_batch(4)
+        .with_seed(11)
+        .with_learning_rate(1e-2)
+        .with_checkpoint_every(3)
+        .with_eval_samples(3)
+}
+
+/// Two smooth channels on nside 8 (a dipole and a quadrupole of the direction).
+fn dataset() -> SphereDataset {
+    let grid = HealpixGrid::ring(8).unwrap();
+    let c = grid.centers();
+    let mut v: Vec<f32> = c.iter().map(|p| (p[0] + 0.5 * p[2]) as f32).collect();
+    v.extend(c.iter().map(|p| (p[2] * p[2] - p[1] * p[0]) as f32));
+    let maps = HealpixMaps::new(PixOrdering::Ring, 8, 2, v).unwrap();
+    SphereDataset::new(SphereSource::Maps(maps), 8).unwrap()
+}
+
+fn run(out: &Path, resume: bool, stop: Option<&AtomicBool>, stop_after: usize) -> TrainOutcome {
+    let options = TrainOptions {
+        out: out.to_path_buf(),
+        resume,
+        device: Device::default(),
+        backend: "flex (CPU)".into(),
+        stop,
+    };
+    train(&config(), &dataset(), &options, &mut |p| {
+        if p.step == stop_after
+            && let Some(s) = stop
+        {
+            s.store(true, Ordering::SeqCst);
+        }
+    })
+    .unwrap()
+}
+
+fn finished(o: TrainOutcome) -> Metrics {
+    match o {
+        TrainOutcome::Finished(m) => *m,
+        other => panic!("expected a finished run, got {other:?}"),
+    }
+}
+
+#[test]
+fn interrupted_and_resumed_run_equals_the_uninterrupted_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let straight = dir.path().join("straight");
+    let a = finished(run(&straight, false, None, 0));
+    assert!(a.last_loss < a.first_loss, "{a:?}");
+    assert!(a.heldout_psnr_db.is_finite() && a.heldout_mse > 0.0);
+    for f in [
+        "metrics.json",
+        "config.json",
+        "input.png",
+        "reconstruction.png",
+        "error.png",
+        "loss.png",
+        "model.safetensors",
+    ] {
+        assert!(straight.join(f).is_file(), "{f}");
+    }
+
+    // Stopped after step 5 (between checkpoints): a checkpoint of step 5 is written.
+    let split = dir.path().join("split");
+    let stop = AtomicBool::new(false);
+    match run(&split, false, Some(&stop), 5) {
+        TrainOutcome::Interrupted { step, checkpoint } => {
+            assert_eq!(step, 5);
+            assert!(checkpoint.ends_with("step-00000005"));
+            assert!(checkpoint.join("model.safetensors").is_file());
+            assert!(checkpoint.join("optimizer.bpk").is_file());
+        }
+        other => panic!("expected an interruption, got {other:?}"),
+    }
+    assert!(!split.join("metrics.json").exists());
+    let latest = std::fs::read_to_string(split.join("checkpoints/latest")).unwrap();
+    assert_eq!(latest, "step-00000005");
+
+    let b = finished(run(&split, true, None, 0));
+    assert_eq!(a.train_mse, b.train_mse);
+    assert_eq!(a.heldout_mse, b.heldout_mse);
+    assert_eq!((a.first_loss, a.last_loss), (b.first_loss, b.last_loss));
+    let (wa, wb) = (
+        StateDict::load(straight.join("model.safetensors")).unwrap(),
+        StateDict::load(split.join("model.safetensors")).unwrap(),
+    );
+    assert_eq!(wa.keys(), wb.keys());
+    for k in wa.keys() {
+        let (x, y) = (wa.get(k).unwrap(), wb.get(k).unwrap());
+        if let (Ok(x), Ok(y)) = (x.f32(k), y.f32(k)) {
+            assert_eq!(x, y, "{k}");
+        }
+    }
+}
+
+#[test]
+fn resume_refuses_a_missing_or_foreign_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let options = |resume| TrainOptions {
+        out: dir.path().to_path_buf(),
+        resume,
+        device: Device::default(),
+        backend: "flex (CPU)".into(),
+        stop: None,
+    };
+    let e = train(&config(), &dataset(), &options(true), &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("run without --resume first"), "{e}");
+    train(&config(), &dataset(), &options(false), &mut |_| {}).unwrap();
+    let other = config().with_seed(12);
+    let e = train(&other, &dataset(), &options(true), &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("another config"), "{e}");
+    let wrong = config().with_model(config().model.with_channels(3));
+    let e = train(&wrong, &dataset(), &options(false), &mut |_| {}).unwrap_err();
+    assert!(e.to_string().contains("the data have 2 channels"), "{e}");
+}
