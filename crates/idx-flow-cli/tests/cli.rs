@@ -130,13 +130,18 @@ fn bench_conv_prints_each_path_each_operation_and_the_check() {
             .lines()
             .find(|l| l.starts_with(&format!("check {what}:")))
             .unwrap_or_else(|| panic!("no check of the {what} in {out}"));
-        let diff: f64 = line
-            .split("= ")
-            .nth(1)
-            .and_then(|r| r.split_whitespace().next())
-            .and_then(|v| v.parse().ok())
-            .unwrap_or_else(|| panic!("{line}"));
-        assert!(diff < 1e-4, "{line}");
+        // `check WHAT: max|fused - reference| = D (max|reference| = R)`: the
+        // paths sum in different orders, so D is float32 rounding of values of
+        // size R (the tests' usual 1e-5 of the largest value).
+        let field = |n: usize| -> f64 {
+            line.split("= ")
+                .nth(n)
+                .and_then(|r| r.split(|c: char| c.is_whitespace() || c == ')').next())
+                .and_then(|v| v.parse().ok())
+                .unwrap_or_else(|| panic!("{line}"))
+        };
+        let (diff, largest) = (field(1), field(2));
+        assert!(diff <= 1e-5 * largest.max(1.0), "{line}");
     }
 }
 

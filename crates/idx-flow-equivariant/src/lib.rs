@@ -41,7 +41,7 @@
 //! - **Initialisation** is ginjax's (uniform bounds of its constructors; norms
 //!   start at scale 1, bias 0), drawn through
 //!   [`with_seed`](idx_flow_core::init::with_seed) when one is installed.
-//! - **Errors.** `init` and `try_forward` return [`Error`](crate::Error) for
+//! - **Errors.** `init` and `try_forward` return [`Error`] for
 //!   every size or key a user can get wrong; `forward` panics with that message.
 //! - **Autodiff.** Everything is made of burn tensor operations (the
 //!   eigendecomposition of the norms' covariances is done on the host, with
@@ -91,6 +91,8 @@
 //! assert!((a - b).abs().max().into_scalar::<f32>() < 1e-5);
 //! # Ok::<(), idx_flow_equivariant::Error>(())
 //! ```
+
+#![warn(missing_docs)]
 
 pub use idx_flow_core::{Error, Result};
 

@@ -19,27 +19,26 @@
 //! gradient flows into them (in every layer they are fixed buffers).
 //!
 //! The plain tensor-op version ([`KernelPath::Reference`]: `select`, then
-//! `matmul`) stays as the reference the tests compare against.
+//! `matmul`, in `idx-flow-nn`'s `GraphIndices`) stays as the reference the
+//! tests compare against. How the kernels run (the path, tensor cores, GPU
+//! tilings) is one [`KernelOptions`] value ([`set_options`]).
 //!
 //! ```
-//! use burn::tensor::{Device, Distribution, Tensor};
-//! use idx_flow_healpix::geometry::HealpixGrid;
-//! use idx_flow_healpix::graphs::ConnectionGraph;
-//! use idx_flow_nn::GraphIndices;
-//! use idx_flow_kernels::KernelPath;
+//! use burn::tensor::{Device, Tensor, TensorData};
+//! use idx_flow_kernels::{DeviceGraph, gather_contract};
 //!
 //! let device = Device::default();
-//! let graph = ConnectionGraph::knn(HealpixGrid::ring(4)?, HealpixGrid::ring(2)?, 4)?;
-//! let fused = GraphIndices::new(&graph, &device);
-//! let reference = fused.clone().with_path(KernelPath::Reference);
-//! let x = Tensor::<3>::random([2, 192, 3], Distribution::Normal(0.0, 1.0), &device);
-//! let kernel = Tensor::<3>::random([4, 3, 5], Distribution::Normal(0.0, 1.0), &device);
-//! let bias = Tensor::<1>::random([5], Distribution::Normal(0.0, 1.0), &device);
-//! let a = fused.contract(x.clone(), None, kernel.clone(), Some(bias.clone()));
-//! let b = reference.contract(x, None, kernel, Some(bias));
-//! assert!(a.all_close(b, Some(1e-5), Some(1e-5)));
-//! # Ok::<(), idx_flow_kernels::Error>(())
+//! // 2 output pixels, each reading k = 2 of 3 input pixels: 0, 1 and 1, 2.
+//! let graph = DeviceGraph::new(&[0, 1, 1, 2], 3, 2, 2, &device);
+//! // One sample, one channel, x = [1, 2, 3]; the kernel [k·C, F] = [[10], [1]].
+//! let x = Tensor::<3>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0], [1, 3, 1]), &device);
+//! let kernel = Tensor::<2>::from_data(TensorData::new(vec![10.0f32, 1.0], [2, 1]), &device);
+//! let y = gather_contract(x, &graph, None, kernel, None);
+//! // y[p] = 10·x[idx[p, 0]] + x[idx[p, 1]]
+//! assert_eq!(y.into_data().iter::<f32>().collect::<Vec<_>>(), [12.0, 23.0]);
 //! ```
+
+#![warn(missing_docs)]
 
 pub use idx_flow_healpix::{Error, Result};
 pub use options::{CubeTiling, KernelOptions, KernelPath, options, set_options};

@@ -11,7 +11,7 @@
 //! | attention | [`attention`] | [`SpatialSelfAttention`] |
 //! | transformer | [`vit`] | [`SpatialPatchEmbedding`], [`SpatialTransformerBlock`], [`SpatialVit`] |
 //! | pooling | [`pooling`] | [`SpatialPooling`], [`Squeeze`], [`Unsqueeze`] |
-//! | utilities | [`init`], [`activation`], [`state_dict`] | initialisers with PyTorch's fan rules, activations, PyTorch state dicts |
+//! | utilities | [`init`](idx_flow_core::init), [`activation`], [`state_dict`](idx_flow_core::state_dict) | initialisers with PyTorch's fan rules, activations, PyTorch state dicts |
 //!
 //! # Conventions
 //!
@@ -36,7 +36,7 @@
 //!   gives the evaluation model; [`set_training`] switches the flags while keeping
 //!   autodiff (PyTorch's `model.eval()` / `model.train()`), which is what gradients
 //!   of an evaluation-mode forward need.
-//! - **Weights.** [`state_dict::TorchState`] saves and loads every layer under
+//! - **Weights.** [`TorchState`](idx_flow_core::TorchState) saves and loads every layer under
 //!   idx_flow's PyTorch names (`kernel`, `bias_param`, `mlp_layers.0.weight` as
 //!   `[out, in]`, `bn_layers.0.running_mean`, `pos_embed`, ...).
 //! - **Names.** idx_flow's classes in Rust casing: `SpatialMLP` is [`SpatialMlp`],
@@ -72,6 +72,75 @@
 //! assert_eq!(y.dims(), [2, 48, 8]);
 //! # Ok::<(), idx_flow_nn::Error>(())
 //! ```
+//!
+//! # PyTorch state dicts
+//!
+//! Every layer implements [`TorchState`](idx_flow_core::TorchState) under idx_flow's names:
+//!
+//! ```
+//! use burn::tensor::Device;
+//! use idx_flow_healpix::geometry::HealpixGrid;
+//! use idx_flow_healpix::graphs::ConnectionGraph;
+//! use idx_flow_nn::SpatialConvConfig;
+//! use idx_flow_core::state_dict::{load_state_dict, state_dict};
+//!
+//! let device = Device::default();
+//! let graph = ConnectionGraph::knn(HealpixGrid::ring(2)?, HealpixGrid::ring(1)?, 4)?;
+//! let conv = SpatialConvConfig::new(3, 5).init(&graph, &device)?;
+//! let sd = state_dict(&conv)?;
+//! assert_eq!(sd.keys(), ["bias_param", "connection_indices", "kernel"]);
+//! assert_eq!(sd.get("kernel").unwrap().shape, [4, 3, 5]);
+//! // Loading is strict: every key must be used and every shape must match.
+//! let again = load_state_dict(SpatialConvConfig::new(3, 5).init(&graph, &device)?, &sd)?;
+//! assert_eq!(state_dict(&again)?, sd);
+//! # Ok::<(), idx_flow_nn::Error>(())
+//! ```
+//!
+//! A model of several layers implements [`TorchState`](idx_flow_core::TorchState) by prefixing its
+//! children's names as PyTorch does (`{attribute}.{name}`):
+//!
+//! ```
+//! use burn::module::Module;
+//! use burn::tensor::Device;
+//! use idx_flow_healpix::geometry::HealpixGrid;
+//! use idx_flow_healpix::graphs::ConnectionGraph;
+//! use idx_flow_core::state_dict::{StateLoader, StateVisitor, TorchState, state_dict};
+//! use idx_flow_nn::{SpatialConv, SpatialConvConfig, SpatialLayerNorm, SpatialLayerNormConfig};
+//!
+//! /// PyTorch: `self.conv = SpatialConv(...)`, `self.norm = SpatialLayerNorm(...)`.
+//! #[derive(Module, Debug)]
+//! struct Encoder {
+//!     conv: SpatialConv,
+//!     norm: SpatialLayerNorm,
+//! }
+//!
+//! impl TorchState for Encoder {
+//!     fn visit_state<V: StateVisitor>(&self, prefix: &str, v: &mut V) {
+//!         self.conv.visit_state(&format!("{prefix}conv."), v);
+//!         self.norm.visit_state(&format!("{prefix}norm."), v);
+//!     }
+//!     fn load_state(self, prefix: &str, l: &mut StateLoader<'_>) -> idx_flow_nn::Result<Self> {
+//!         Ok(Encoder {
+//!             conv: self.conv.load_state(&format!("{prefix}conv."), l)?,
+//!             norm: self.norm.load_state(&format!("{prefix}norm."), l)?,
+//!         })
+//!     }
+//! }
+//!
+//! let device = Device::default();
+//! let graph = ConnectionGraph::knn(HealpixGrid::ring(2)?, HealpixGrid::ring(1)?, 4)?;
+//! let encoder = Encoder {
+//!     conv: SpatialConvConfig::new(3, 8).init(&graph, &device)?,
+//!     norm: SpatialLayerNormConfig::new(8).init(&device)?,
+//! };
+//! assert_eq!(
+//!     state_dict(&encoder)?.keys(),
+//!     ["conv.bias_param", "conv.connection_indices", "conv.kernel", "norm.ln.bias", "norm.ln.weight"]
+//! );
+//! # Ok::<(), idx_flow_nn::Error>(())
+//! ```
+
+#![warn(missing_docs)]
 
 pub mod activation;
 pub mod attention;

@@ -72,6 +72,8 @@
 //! # Ok::<(), idx_flow_pde::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub use idx_flow_core::{Error, Result};
 
 pub mod arch;

@@ -90,6 +90,8 @@
 //! # Ok::<(), idx_flow_spectral::Error>(())
 //! ```
 
+#![warn(missing_docs)]
+
 pub use idx_flow_core::{Error, Result};
 
 pub mod afno;

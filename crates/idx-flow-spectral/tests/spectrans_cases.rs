@@ -72,7 +72,7 @@ fn mixer(spec: &Value, device: &Device) -> Mixer {
     let h = usize_arg(a, "hidden_dim");
     match spec["class"].as_str().expect("class") {
         "FourierMixing" => FourierMixing::new().into(),
-        "FourierMixing1d" => FourierMixing1d::new().into(),
+        "FourierMixing1D" => FourierMixing1d::new().into(),
         "GlobalFilterMixing" => GlobalFilterMixingConfig::new(h, usize_arg(a, "sequence_length"))
             .with_activation(str_arg(a, "activation", "sigmoid").parse().unwrap())
             .init(device)

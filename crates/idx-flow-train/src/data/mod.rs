@@ -8,7 +8,7 @@
 //! | [`equirect`] | decoding PNG/JPEG, bilinear sampling in longitude/latitude |
 //! | [`maps`] | HEALPix maps `[T, C, N]`, `.npy` loading, validation |
 //! | [`fits`] | healpy `write_map` FITS tables, read and write |
-//! | [`rotation`], [`rng`] | uniform random rotations, reproducible per `(seed, step, index)` |
+//! | [`rotation`] (on [`idx_flow_core::rng`]) | uniform random rotations, reproducible per `(seed, step, index)` |
 //! | [`dataset`] | the bundled images, sources, resampling onto the model grid, normalisation |
 
 pub mod dataset;
