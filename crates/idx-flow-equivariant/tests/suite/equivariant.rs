@@ -125,17 +125,26 @@ struct Case {
     args: Value,
     d: usize,
     torus: bool,
+    /// The filter side M of a ConvContract case: the second axis of the
+    /// invariant filters ginjax was given (`{case}.buffer.invariant_filters.*`,
+    /// `(n_filters, *(M,)*D, ...)`), so that any generated M is built.
+    filter_size: Option<usize>,
 }
 
 fn cases(file: &SafetensorsFile) -> Vec<Case> {
     fixtures::manifest_cases(&manifest(), file, "ginjax")
         .into_iter()
         .map(|(name, v)| Case {
-            name,
             class: v["class"].as_str().expect("class").to_string(),
             args: v["args"].clone(),
             d: v["D"].as_u64().expect("D") as usize,
             torus: v["is_torus"].as_bool().expect("is_torus"),
+            filter_size: file
+                .names()
+                .iter()
+                .find(|n| n.starts_with(&format!("{name}.buffer.invariant_filters.")))
+                .map(|n| file.shape(n).expect("filter shape")[1]),
+            name,
         })
         .collect()
 }
@@ -174,6 +183,9 @@ impl Layer {
                         signature(&a["target_keys"]),
                     )
                     .with_bias(bias)
+                    .with_kernel_size(case.filter_size.unwrap_or_else(|| {
+                        panic!("{}: no invariant filters in the fixture", case.name)
+                    }))
                     .init(device)
                     .unwrap(),
                 )
