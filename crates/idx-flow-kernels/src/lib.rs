@@ -48,8 +48,6 @@ mod cpu;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;
 mod options;
-#[cfg(any(feature = "wgpu", feature = "cuda"))]
-mod tensor_core;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

@@ -5,7 +5,7 @@
 //! where the adapter supports it.
 //!
 //! Needs a wgpu adapter:
-//! `cargo test --release -p idx-flow --features vulkan --test suite gpu_kernels`.
+//! `cargo test --release -p idx-flow-kernels --features vulkan --test gpu_kernels`.
 //! Passes on an NVIDIA H100 (Vulkan driver 580) and on Mesa 26's software
 //! Vulkan (lavapipe), which `.ci/gpu-tests` sets up in a Debian trixie chroot
 //! for machines without a GPU. Mesa 22.3's lavapipe (Debian 12) is no

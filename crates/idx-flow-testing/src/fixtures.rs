@@ -74,6 +74,11 @@ pub fn manifest_cases(
 
 /// Every fixture file whose name starts with `prefix` and ends in `.safetensors`.
 pub fn open_all(prefix: &str) -> Vec<SafetensorsFile> {
+    open_all_named(prefix).into_iter().map(|(_, f)| f).collect()
+}
+
+/// [`open_all`], each file with its name without `.safetensors`, in name order.
+pub fn open_all_named(prefix: &str) -> Vec<(String, SafetensorsFile)> {
     let mut names: Vec<String> = std::fs::read_dir(dir())
         .unwrap_or_else(|e| panic!("fixture folder {}: {e}", dir().display()))
         .filter_map(|e| e.ok()?.file_name().into_string().ok())
@@ -85,7 +90,10 @@ pub fn open_all(prefix: &str) -> Vec<SafetensorsFile> {
         "no {prefix}*.safetensors in {}",
         dir().display()
     );
-    names.iter().map(|n| open(n)).collect()
+    names
+        .iter()
+        .map(|n| (n.trim_end_matches(".safetensors").to_string(), open(n)))
+        .collect()
 }
 
 /// The distinct values of the first dot-separated field of the names that end with `suffix`.

@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 ///
 /// ```no_run
 /// use idx_flow_healpix::io::SafetensorsFile;
-/// let file = SafetensorsFile::open("tests/data/layers.safetensors")?;
+/// let file = SafetensorsFile::open("fixtures/layers.safetensors")?;
 /// let (values, shape) = file.f32("spatial_conv.output")?;
 /// assert_eq!(values.len(), shape.iter().product::<usize>());
 /// # Ok::<(), idx_flow_healpix::Error>(())

@@ -2,6 +2,5 @@
 //! against idx_flow, graph files. Fixture-driven tests read the folder from
 //! `IDX_FLOW_FIXTURES` (the workspace's `fixtures/` otherwise).
 
-mod geometry;
 mod graph_files;
 mod graphs;

@@ -30,7 +30,7 @@ use super::rotation::Rotation;
 use crate::{Error, Result};
 use idx_flow_healpix::geometry::HealpixGrid;
 
-/// The images that ship with idx-flow (see `crates/idx-flow/data/README.md`).
+/// The images that ship with idx-flow (see `crates/idx-flow-train/data/README.md`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum BundledImage {
     /// NASA Blue Marble Next Generation, true colour, 5400 x 2700.

@@ -6,13 +6,15 @@
 //! | file | what |
 //! |---|---|
 //! | [`equirect`] | decoding PNG/JPEG, bilinear sampling in longitude/latitude |
-//! | [`maps`] | HEALPix maps `[T, C, N]`, `.npy` loading, validation |
+//! | [`maps`] | HEALPix maps `[T, C, N]` and their validation |
+//! | [`files`] | maps from `.npy` and FITS files, by extension |
 //! | [`fits`] | healpy `write_map` FITS tables, read and write |
 //! | [`rotation`] (on [`idx_flow_core::rng`]) | uniform random rotations, reproducible per `(seed, step, index)` |
 //! | [`dataset`] | the bundled images, sources, resampling onto the model grid, normalisation |
 
 pub mod dataset;
 pub mod equirect;
+pub mod files;
 pub mod fits;
 pub mod maps;
 

@@ -5,6 +5,7 @@
 //! - [`run`]: [`train`], the loop (AdamW, cosine schedule), evaluation and output files.
 //! - [`checkpoint`]: atomic checkpoints and `--resume`.
 //! - [`device`]: backends by name.
+//! - [`figures`]: the run's pictures (input, reconstruction, error, loss).
 //! - [`metrics`]: the figures written to `metrics.json`.
 //!
 //! # Reproducibility
@@ -40,6 +41,7 @@
 pub mod checkpoint;
 pub mod config;
 pub mod device;
+pub mod figures;
 pub mod metrics;
 pub mod run;
 

@@ -15,7 +15,6 @@ use super::config::TrainConfig;
 use super::metrics::{Metrics, psnr};
 use crate::data::{Rotation, SphereDataset};
 use crate::models::HealpixAutoencoder;
-use crate::plot;
 use crate::{Error, Result};
 use idx_flow_core::StateDict;
 use idx_flow_core::rng::SplitMix64;
@@ -418,7 +417,7 @@ pub fn train(
     state_dict(&eval_model)?.save(out.join("model.safetensors"))?;
 
     let input = data.render(heldout[0].0, &heldout[0].1);
-    plot::write_run_figures(out, data, &input, &recon[0], &losses)?;
+    super::figures::write_run_figures(out, data, &input, &recon[0], &losses)?;
 
     let metrics = Metrics {
         data: config.data.clone(),

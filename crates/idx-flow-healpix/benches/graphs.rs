@@ -1,20 +1,18 @@
 //! Connection-graph build times, printed (not asserted).
 //!
-//! cargo bench -p idx-flow --bench graphs [-- --python PYTHON] [-- --no-python] [-- --large]
+//! cargo bench -p idx-flow-healpix --bench graphs [-- --python PYTHON] [-- --no-python] [-- --large]
 //!
 //! For each case it prints our median time and the process's peak resident
 //! memory, and, when a Python interpreter with idx_flow 0.2.1 is found
 //! (`IDX_FLOW_PYTHON`, `--python`, or `python3`), idx_flow's time for the same
 //! case beside it, measured in the same run by `bench/idx_flow_indices.py`.
 
-mod common;
-
-use common::median_seconds;
+use idx_flow_testing::bench::median_seconds;
 use std::path::PathBuf;
 use std::process::Command;
 
-use idx_flow::geometry::HealpixGrid;
-use idx_flow::graphs::ConnectionGraph;
+use idx_flow_healpix::geometry::HealpixGrid;
+use idx_flow_healpix::graphs::ConnectionGraph;
 
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
@@ -81,10 +79,10 @@ fn main() {
             "knn" => ConnectionGraph::knn(input, output, k).unwrap(),
             "children" => ConnectionGraph::children(
                 input
-                    .with_ordering(idx_flow::geometry::Ordering::Nested)
+                    .with_ordering(idx_flow_healpix::geometry::Ordering::Nested)
                     .unwrap(),
                 output
-                    .with_ordering(idx_flow::geometry::Ordering::Nested)
+                    .with_ordering(idx_flow_healpix::geometry::Ordering::Nested)
                     .unwrap(),
             )
             .unwrap(),

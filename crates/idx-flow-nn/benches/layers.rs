@@ -1,19 +1,17 @@
 //! Layer times on the default (flex CPU) device, printed (not asserted).
 //!
-//! cargo bench -p idx-flow --bench layers [-- --small]
+//! cargo bench -p idx-flow-nn --bench layers [-- --small]
 //!
 //! For nside 64 → 32 (k = 9, batch 4, 32 → 64 channels; `--small`: nside 16 → 8)
 //! it prints the median forward time, and forward + backward on an autodiff
 //! device, of the gather-based layers.
 
-mod common;
-
-use common::median_seconds;
+use idx_flow_testing::bench::median_seconds;
 
 use burn::tensor::{Device, Distribution, Tensor};
-use idx_flow::geometry::HealpixGrid;
-use idx_flow::graphs::{ConnectionGraph, WeightMethod};
-use idx_flow::layers::{
+use idx_flow_healpix::geometry::HealpixGrid;
+use idx_flow_healpix::graphs::{ConnectionGraph, WeightMethod};
+use idx_flow_nn::{
     PoolType, SpatialConvConfig, SpatialMlpConfig, SpatialPoolingConfig, SpatialUpsamplingConfig,
 };
 

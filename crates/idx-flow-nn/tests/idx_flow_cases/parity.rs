@@ -6,7 +6,6 @@
 //! groups, pooling type) come from the case name, as `make_fixtures.py` sets them.
 
 use std::collections::BTreeMap;
-use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
@@ -16,10 +15,10 @@ use idx_flow_core::state_dict::{
 use idx_flow_healpix::io::SafetensorsFile;
 use idx_flow_nn::*;
 
-use crate::common::{
-    Case, GradCollect, assert_close, case_state, cases, fixture_graph, layers_file, names_under,
-    shape_of, tensor,
-};
+use crate::common::{Case, assert_close, case_state, grid, tensor};
+use idx_flow_healpix::geometry::angular_distance;
+use idx_flow_healpix::graphs::ConnectionGraph;
+use idx_flow_testing::compare::{GradCollect, names_under, shape_of};
 
 /// Loads the case's state into `module`, runs `forward` in the recorded mode and
 /// compares output and gradients. `module` must live on an autodiff device.
@@ -526,27 +525,21 @@ pub fn check_case(file: &SafetensorsFile, case: &Case) {
     }
 }
 
-#[test]
-fn every_fixture_case_matches_idx_flow() {
-    let file = layers_file();
-    let cases = cases(&file);
-    let mut failures = Vec::new();
-    for case in &cases {
-        let r = catch_unwind(AssertUnwindSafe(|| check_case(&file, case)));
-        if let Err(e) = r {
-            let msg = e
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_default();
-            failures.push(format!("{}: {msg}", case.name));
-        }
-    }
-    assert!(
-        failures.is_empty(),
-        "{} of {} cases differ from idx_flow:\n{}",
-        failures.len(),
-        cases.len(),
-        failures.join("\n")
-    );
+/// The graph of a case's `connection_indices` buffer (BallTree's tie order),
+/// with its true distances, between grids of `n_in` and `n_out` pixels.
+pub fn fixture_graph(sd: &StateDict, prefix: &str, n_in: usize) -> ConnectionGraph {
+    let key = format!("{prefix}connection_indices");
+    let t = sd.get(&key).unwrap_or_else(|| panic!("no {key}"));
+    let (n_out, k) = (t.shape[0], t.shape[1]);
+    let StateValues::I64(idx) = &t.values else {
+        panic!("{key} is not int64")
+    };
+    let (gi, go) = (grid(n_in), grid(n_out));
+    let (ci, co) = (gi.centers(), go.centers());
+    let dist = idx
+        .iter()
+        .enumerate()
+        .map(|(e, &i)| angular_distance(co[e / k], ci[i as usize]))
+        .collect();
+    ConnectionGraph::from_parts(gi, go, k, idx.clone(), dist, None).unwrap()
 }
