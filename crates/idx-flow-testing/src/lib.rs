@@ -2,7 +2,7 @@
 //!
 //! - [`fixtures`]: where the reference data is (`IDX_FLOW_FIXTURES`, or the
 //!   workspace's `fixtures/`), and its manifests.
-//! - [`bench`]: median wall times for the benchmarks.
+//! - [`bench`](mod@bench): median wall times for the benchmarks.
 //! - [`compare`]: our tensors and gradients against a reference library's.
 //! - [`rng`]: a small deterministic generator for test data.
 //! - [`trials`]: each fixture case as its own named test.
