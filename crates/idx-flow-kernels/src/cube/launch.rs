@@ -4,22 +4,14 @@
 
 use burn::backend::cubecl::dtype_to_storage_type;
 use burn::tensor::{DType, Shape};
-use burn_cubecl::CubeBackend;
 use burn_cubecl::kernel::{cast, into_contiguous};
 use burn_cubecl::ops::numeric::{empty_device_contiguous_dtype, zeros_client};
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
 use cubecl::{CubeDim, calculate_cube_count_elemwise};
 
-use crate::GraphKernels;
-
-#[allow(unused_imports)]
 use super::scalar_contract::*;
-#[allow(unused_imports)]
 use super::scalar_grad_input::*;
-#[allow(unused_imports)]
-use super::scalar_sum::*;
-#[allow(unused_imports)]
 use super::tiling::*;
 
 /// A contiguous tensor in `dtype` (cast only when it differs).

@@ -1,24 +1,9 @@
 //! The scalar gather-contract kernels: the forward and the kernel
 //! gradient's partials, and the pass that adds the partials in group order.
 
-use burn::backend::cubecl::dtype_to_storage_type;
-use burn::tensor::{DType, Shape};
-use burn_cubecl::CubeBackend;
-use burn_cubecl::kernel::{cast, into_contiguous};
-use burn_cubecl::ops::numeric::{empty_device_contiguous_dtype, zeros_client};
-use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
-use cubecl::{CubeDim, calculate_cube_count_elemwise};
 
-#[allow(unused_imports)]
-use super::launch::*;
-#[allow(unused_imports)]
-use super::scalar_grad_input::*;
-#[allow(unused_imports)]
-use super::scalar_sum::*;
-#[allow(unused_imports)]
 use super::tiling::*;
-use crate::GraphKernels;
 
 /// The forward gather-contract: one cube per `bm × bn` tile of the
 /// `[rows = B·N_out, F]` output (`CUBE_POS = tile_m·tiles_n + tile_n`, so

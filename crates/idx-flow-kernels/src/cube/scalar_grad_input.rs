@@ -1,24 +1,9 @@
 //! The scalar input-gradient kernels of the gather-contract: per kernel
 //! slot over the slot's rows, or one launch over every row and slot.
 
-use burn::backend::cubecl::dtype_to_storage_type;
-use burn::tensor::{DType, Shape};
-use burn_cubecl::CubeBackend;
-use burn_cubecl::kernel::{cast, into_contiguous};
-use burn_cubecl::ops::numeric::{empty_device_contiguous_dtype, zeros_client};
-use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
-use cubecl::{CubeDim, calculate_cube_count_elemwise};
 
-#[allow(unused_imports)]
-use super::launch::*;
-#[allow(unused_imports)]
-use super::scalar_contract::*;
-#[allow(unused_imports)]
-use super::scalar_sum::*;
-#[allow(unused_imports)]
 use super::tiling::*;
-use crate::GraphKernels;
 
 /// Input gradient of the gather-contract as a tiled matrix product over the
 /// input rows: `dX[(b,i), c] = Σ_{(j,f)} A[(b,i), (j,f)]·K[j·C + c, f]` with

@@ -1,23 +1,6 @@
 //! The gather-sum kernels: the forward and its input gradient.
 
-use burn::backend::cubecl::dtype_to_storage_type;
-use burn::tensor::{DType, Shape};
-use burn_cubecl::CubeBackend;
-use burn_cubecl::kernel::{cast, into_contiguous};
-use burn_cubecl::ops::numeric::{empty_device_contiguous_dtype, zeros_client};
-use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
-use cubecl::{CubeDim, calculate_cube_count_elemwise};
-
-#[allow(unused_imports)]
-use super::launch::*;
-#[allow(unused_imports)]
-use super::scalar_contract::*;
-#[allow(unused_imports)]
-use super::scalar_grad_input::*;
-#[allow(unused_imports)]
-use super::tiling::*;
-use crate::GraphKernels;
 
 /// The gather-sum: one thread per output element `(b·N_out + p, c)`.
 #[cube(launch_unchecked)]

@@ -3,24 +3,11 @@
 //! shares (register-block products, tile stores, staged kernel rows, the
 //! reverse-graph cursors of the input gradients).
 
-use burn::backend::cubecl::dtype_to_storage_type;
-use burn::tensor::{DType, Shape};
-use burn_cubecl::CubeBackend;
-use burn_cubecl::kernel::{cast, into_contiguous};
-use burn_cubecl::ops::numeric::{empty_device_contiguous_dtype, zeros_client};
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::prelude::*;
-use cubecl::{CubeDim, calculate_cube_count_elemwise};
 
-#[allow(unused_imports)]
-use super::launch::*;
-#[allow(unused_imports)]
-use super::scalar_contract::*;
-#[allow(unused_imports)]
-use super::scalar_grad_input::*;
-#[allow(unused_imports)]
-use super::scalar_sum::*;
-use crate::GraphKernels;
+/// The tile sizes, chosen by shape below.
+pub(super) use crate::CubeTiling as Tiling;
 
 impl Tiling {
     /// Narrower column tiles for few output features, so that small `F`

@@ -2,11 +2,6 @@
 
 use cubecl::prelude::*;
 
-#[allow(unused_imports)]
-use super::super::tiling::*;
-#[allow(unused_imports)]
-use super::PLANES;
-#[allow(unused_imports)]
 use super::fragments::*;
 
 /// One cube per `4s × 4s` output tile (`CUBE_POS = tile_m·tiles_n + tile_n`),

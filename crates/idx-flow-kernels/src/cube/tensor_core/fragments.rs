@@ -4,11 +4,6 @@
 
 use cubecl::prelude::*;
 
-#[allow(unused_imports)]
-use super::super::tiling::*;
-#[allow(unused_imports)]
-use super::PLANES;
-
 /// An `s × s` f32 accumulator fragment at zero.
 #[cube]
 pub(super) fn zero_accumulator(#[comptime] s: usize) -> cmma::Matrix<f32> {

@@ -3,11 +3,7 @@
 
 use cubecl::prelude::*;
 
-#[allow(unused_imports)]
 use super::super::tiling::*;
-#[allow(unused_imports)]
-use super::PLANES;
-#[allow(unused_imports)]
 use super::fragments::*;
 
 /// The input gradient's product for one kernel slot on tensor cores:

@@ -43,9 +43,7 @@ use burn_cubecl::CubeBackend;
 use burn_cubecl::tensor::CubeTensor;
 use cubecl::features::MmaConfig;
 
-use super::tiling::{slot_sum, start_row_cursor};
 use cubecl::ir::{ElemType, FloatKind};
-use cubecl::prelude::*;
 use cubecl::{CubeDim, calculate_cube_count_elemwise};
 
 /// Planes per cube: a 2 × 2 grid of quarters of the output tile, each
