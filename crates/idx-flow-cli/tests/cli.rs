@@ -482,3 +482,55 @@ fn ctrl_c_writes_a_checkpoint_and_exits() {
             .is_file()
     );
 }
+
+#[test]
+fn kernel_variables_are_read_by_the_command_and_bad_values_are_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("graph.npz");
+    let args = [
+        "indices",
+        "--nside-in",
+        "4",
+        "--nside-out",
+        "2",
+        "-k",
+        "4",
+        "-o",
+        path.to_str().unwrap(),
+    ];
+    let run = |name: &str, value: &str| {
+        Command::new(env!("CARGO_BIN_EXE_idx-flow"))
+            .args(args)
+            .env(name, value)
+            .output()
+            .expect("run idx-flow")
+    };
+    // Values the command accepts.
+    for (name, value) in [
+        ("IDX_FLOW_KERNELS", "reference"),
+        ("IDX_FLOW_TENSOR_CORES", "1"),
+        ("IDX_FLOW_CUBE_TILING", "64,64,16,4,4"),
+    ] {
+        let out = run(name, value);
+        assert!(
+            out.status.success(),
+            "{name}={value}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    // Each bad value stops the command before any work, naming the variable and what it expects.
+    for (name, value, expected) in [
+        ("IDX_FLOW_KERNELS", "fast", "'fused' or 'reference'"),
+        ("IDX_FLOW_TENSOR_CORES", "yes", "expected 1 or 0"),
+        ("IDX_FLOW_CUBE_TILING", "64,64,16,4", "bm,bn,bk,tm,tn"),
+        ("IDX_FLOW_CUBE_TILING", "64,64,16,3,4", "bm,bn,bk,tm,tn"),
+    ] {
+        let out = run(name, value);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{name}={value}: {stderr}");
+        assert!(
+            stderr.contains(name) && stderr.contains(expected),
+            "{name}={value}: {stderr}"
+        );
+    }
+}
