@@ -224,8 +224,11 @@ fn unique_filters(
         if f64::from(l1) <= TINY {
             continue;
         }
+        // XLA divides by a broadcast value as a product with its f32
+        // reciprocal, which is at times one ulp off a true division.
+        let inv = 1.0 / l1;
         for v in row.iter_mut() {
-            *v = round5(*v / l1);
+            *v = round5(*v * inv);
         }
         if let Some(&lead) = row.iter().find(|v| **v != 0.0)
             && lead < 0.0
@@ -237,14 +240,18 @@ fn unique_filters(
     // np.unique(axis=0): sorted lexicographically, duplicates dropped.
     rows.sort_by(|a, b| lexicographic(a, b));
     rows.dedup_by(|a, b| lexicographic(a, b) == Ordering::Equal);
+    let sums = xla_row_sums(&rows);
     let filters: Vec<Dense> = rows
         .into_iter()
-        .map(|mut r| {
-            if xla_sum(&r) < 0.0 {
+        .zip(sums)
+        .map(|(mut r, sum)| {
+            if sum < 0.0 {
                 r.iter_mut().for_each(|v| *v = -*v);
             }
+            // `amps /= max`, a product with the f32 reciprocal (see above).
             let max = r.iter().fold(0f32, |m, v| m.max(v.abs()));
-            r.iter_mut().for_each(|v| *v /= max);
+            let inv = 1.0 / max;
+            r.iter_mut().for_each(|v| *v *= inv);
             r
         })
         .collect();
@@ -254,34 +261,104 @@ fn unique_filters(
         .collect()
 }
 
-/// `jnp.sum` of a row as XLA on the CPU computes it: sequentially up to 32
-/// entries; longer rows padded with zeros to whole windows of 32 (the
-/// padding split evenly, the smaller half first), each window summed
-/// sequentially, then the window sums. Rows whose entries cancel exactly get
-/// their sign from this rounding noise in ginjax, so the order matters.
-/// (XLA hands rows of 1000 entries and more to another library; there the
-/// order is not known, and such filters may differ from ginjax's in sign.)
-fn xla_sum(row: &[f32]) -> f32 {
-    const W: usize = 32;
-    let seq = |v: &[f32]| v.iter().fold(0f32, |s, &x| s + x);
-    if row.len() <= W {
-        return seq(row);
-    }
-    let windows = row.len().div_ceil(W);
-    let left = (windows * W - row.len()) / 2;
-    let parts: Vec<f32> = (0..windows)
-        .map(|w| {
-            let lo = (w * W).saturating_sub(left);
-            let hi = ((w + 1) * W).saturating_sub(left).min(row.len());
-            seq(&row[lo..hi])
+/// `jnp.sum(amps, axis=1)` as XLA on the CPU computes it. Rows whose entries
+/// cancel exactly get their sign from the rounding noise in ginjax, so the
+/// order of the additions matters, and XLA picks it by the size of the whole
+/// matrix: below 4096 entries [`window_sum`], from 4096 on [`lane_sum`]
+/// (at `M = 5` the 3-D `k = 1, 2` and the 2-D `k = 3` filters cross it; at
+/// `M = 3` none does).
+fn xla_row_sums(rows: &[Dense]) -> Vec<f32> {
+    let total: usize = rows.iter().map(Vec::len).sum();
+    rows.iter()
+        .map(|r| {
+            if total >= 4096 {
+                lane_sum(r)
+            } else {
+                window_sum(r)
+            }
         })
-        .collect();
-    seq(&parts)
+        .collect()
 }
 
-/// `jnp.round(x, 5)` in f32: `round_half_even(x · 1e5) / 1e5`.
+fn sequential_sum(v: &[f32]) -> f32 {
+    v.iter().fold(0f32, |s, &x| s + x)
+}
+
+/// XLA's own reduction: sequential up to 32 entries; longer rows padded with
+/// zeros to whole windows of 32 (the padding split evenly, the smaller half
+/// first), each window summed sequentially, and the window sums reduced the
+/// same way (so rows of more than 1024 entries take two rounds).
+fn window_sum(row: &[f32]) -> f32 {
+    const W: usize = 32;
+    let mut vals = row.to_vec();
+    while vals.len() > W {
+        let n = vals.len();
+        let windows = n.div_ceil(W);
+        let left = (windows * W - n) / 2;
+        vals = (0..windows)
+            .map(|w| {
+                let lo = (w * W).saturating_sub(left);
+                let hi = ((w + 1) * W).saturating_sub(left).min(n);
+                sequential_sum(&vals[lo..hi])
+            })
+            .collect();
+    }
+    sequential_sum(&vals)
+}
+
+/// The reduction XLA hands to its YNNPACK fusion: 16 lanes (entry `i` goes to
+/// lane `i % 16`), each a lanewise sequential sum of the 16-entry pieces of a
+/// block of 64 entries; in each span of 1024 entries the 256-entry tiles (four
+/// blocks, summed in order) and then the blocks left over are added in
+/// order; the spans are added in order; the lanes are folded in halves
+/// (`l + 8`, `l + 4`, `l + 2`, `l + 1`). Measured against jax 0.10 on the
+/// CPU for rows of up to 2047 entries; longer rows take yet another order,
+/// not known here, and such filters may differ from ginjax's in sign.
+fn lane_sum(row: &[f32]) -> f32 {
+    const L: usize = 16;
+    type Lanes = [f32; L];
+    let add = |acc: &mut Lanes, x: &Lanes| acc.iter_mut().zip(x).for_each(|(a, b)| *a += b);
+    // Blocks start at multiples of 16, so the pieces line up with the lanes.
+    let block = |lo: usize, hi: usize| -> Lanes {
+        let mut acc = [0f32; L];
+        for piece in row[lo..hi].chunks(L) {
+            acc.iter_mut().zip(piece).for_each(|(a, b)| *a += b);
+        }
+        acc
+    };
+    let mut total = [0f32; L];
+    for lo in (0..row.len()).step_by(1024) {
+        let hi = (lo + 1024).min(row.len());
+        let mut span = [0f32; L];
+        let mut p = lo;
+        while hi - p >= 256 {
+            let mut tile = [0f32; L];
+            for b in (p..p + 256).step_by(64) {
+                add(&mut tile, &block(b, b + 64));
+            }
+            add(&mut span, &tile);
+            p += 256;
+        }
+        while p < hi {
+            let q = (p + 64).min(hi);
+            add(&mut span, &block(p, q));
+            p = q;
+        }
+        add(&mut total, &span);
+    }
+    let mut w = L;
+    while w > 1 {
+        w /= 2;
+        let (low, high) = total.split_at_mut(w);
+        low.iter_mut().zip(&high[..w]).for_each(|(a, b)| *a += b);
+    }
+    total[0]
+}
+
+/// `jnp.round(x, 5)` in f32: `round_half_even(x · 1e5) · (1 / 1e5)` (XLA
+/// turns the division by the constant into a product with its reciprocal).
 fn round5(x: f32) -> f32 {
-    (x * 1e5f32).round_ties_even() / 1e5f32
+    (x * 1e5f32).round_ties_even() * (1.0 / 1e5f32)
 }
 
 fn lexicographic(a: &[f32], b: &[f32]) -> Ordering {
