@@ -92,3 +92,20 @@ pub fn reset_peak() {
 pub fn peak_bytes() -> usize {
     PEAK.load(Ordering::Relaxed)
 }
+
+/// The process's peak resident memory (`VmHWM` of `/proc/self/status`) in
+/// bytes, where the system reports it.
+pub fn peak_rss_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
+/// [`peak_rss_bytes`] as text: `812 MB RSS`, or `unknown`.
+pub fn peak_rss_text() -> String {
+    peak_rss_bytes().map_or_else(
+        || "unknown".into(),
+        |b| format!("{:.0} MB RSS", b as f64 / 1e6),
+    )
+}

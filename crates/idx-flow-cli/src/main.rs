@@ -1,6 +1,7 @@
-//! The `idx-flow` command: `train` (the main job), `plot`, `indices`, `bench`.
+//! The `idx-flow` command: `train` (the main job), `apply`, `plot`, `indices`, `bench`.
 
 mod alloc_stats;
+mod apply_cmd;
 mod bench_cmd;
 mod plot_cmd;
 mod train_cmd;
@@ -30,6 +31,8 @@ struct Cli {
 enum Command {
     /// Train the HEALPix convolutional autoencoder (with no arguments: the default on the bundled Blue Marble).
     Train(train_cmd::TrainArgs),
+    /// Apply a trained model to maps: reconstructions, latent codes and the error of each map.
+    Apply(apply_cmd::ApplyArgs),
     /// Draw a HEALPix map (.npy or FITS) in the Mollweide projection as a PNG.
     Plot(plot_cmd::PlotArgs),
     /// Build a connection graph between two HEALPix grids and write it as .npz or .safetensors.
@@ -208,6 +211,7 @@ fn main() -> ExitCode {
         .and_then(|()| match cli.command {
             Command::Indices(args) => indices(args),
             Command::Train(args) => train_cmd::run(args),
+            Command::Apply(args) => apply_cmd::run(args),
             Command::Plot(args) => plot_cmd::run(args),
             Command::Bench(args) => bench_cmd::run(args),
         });

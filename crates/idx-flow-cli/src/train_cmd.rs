@@ -19,12 +19,29 @@ pub struct TrainArgs {
     /// Options given on the command line override it.
     #[arg(long)]
     config: Option<PathBuf>,
-    /// Data: bluemarble (default), etopo1, or a file: .npy / .fits HEALPix maps, .png / .jpg equirectangular image.
+    /// Data: bluemarble (default), etopo1, a .png / .jpg equirectangular image, or HEALPix maps:
+    /// a .npy ([N], [C, N] or [T, C, N]) or FITS file, a directory or quoted glob ('maps/*.npy') of them,
+    /// or a zarr array [time, channel, pixel] (its directory).
     #[arg(long)]
     data: Option<String>,
-    /// .npy maps are in NESTED order (RING otherwise; FITS files say their ordering).
+    /// .npy and zarr maps are in NESTED order (RING otherwise; FITS files say their ordering).
     #[arg(long)]
     nested: bool,
+    /// Read every map into memory before training (default: read from disk as training goes).
+    #[arg(long)]
+    in_memory: bool,
+    /// Turn every training sample by a random rotation (the default for a single image or map).
+    #[arg(long, conflicts_with = "no_rotate")]
+    rotate: bool,
+    /// Never rotate (the default for a dataset of several maps).
+    #[arg(long)]
+    no_rotate: bool,
+    /// Hold out the last fraction F of the time indices for validation (default 0.1).
+    #[arg(long)]
+    val_fraction: Option<f64>,
+    /// NaN marks a masked pixel, as healpy's UNSEEN does (otherwise NaN is an error).
+    #[arg(long)]
+    mask_nan: bool,
     /// nside of the training grid (a power of two; default 64).
     #[arg(long)]
     nside: Option<u32>,
@@ -58,7 +75,7 @@ pub struct TrainArgs {
     /// Latent channels on the coarsest grid (default 8).
     #[arg(long)]
     latent: Option<usize>,
-    /// Threads per step (data-parallel shards of the batch; default 2, use 1 on a GPU).
+    /// Threads per step (data-parallel shards of the batch; default 2 for a batch of 4 or more, use 1 on a GPU).
     #[arg(long)]
     workers: Option<usize>,
     /// Peak learning rate (default 3e-3).
@@ -82,6 +99,18 @@ pub fn run(args: TrainArgs) -> Result<(), String> {
     }
     if args.nested {
         config.nested = true;
+    }
+    if args.rotate {
+        config.rotate = Some(true);
+    }
+    if args.no_rotate {
+        config.rotate = Some(false);
+    }
+    if let Some(v) = args.val_fraction {
+        config.val_fraction = v;
+    }
+    if args.mask_nan {
+        config.mask_nan = true;
     }
     if let Some(v) = args.nside {
         config.model.nside = v;
@@ -110,7 +139,7 @@ pub fn run(args: TrainArgs) -> Result<(), String> {
         config.model.latent_channels = v;
     }
     if let Some(v) = args.workers {
-        config.workers = v;
+        config.workers = Some(v);
     }
     if let Some(v) = args.lr {
         config.learning_rate = v;
@@ -118,14 +147,35 @@ pub fn run(args: TrainArgs) -> Result<(), String> {
     }
     let (device, backend) = device::by_name(&args.device).map_err(e)?;
 
-    let source = SphereSource::open(&config.data, config.nested).map_err(e)?;
+    let mut source = SphereSource::open(&config.data, config.nested).map_err(e)?;
     if !from_file {
         // Without a config file the model takes the data's channels.
         config.model.channels = source.channels();
     }
     config.validate().map_err(e)?;
+    if args.in_memory {
+        source = source.in_memory().map_err(e)?;
+    }
     let describe = source.describe();
-    let data = SphereDataset::new(source, config.model.nside).map_err(e)?;
+    let maps = source.samples() as u64;
+    let scan = ProgressBar::new(maps);
+    scan.set_style(
+        ProgressStyle::with_template(
+            "{bar:30} {pos}/{len} maps read for statistics ({per_sec}, eta {eta})",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    if maps < 100 {
+        scan.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let data = SphereDataset::with_options(
+        source,
+        config.model.nside,
+        &config.data_options(),
+        &|done, _| scan.set_position(done as u64),
+    )
+    .map_err(e)?;
+    scan.finish_and_clear();
 
     let out = args.out.unwrap_or_else(|| {
         let stem = std::path::Path::new(&config.data)
@@ -154,6 +204,16 @@ pub fn run(args: TrainArgs) -> Result<(), String> {
     let m = &config.model;
     println!("data     {} ({describe}) on {}", config.data, data.grid());
     println!(
+        "split    {} training map(s), {} validation map(s), {}",
+        data.train_indices().len(),
+        data.val_indices().len(),
+        if config.rotates(data.source().samples()) {
+            "random rotations"
+        } else {
+            "no rotations"
+        }
+    );
+    println!(
         "model    autoencoder, {} graphs, widths {:?}, latent {:?} per sample, compression {:.1}x",
         m.graph.as_str(),
         m.widths,
@@ -164,7 +224,7 @@ pub fn run(args: TrainArgs) -> Result<(), String> {
         "training {} steps x {} samples ({} workers), AdamW lr {:.0e} cosine to {:.0e}, seed {}, {backend}{}",
         config.steps,
         config.batch,
-        config.workers,
+        config.workers(),
         config.learning_rate,
         config.min_learning_rate,
         config.seed,
@@ -180,11 +240,11 @@ pub fn run(args: TrainArgs) -> Result<(), String> {
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let options = TrainOptions {
-        out: out.clone(),
         resume: args.resume,
         device,
         backend,
         stop: Some(&stop),
+        ..TrainOptions::new(out.clone())
     };
     let outcome = train(&config, &data, &options, &mut |p| {
         bar.set_position(p.step as u64);
@@ -209,21 +269,18 @@ pub fn run(args: TrainArgs) -> Result<(), String> {
                 m.first_loss, m.last_loss, m.steps
             );
             println!(
-                "result   held-out PSNR {:.2} dB (MSE {:.3e}, {} rotations), train PSNR {:.2} dB, compression {:.1}x",
-                m.heldout_psnr_db,
-                m.heldout_mse,
-                m.heldout_samples,
-                m.train_psnr_db,
-                m.compression_ratio
+                "result   held-out PSNR {:.2} dB (MSE {:.3e}, {}), train PSNR {:.2} dB, compression {:.1}x",
+                m.heldout_psnr_db, m.heldout_mse, m.heldout, m.train_psnr_db, m.compression_ratio
             );
             println!(
-                "time     {:.1} s training ({:.1} samples/s), {:.1} s in all",
+                "time     {:.1} s training ({:.1} samples/s), {:.1} s in all, peak memory {}",
                 m.train_seconds,
                 m.samples_per_s,
-                started.elapsed().as_secs_f64()
+                started.elapsed().as_secs_f64(),
+                crate::alloc_stats::peak_rss_text()
             );
             println!(
-                "wrote    {0}/metrics.json, {0}/input.png, {0}/reconstruction.png, {0}/error.png, {0}/loss.png, {0}/model.safetensors, {0}/checkpoints/",
+                "wrote    {0}/metrics.json, {0}/normalisation.json, {0}/input.png, {0}/reconstruction.png, {0}/error.png, {0}/loss.png, {0}/model.safetensors, {0}/checkpoints/",
                 out.display()
             );
             Ok(())

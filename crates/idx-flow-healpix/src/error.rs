@@ -49,6 +49,16 @@ pub enum Error {
         message: String,
     },
 
+    /// A thread that another waits on (a prefetch thread, an MPI rank)
+    /// produced nothing within its time limit.
+    #[error("timed out after {seconds} s: {what}")]
+    Timeout {
+        /// What was awaited and what to check.
+        what: String,
+        /// The limit.
+        seconds: f64,
+    },
+
     /// Arrays whose shapes do not fit together.
     #[error("shape mismatch in {context}: expected {expected}, got {got}")]
     Shape {

@@ -6,11 +6,11 @@ use std::path::Path;
 
 use idx_flow_healpix::geometry::Ordering;
 
-use super::maps::{HealpixMaps, nside_of_length};
+use super::maps::HealpixMaps;
 use crate::{Error, Result};
 
 impl HealpixMaps {
-    /// Reads `.npy` (`float32` or `float64`; shape `[N]`, `[C, N]` or `[T, C, N]`)
+    /// Reads `.npy` (any float or integer dtype; shape `[N]`, `[C, N]` or `[T, C, N]`)
     /// or FITS (healpy's `write_map`: one column per channel, ordering from the
     /// header). `nested` gives the ordering of `.npy` maps (RING otherwise).
     pub fn open(path: &Path, nested: bool) -> Result<Self> {
@@ -42,41 +42,7 @@ impl HealpixMaps {
     }
 
     fn read_npy(path: &Path, ordering: Ordering) -> Result<Self> {
-        use ndarray::ArrayD;
-        let arr: ArrayD<f32> = match ndarray_npy::read_npy::<_, ArrayD<f32>>(path) {
-            Ok(a) => a,
-            Err(_) => match ndarray_npy::read_npy::<_, ArrayD<f64>>(path) {
-                Ok(a) => a.mapv(|v| v as f32),
-                Err(e) => {
-                    return Err(Error::format(
-                        path,
-                        format!("cannot read as a float32 or float64 .npy array: {e}"),
-                    ));
-                }
-            },
-        };
-        let shape = arr.shape().to_vec();
-        let (t, c, n) = match shape.as_slice() {
-            [n] => (1, 1, *n),
-            [c, n] => (1, *c, *n),
-            [t, c, n] => (*t, *c, *n),
-            _ => {
-                return Err(Error::format(
-                    path,
-                    format!(
-                        "array of shape {shape:?}; expected [N], [C, N] or [T, C, N] with N = 12·nside²"
-                    ),
-                ));
-            }
-        };
-        if t == 0 || c == 0 {
-            return Err(Error::format(
-                path,
-                format!("array of shape {shape:?} is empty"),
-            ));
-        }
-        let nside = nside_of_length(n, "the last axis")?;
-        let data: Vec<f32> = arr.as_standard_layout().iter().copied().collect();
-        Self::new(ordering, nside, c, data)
+        let reader = super::reader::NpyReader::open(path, ordering)?;
+        super::reader::load_into_memory(&reader)
     }
 }

@@ -2,7 +2,9 @@
 //! ([`files`](super::files), [`fits`](super::fits)) applies to them.
 //!
 //! Every loader checks what a training run relies on and says what it expected:
-//! a length of `12·nside²`, finite values, the channel count.
+//! a length of `12·nside²`, the channel count, no infinities. Masked pixels
+//! (healpy's `UNSEEN`, NaN) are kept as they are: [`mask`](super::mask) says
+//! which they are.
 //!
 //! ```
 //! use idx_flow_train::data::HealpixMaps;
@@ -17,8 +19,7 @@
 use crate::{Error, Result};
 use idx_flow_healpix::geometry::{HealpixGrid, Ordering, npix2nside};
 
-/// healpy's `UNSEEN` marker of masked pixels.
-pub const UNSEEN: f64 = -1.6375e30;
+pub use super::mask::UNSEEN;
 
 /// `T` samples of `C`-channel maps on one HEALPix grid, `[T, C, N]`.
 #[derive(Clone, Debug)]
@@ -47,7 +48,8 @@ pub fn nside_of_length(n: usize, what: &str) -> Result<u32> {
 }
 
 impl HealpixMaps {
-    /// Maps from `[T, C, N]` values (`T = data.len() / (C·N)`), `N = 12·nside²`.
+    /// Maps from `[T, C, N]` values (`T = data.len() / (C·N)`), `N = 12·nside²`;
+    /// an infinite value is an error.
     pub fn new(ordering: Ordering, nside: u32, channels: usize, data: Vec<f32>) -> Result<Self> {
         let grid = HealpixGrid::new(nside, ordering)?;
         let n = grid.npix() as usize;
@@ -58,23 +60,13 @@ impl HealpixMaps {
                 got: format!("{} values", data.len()),
             });
         }
-        if let Some(i) = data
-            .iter()
-            .position(|v| !v.is_finite() || *v as f64 == UNSEEN)
-        {
+        if let Some(i) = data.iter().position(|v| v.is_infinite()) {
             let (t, c, p) = (i / (channels * n), (i / n) % channels, i % n);
             return Err(Error::arg(
                 "map",
                 format!(
-                    "sample {t}, channel {c}, pixel {p} is {} ({}), expected finite values on every pixel",
-                    data[i],
-                    if data[i].is_nan() {
-                        "NaN"
-                    } else if data[i].is_finite() {
-                        "healpy's UNSEEN"
-                    } else {
-                        "infinite"
-                    }
+                    "sample {t}, channel {c}, pixel {p} is {}, expected a finite value, UNSEEN or NaN (masked)",
+                    data[i]
                 ),
             ));
         }

@@ -1,27 +1,39 @@
-//! Data on the sphere: equirectangular images ([`EquirectImage`]), HEALPix maps
-//! from `.npy` and FITS files ([`HealpixMaps`], [`fits`]), random rotations
-//! ([`Rotation`]) drawn from a counter-based generator ([`SplitMix64`](idx_flow_core::rng::SplitMix64)), and the
-//! training set built from them ([`SphereDataset`]).
+//! Data on the sphere: equirectangular images ([`EquirectImage`]), datasets
+//! of HEALPix maps read one sample at a time ([`reader`]: `.npy`, FITS,
+//! directories and globs of them, zarr arrays), masked pixels ([`mask`]),
+//! random rotations ([`Rotation`]) drawn from a counter-based generator
+//! ([`SplitMix64`](idx_flow_core::rng::SplitMix64)), the training set built
+//! from them ([`SphereDataset`]), and the order and background reading of
+//! its samples ([`loader`]).
 //!
 //! | file | what |
 //! |---|---|
 //! | [`equirect`] | decoding PNG/JPEG, bilinear sampling in longitude/latitude |
-//! | [`maps`] | HEALPix maps `[T, C, N]` and their validation |
-//! | [`files`] | maps from `.npy` and FITS files, by extension |
+//! | [`maps`] | HEALPix maps `[T, C, N]` in memory and their validation |
+//! | [`mask`] | `UNSEEN` and NaN as masked pixels |
+//! | [`npy`] | `.npy` read a sample at a time (any numeric dtype), written a batch at a time |
+//! | [`reader`] | [`MapReader`](reader::MapReader): one file, many files, in memory; `--data` specs |
+//! | [`zarr`] | zarr arrays `[time, channel, pixel]` |
+//! | [`files`] | whole maps from `.npy` and FITS files, by extension |
 //! | [`fits`] | healpy `write_map` FITS tables, read and write |
 //! | [`rotation`] (on [`idx_flow_core::rng`]) | uniform random rotations, reproducible per `(seed, step, index)` |
-//! | [`dataset`] | the bundled images, sources, resampling onto the model grid, normalisation |
+//! | [`dataset`] | the bundled images, sources, the split, resampling onto the model grid, normalisation |
+//! | [`loader`] | seeded epoch shuffles and the prefetch thread |
 
 pub mod dataset;
 pub mod equirect;
 pub mod files;
 pub mod fits;
+pub mod loader;
 pub mod maps;
-
+pub mod mask;
+pub mod npy;
+pub mod reader;
 pub mod rotation;
+pub mod zarr;
 
-pub use dataset::{BundledImage, SphereDataset, SphereSource};
+pub use dataset::{BundledImage, DataOptions, Normalisation, Sample, SphereDataset, SphereSource};
 pub use equirect::EquirectImage;
 pub use maps::HealpixMaps;
-
+pub use reader::{MapReader, open_maps};
 pub use rotation::Rotation;

@@ -59,21 +59,35 @@ fn check(grid: HealpixGrid, len: usize, per_pixel: usize, what: &str) -> Result<
     Ok(())
 }
 
-/// True-colour picture of an RGB map (`[N, 3]` pixel-major, values in `[0, 1]`, clamped).
+/// healpy's colour of masked pixels (`UNSEEN`, NaN): grey, outside the colour scale.
+pub const MASKED: Rgb<u8> = Rgb([128, 128, 128]);
+
+/// Whether a value is drawn as masked: `UNSEEN`, NaN or infinite.
+fn masked(v: f32) -> bool {
+    !v.is_finite() || crate::data::mask::is_unseen(v)
+}
+
+/// True-colour picture of an RGB map (`[N, 3]` pixel-major, values in
+/// `[0, 1]`, clamped; a pixel with a masked channel is grey).
 pub fn rgb_map(grid: HealpixGrid, rgb: &[f32], width: u32) -> Result<RgbImage> {
     check(grid, rgb.len(), 3, "RGB map")?;
     let lookup = pixel_lookup(grid, width);
     let mut img = RgbImage::from_pixel(width, width / 2, BACKGROUND);
     for (i, p) in lookup.iter().enumerate() {
         if let Some(p) = p {
-            let c = [0, 1, 2].map(|k| (rgb[p * 3 + k].clamp(0.0, 1.0) * 255.0).round() as u8);
-            img.put_pixel(i as u32 % width, i as u32 / width, Rgb(c));
+            let colour = if (0..3).any(|k| masked(rgb[p * 3 + k])) {
+                MASKED
+            } else {
+                Rgb([0, 1, 2].map(|k| (rgb[p * 3 + k].clamp(0.0, 1.0) * 255.0).round() as u8))
+            };
+            img.put_pixel(i as u32 % width, i as u32 / width, colour);
         }
     }
     Ok(img)
 }
 
-/// viridis picture of a scalar map (`[N]`) on `[lo, hi]`.
+/// viridis picture of a scalar map (`[N]`) on `[lo, hi]`; masked pixels
+/// (`UNSEEN`, NaN) are grey.
 pub fn scalar_map(
     grid: HealpixGrid,
     values: &[f32],
@@ -87,18 +101,24 @@ pub fn scalar_map(
     let mut img = RgbImage::from_pixel(width, width / 2, BACKGROUND);
     for (i, p) in lookup.iter().enumerate() {
         if let Some(p) = p {
-            let t = (values[*p] as f64 - lo) / span;
-            img.put_pixel(i as u32 % width, i as u32 / width, viridis(t));
+            let v = values[*p];
+            let colour = if masked(v) {
+                MASKED
+            } else {
+                viridis((v as f64 - lo) / span)
+            };
+            img.put_pixel(i as u32 % width, i as u32 / width, colour);
         }
     }
     Ok(img)
 }
 
-/// Finite minimum and maximum of `values` (`(0, 1)` if there are none).
+/// Minimum and maximum of the values that are not masked (`UNSEEN`, NaN,
+/// infinite); `(0, 1)` if there are none.
 pub fn finite_range(values: &[f32]) -> (f64, f64) {
     let (lo, hi) = values
         .iter()
-        .filter(|v| v.is_finite())
+        .filter(|v| !masked(**v))
         .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
             (lo.min(*v as f64), hi.max(*v as f64))
         });

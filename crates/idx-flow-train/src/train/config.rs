@@ -54,14 +54,36 @@ pub struct TrainConfig {
     /// whose gradients are summed (each shard normalises with its own batch
     /// statistics, as data-parallel training on several devices does). The
     /// CPU backend runs a step's operations mostly on one core, so 2 workers
-    /// use both cores of a 2-core machine; 1 on a GPU. Default: 2.
-    #[config(default = 2)]
-    pub workers: usize,
+    /// use both cores of a 2-core machine; 1 on a GPU. Default: none, chosen
+    /// from the batch (2 when it has at least 4 samples, otherwise 1: batch
+    /// norm needs 2 samples per worker).
+    #[config(default = "None")]
+    pub workers: Option<usize>,
+    /// Turn every training sample by a uniformly random rotation. Default:
+    /// none, which rotates a single image or map (the only way to get more
+    /// than one sample from it) and not a dataset of several maps, whose
+    /// orientation usually matters.
+    #[config(default = "None")]
+    pub rotate: Option<bool>,
+    /// The last `⌈F·T⌉` time indices of a dataset of `T > 1` maps are held out
+    /// for validation, never trained on. Default: 0.1.
+    #[config(default = 0.1)]
+    pub val_fraction: f64,
+    /// Time-index ranges `[start, end)` held out for validation instead of
+    /// the last `val_fraction`. Default: none.
+    #[config(default = "Vec::new()")]
+    pub val_ranges: Vec<[usize; 2]>,
+    /// NaN marks a masked pixel, as healpy's `UNSEEN` always does (otherwise a
+    /// NaN is an error naming its file and sample). Default: false.
+    #[config(default = false)]
+    pub mask_nan: bool,
     /// Batches of training rotations that set the batch-norm running
     /// statistics after training (their exact averages, "precise BN"). Default: 8.
     #[config(default = 8)]
     pub bn_batches: usize,
-    /// Held-out rotations of the evaluation (the first is the identity). Default: 8.
+    /// Held-out samples evaluated: validation maps (evenly spaced over the
+    /// split), or held-out rotations of a single image or map (the first is
+    /// the identity); 0 evaluates every validation map. Default: 8.
     #[config(default = 8)]
     pub eval_samples: usize,
 }
@@ -82,20 +104,24 @@ impl TrainConfig {
                 ),
             ));
         }
-        if self.workers == 0 || self.batch < 2 * self.workers {
+        let workers = self.workers();
+        if workers == 0 || self.batch < 2 * workers {
             return Err(Error::arg(
                 "workers",
                 format!(
-                    "got {} workers for batch {}, expected at least 1 worker and 2 samples per worker (batch norm needs more than one sample)",
-                    self.workers, self.batch
+                    "got {workers} workers for batch {}, expected at least 1 worker and 2 samples per worker (batch norm needs more than one sample)",
+                    self.batch
                 ),
+            ));
+        }
+        if !(0.0..1.0).contains(&self.val_fraction) {
+            return Err(Error::arg(
+                "val_fraction",
+                format!("got {}, expected a number in [0, 1)", self.val_fraction),
             ));
         }
         if self.bn_batches == 0 {
             return Err(Error::arg("bn_batches", "got 0, expected at least 1"));
-        }
-        if self.eval_samples == 0 {
-            return Err(Error::arg("eval_samples", "got 0, expected at least 1"));
         }
         if !(self.learning_rate > 0.0 && self.learning_rate <= 1.0) {
             return Err(Error::arg(
@@ -144,6 +170,26 @@ impl TrainConfig {
         merge(&mut merged, user, "")?;
         serde_json::from_value(merged)
             .map_err(|e| Error::arg("config", format!("not a training config: {e}")))
+    }
+
+    /// The workers of a step: [`workers`](Self::workers) if set, otherwise 2
+    /// for a batch of at least 4 samples and 1 below.
+    pub fn workers(&self) -> usize {
+        self.workers.unwrap_or((self.batch / 2).clamp(1, 2))
+    }
+
+    /// Whether training samples are rotated, for a source of `samples` maps.
+    pub fn rotates(&self, samples: usize) -> bool {
+        self.rotate.unwrap_or(samples == 1)
+    }
+
+    /// The split and masking of the data, as the dataset is built with.
+    pub fn data_options(&self) -> crate::data::DataOptions {
+        crate::data::DataOptions {
+            mask_nan: self.mask_nan,
+            val_fraction: self.val_fraction,
+            val_ranges: self.val_ranges.clone(),
+        }
     }
 
     /// The fields that must not change when a run is resumed (all but `checkpoint_every`).

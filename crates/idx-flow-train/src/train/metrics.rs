@@ -26,15 +26,23 @@ pub struct Metrics {
     pub compression_ratio: f64,
     /// Latent shape per sample, `[N_latent, channels]`.
     pub latent_shape: [usize; 2],
+    /// Maps trained on (time indices outside the validation split).
+    pub train_maps: usize,
+    /// Maps held out for validation.
+    pub val_maps: usize,
+    /// Training samples were turned by random rotations.
+    pub rotated: bool,
     /// Mean training loss (MSE, training-mode batch norm) over the last tenth of the steps.
     pub train_mse: f64,
     /// `train_mse` as PSNR in dB.
     pub train_psnr_db: f64,
-    /// MSE of the held-out rotations (evaluation mode).
+    /// What the held-out samples are (validation maps, held-out rotations).
+    pub heldout: String,
+    /// MSE of the held-out samples over their valid pixels (evaluation mode).
     pub heldout_mse: f64,
     /// `heldout_mse` as PSNR in dB.
     pub heldout_psnr_db: f64,
-    /// Held-out rotations evaluated (the first is the identity).
+    /// Held-out samples evaluated.
     pub heldout_samples: usize,
     /// Peak value of the PSNR (1 for images).
     pub psnr_peak: f64,

@@ -3,17 +3,19 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use burn::module::{Module, ModuleMapper, Param};
+use burn::module::Module;
 use burn::optim::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
-use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer, MultiGradientsParams};
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::optim::{AdamWConfig, ModuleOptimizer};
+use burn::tensor::Device;
 
 use super::checkpoint::{CheckpointState, latest_checkpoint, write_checkpoint};
 use super::config::TrainConfig;
 use super::metrics::{Metrics, psnr};
-use crate::data::{Rotation, SphereDataset};
+use super::step::{gradients, precise_batch_norm, reconstruct};
+use crate::data::loader::{Prefetch, TrainingPlan};
+use crate::data::{Rotation, Sample, SphereDataset};
 use crate::models::HealpixAutoencoder;
 use crate::{Error, Result};
 use idx_flow_core::StateDict;
@@ -37,6 +39,27 @@ pub struct TrainOptions<'a> {
     pub backend: String,
     /// Checked before every step: when set, a checkpoint is written and the run stops.
     pub stop: Option<&'a AtomicBool>,
+    /// Batches read ahead by the prefetch thread.
+    pub prefetch: usize,
+    /// How long a step waits for its batch before the run fails with
+    /// [`Error::Timeout`] (a hung file system must not hang training silently).
+    pub read_timeout: Duration,
+}
+
+impl TrainOptions<'_> {
+    /// Options writing into `out` on the default device (burn's flex CPU
+    /// backend), not resuming, 4 batches read ahead, a 120 s read limit.
+    pub fn new(out: impl Into<PathBuf>) -> Self {
+        Self {
+            out: out.into(),
+            resume: false,
+            device: Device::default(),
+            backend: "flex (CPU)".into(),
+            stop: None,
+            prefetch: 4,
+            read_timeout: Duration::from_secs(120),
+        }
+    }
 }
 
 /// One step's report to the caller (progress bars).
@@ -68,14 +91,8 @@ pub enum TrainOutcome {
     },
 }
 
-/// The rotation of sample `index` of step `step` (and which of `T` maps it shows).
-pub fn training_rotation(seed: u64, step: usize, index: usize, maps: usize) -> (usize, Rotation) {
-    let mut rng = SplitMix64::for_stream(seed, step as u64, index as u64);
-    let t = rng.below(maps as u64) as usize;
-    (t, Rotation::random(&mut rng))
-}
-
-/// Held-out rotation `j` (the identity for `j = 0`).
+/// Held-out rotation `j` of a single image or map, and which of `maps`
+/// training maps it shows (the identity of the first for `j = 0`).
 pub fn heldout_rotation(j: usize, maps: usize) -> (usize, Rotation) {
     if j == 0 {
         return (0, Rotation::IDENTITY);
@@ -83,39 +100,6 @@ pub fn heldout_rotation(j: usize, maps: usize) -> (usize, Rotation) {
     let mut rng = SplitMix64::for_stream(HELDOUT_SEED, u64::MAX, j as u64);
     let t = rng.below(maps as u64) as usize;
     (t, Rotation::random(&mut rng))
-}
-
-/// Samples `[B, N, C]`: the normalised input and the target on the data's scale.
-fn batch(
-    data: &SphereDataset,
-    items: &[(usize, Rotation)],
-    device: &Device,
-) -> (Tensor<3>, Tensor<3>) {
-    let (n, c) = (data.npix(), data.channels());
-    let mut raw = Vec::with_capacity(items.len() * n * c);
-    for (t, r) in items {
-        raw.extend(data.render(*t, r));
-    }
-    let mut norm = raw.clone();
-    data.normalise(&mut norm);
-    let shape = [items.len(), n, c];
-    (
-        Tensor::from_data(TensorData::new(norm, shape), device),
-        Tensor::from_data(TensorData::new(raw, shape), device),
-    )
-}
-
-/// Channel statistics as `[1, 1, C]` tensors (mean, std).
-fn stats(data: &SphereDataset, device: &Device) -> (Tensor<3>, Tensor<3>) {
-    let c = data.channels();
-    (
-        Tensor::from_data(TensorData::new(data.mean().to_vec(), [1, 1, c]), device),
-        Tensor::from_data(TensorData::new(data.std().to_vec(), [1, 1, c]), device),
-    )
-}
-
-fn scalar(t: Tensor<1>) -> f64 {
-    t.into_data().iter::<f32>().next().unwrap_or(f32::NAN) as f64
 }
 
 fn optimizer(config: &TrainConfig) -> ModuleOptimizer {
@@ -133,121 +117,6 @@ fn lr_schedule(
         .map_err(|e| Error::arg("learning_rate", e))
 }
 
-/// Evaluation-mode reconstruction of `items`: mean squared error on the data's
-/// scale and the reconstructions `[B·N·C]`.
-pub fn reconstruct(
-    model: &HealpixAutoencoder,
-    data: &SphereDataset,
-    items: &[(usize, Rotation)],
-    chunk: usize,
-    device: &Device,
-) -> (f64, Vec<Vec<f32>>) {
-    let (mean, std) = stats(data, device);
-    let mut sq = 0.0;
-    let mut count = 0usize;
-    let mut outs = Vec::new();
-    for part in items.chunks(chunk.max(1)) {
-        let (x, target) = batch(data, part, device);
-        let y = model.forward(x) * std.clone() + mean.clone();
-        let err = (y.clone() - target).square();
-        count += err.shape().num_elements();
-        sq += scalar(err.sum());
-        let v: Vec<f32> = y.into_data().iter::<f32>().collect();
-        let per = v.len() / part.len();
-        outs.extend(v.chunks(per).map(<[f32]>::to_vec));
-    }
-    (sq / count as f64, outs)
-}
-
-/// The gradients of the batch `items` (loss: MSE on the data's scale), the
-/// batch split into `workers` contiguous shards computed on scoped threads,
-/// and the loss. Shard `i`'s loss is weighted by its share of the batch, so the
-/// summed gradients are those of the whole batch's mean.
-fn gradients(
-    model: &HealpixAutoencoder,
-    data: &SphereDataset,
-    items: &[(usize, Rotation)],
-    workers: usize,
-    device: &Device,
-) -> (MultiGradientsParams, f64) {
-    let per = items.len().div_ceil(workers);
-    let shard = |part: &[(usize, Rotation)], model: HealpixAutoencoder| {
-        let model = own_graph(model);
-        let (mean, std) = stats(data, device);
-        let (x, target) = batch(data, part, device);
-        let y = model.forward(x) * std.clone() + mean.clone();
-        let loss = (y - target).square().mean() * (part.len() as f64 / items.len() as f64);
-        let value = scalar(loss.clone());
-        (GradientsParams::from_grads(loss.backward(), &model), value)
-    };
-    let results: Vec<(GradientsParams, f64)> = if workers == 1 {
-        vec![shard(items, model.clone())]
-    } else {
-        std::thread::scope(|s| {
-            let handles: Vec<_> = items
-                .chunks(per)
-                .map(|part| {
-                    let model = model.clone();
-                    let shard = &shard;
-                    s.spawn(move || shard(part, model))
-                })
-                .collect();
-            handles
-                .into_iter()
-                .map(|h| h.join().unwrap_or_else(|e| std::panic::resume_unwind(e)))
-                .collect()
-        })
-    };
-    let loss = results.iter().map(|r| r.1).sum();
-    let grads = MultiGradientsParams {
-        grads: results
-            .into_iter()
-            .map(|(g, _)| (g, device.clone()))
-            .collect(),
-    };
-    (grads, loss)
-}
-
-/// A copy of `model` whose parameters are new autodiff leaves (same ids and
-/// values, no shared graph nodes), so that workers can run forward and
-/// backward passes at the same time: burn's autodiff merges graphs that share
-/// nodes, and one worker's backward would consume the other's tape.
-fn own_graph(model: HealpixAutoencoder) -> HealpixAutoencoder {
-    struct Detach;
-    impl ModuleMapper for Detach {
-        fn map_float<const D: usize>(&mut self, p: Param<Tensor<D>>) -> Param<Tensor<D>> {
-            let id = p.id;
-            Param::initialized(id, p.val().detach().require_grad())
-        }
-    }
-    model.map(&mut Detach)
-}
-
-/// Sets every batch norm's running statistics to the exact average of the
-/// batch statistics of `config.bn_batches` batches of training rotations
-/// (Wu & Johnson's "precise BN"): fresh statistics, then batch `j` updated
-/// with momentum `1/(j+1)`, one thread, so the result is deterministic.
-fn precise_batch_norm(
-    model: HealpixAutoencoder,
-    config: &TrainConfig,
-    data: &SphereDataset,
-    device: &Device,
-) -> HealpixAutoencoder {
-    let mut model = model.with_fresh_running_stats();
-    let maps = data.source().samples();
-    let per = config.batch.div_ceil(config.workers);
-    for j in 0..config.bn_batches {
-        model = model.with_batch_norm_momentum(1.0 / (j as f64 + 1.0));
-        // Rotations past the last step: training distribution, never trained on.
-        let items: Vec<_> = (0..per)
-            .map(|i| training_rotation(config.seed, config.steps + j, i, maps))
-            .collect();
-        let (x, _) = batch(data, &items, device);
-        let _ = model.forward(x);
-    }
-    model.with_batch_norm_momentum(0.0)
-}
-
 fn save_optimizer(optim: &ModuleOptimizer, path: &Path) -> Result<()> {
     let bytes = optim
         .into_bytes()
@@ -262,9 +131,51 @@ fn load_optimizer(optim: ModuleOptimizer, path: &Path) -> Result<ModuleOptimizer
         .map_err(|e| Error::format(path, format!("not an optimiser state: {e}")))
 }
 
-/// Trains `config` on `data`, writing checkpoints and, at the end, `metrics.json`,
-/// the pictures and the final model into `options.out`. `progress` is called
-/// after every step.
+/// The held-out samples of a run, and what they are (for `metrics.json`).
+fn heldout_samples(
+    config: &TrainConfig,
+    data: &SphereDataset,
+    rotate: bool,
+) -> Result<(Vec<Sample>, String)> {
+    let evenly = |from: &[usize]| -> Vec<usize> {
+        let k = if config.eval_samples == 0 {
+            from.len()
+        } else {
+            config.eval_samples.min(from.len())
+        };
+        (0..k).map(|j| from[j * from.len() / k]).collect()
+    };
+    let read = |ts: &[usize]| -> Result<Vec<Sample>> {
+        ts.iter()
+            .map(|&t| data.render(t, &Rotation::IDENTITY))
+            .collect()
+    };
+    let val = data.val_indices();
+    let train = data.train_indices();
+    if !val.is_empty() {
+        let ts = evenly(val);
+        let what = format!("{} of {} validation maps", ts.len(), val.len());
+        return Ok((read(&ts)?, what));
+    }
+    if rotate {
+        let k = config.eval_samples.max(1);
+        let samples = (0..k)
+            .map(|j| {
+                let (i, r) = heldout_rotation(j, train.len());
+                data.render(train[i], &r)
+            })
+            .collect::<Result<_>>()?;
+        return Ok((samples, format!("{k} held-out rotations")));
+    }
+    let ts = evenly(train);
+    let what = format!("{} training maps (no validation split)", ts.len());
+    Ok((read(&ts)?, what))
+}
+
+/// Trains `config` on `data`, writing `normalisation.json`, checkpoints and,
+/// at the end, `metrics.json`, the pictures and the final model into
+/// `options.out`. `progress` is called after every step. The samples of the
+/// coming steps are read by a background thread ([`Prefetch`]).
 pub fn train(
     config: &TrainConfig,
     data: &SphereDataset,
@@ -294,6 +205,22 @@ pub fn train(
             ),
         ));
     }
+    // The dataset's split and masking must be the config's (its statistics
+    // come from the training maps, and `apply` masks as training did).
+    let wanted = config.data_options();
+    let (train_maps, val_maps) = wanted.split(data.source().samples())?;
+    if data.options().mask_nan != wanted.mask_nan
+        || data.train_indices() != train_maps
+        || data.val_indices() != val_maps
+    {
+        return Err(Error::arg(
+            "data",
+            format!(
+                "the dataset was built with {:?} but the config asks for {wanted:?}; build it with TrainConfig::data_options",
+                data.options()
+            ),
+        ));
+    }
     let out = &options.out;
     std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let ckpt_root = out.join("checkpoints");
@@ -301,7 +228,12 @@ pub fn train(
         // A fresh run: checkpoints of an earlier run in this directory would mix with ours.
         std::fs::remove_dir_all(&ckpt_root).map_err(|e| Error::io(&ckpt_root, e))?;
     }
+    let norm_json = serde_json::to_vec_pretty(data.normalisation())
+        .map_err(|e| Error::format(out.join("normalisation.json"), e.to_string()))?;
+    write_bytes_atomically(&out.join("normalisation.json"), &norm_json)?;
     let device = options.device.clone().autodiff();
+    let workers = config.workers();
+    let rotate = config.rotates(data.source().samples());
 
     // The weights come from a generator of our own, seeded by the run's seed:
     // the backend's generator is process-wide, so anything else drawing from
@@ -352,72 +284,92 @@ pub fn train(
             })
         };
 
-    let maps = data.source().samples();
     let session = Instant::now();
     let first_step = losses.len();
-    while losses.len() < config.steps {
-        let step = losses.len();
-        if options.stop.is_some_and(|s| s.load(AtomicOrdering::SeqCst)) {
-            train_seconds += session.elapsed().as_secs_f64();
-            let dir = checkpoint(&model, &optim, &losses, train_seconds)?;
-            return Ok(TrainOutcome::Interrupted {
-                step,
-                checkpoint: dir,
-            });
-        }
-        let items: Vec<_> = (0..config.batch)
-            .map(|i| training_rotation(config.seed, step, i, maps))
-            .collect();
-        let (grads, loss_value) = gradients(&model, data, &items, config.workers, &device);
-        if !loss_value.is_finite() {
-            return Err(Error::arg(
-                "learning_rate",
-                format!(
-                    "the loss became {loss_value} at step {}; lower the learning rate",
-                    step + 1
-                ),
-            ));
-        }
-        let lr = schedule.step();
-        let lr_value = lr.base();
-        model = optim.step_multi(lr, model, grads);
-        losses.push(loss_value);
+    let render = |items: &[(usize, Rotation)]| -> Result<Vec<Sample>> {
+        items.iter().map(|(t, r)| data.render(*t, r)).collect()
+    };
+    // The loop owns the model (each step consumes it) and hands it back.
+    let (model, interrupted) = std::thread::scope(|scope| -> Result<_> {
+        let mut model = model;
+        let mut plan = TrainingPlan::new(config.seed, config.batch, rotate, data.train_indices());
+        let batches = Prefetch::start(
+            scope,
+            first_step..config.steps,
+            options.prefetch,
+            options.read_timeout,
+            move |step| render(&plan.items(step)),
+        );
+        while losses.len() < config.steps {
+            let step = losses.len();
+            if options.stop.is_some_and(|s| s.load(AtomicOrdering::SeqCst)) {
+                train_seconds += session.elapsed().as_secs_f64();
+                let dir = checkpoint(&model, &optim, &losses, train_seconds)?;
+                let outcome = TrainOutcome::Interrupted {
+                    step,
+                    checkpoint: dir,
+                };
+                return Ok((model, Some(outcome)));
+            }
+            let samples = batches.next(step)?;
+            let (grads, loss_value) = gradients(&model, data, &samples, workers, &device)?;
+            if !loss_value.is_finite() {
+                return Err(Error::arg(
+                    "learning_rate",
+                    format!(
+                        "the loss became {loss_value} at step {}; lower the learning rate",
+                        step + 1
+                    ),
+                ));
+            }
+            let lr = schedule.step();
+            let lr_value = lr.base();
+            model = optim.step_multi(lr, model, grads);
+            losses.push(loss_value);
 
-        let done = losses.len();
-        let elapsed = session.elapsed().as_secs_f64();
-        progress(&Progress {
-            step: done,
-            steps: config.steps,
-            loss: loss_value,
-            lr: lr_value,
-            samples_per_s: ((done - first_step) * config.batch) as f64 / elapsed.max(1e-9),
-        });
-        if config.checkpoint_every > 0
-            && done.is_multiple_of(config.checkpoint_every)
-            && done < config.steps
-        {
-            let secs = train_seconds + session.elapsed().as_secs_f64();
-            checkpoint(&model, &optim, &losses, secs)?;
+            let done = losses.len();
+            let elapsed = session.elapsed().as_secs_f64();
+            progress(&Progress {
+                step: done,
+                steps: config.steps,
+                loss: loss_value,
+                lr: lr_value,
+                samples_per_s: ((done - first_step) * config.batch) as f64 / elapsed.max(1e-9),
+            });
+            if config.checkpoint_every > 0
+                && done.is_multiple_of(config.checkpoint_every)
+                && done < config.steps
+            {
+                let secs = train_seconds + session.elapsed().as_secs_f64();
+                checkpoint(&model, &optim, &losses, secs)?;
+            }
         }
+        Ok((model, None))
+    })?;
+    if let Some(outcome) = interrupted {
+        return Ok(outcome);
     }
     train_seconds += session.elapsed().as_secs_f64();
     checkpoint(&model, &optim, &losses, train_seconds)?;
 
-    // Evaluation and outputs.
-    let model = precise_batch_norm(model, config, data, &device);
+    // Evaluation and outputs. The batch-norm statistics come from batches of
+    // the training distribution past the last step, never trained on.
+    let mut plan = TrainingPlan::new(config.seed, config.batch, rotate, data.train_indices());
+    let per = config.batch.div_ceil(workers);
+    let bn_batches = (0..config.bn_batches)
+        .map(|j| render(&plan.items(config.steps + j)[..per]))
+        .collect::<Result<Vec<_>>>()?;
+    let model = precise_batch_norm(model, data, &bn_batches, &device);
+    drop(bn_batches);
     let eval_model = model.valid();
     let base = options.device.clone();
-    let heldout: Vec<_> = (0..config.eval_samples)
-        .map(|j| heldout_rotation(j, maps))
-        .collect();
+    let (heldout, heldout_what) = heldout_samples(config, data, rotate)?;
     let (heldout_mse, recon) = reconstruct(&eval_model, data, &heldout, config.batch, &base);
     let tail = (losses.len() / 10).max(1);
     let train_mse = losses[losses.len() - tail..].iter().sum::<f64>() / tail as f64;
     let peak = data.peak();
     state_dict(&eval_model)?.save(out.join("model.safetensors"))?;
-
-    let input = data.render(heldout[0].0, &heldout[0].1);
-    super::figures::write_run_figures(out, data, &input, &recon[0], &losses)?;
+    super::figures::write_run_figures(out, data, &heldout[0], &recon[0], &losses)?;
 
     let metrics = Metrics {
         data: config.data.clone(),
@@ -430,11 +382,15 @@ pub fn train(
         parameters: eval_model.num_params(),
         compression_ratio: config.model.compression_ratio(),
         latent_shape: config.model.latent_shape(),
+        train_maps: data.train_indices().len(),
+        val_maps: data.val_indices().len(),
+        rotated: rotate,
         train_mse,
         train_psnr_db: psnr(train_mse, peak),
+        heldout: heldout_what,
         heldout_mse,
         heldout_psnr_db: psnr(heldout_mse, peak),
-        heldout_samples: config.eval_samples,
+        heldout_samples: heldout.len(),
         psnr_peak: peak,
         first_loss: losses[0],
         last_loss: *losses.last().unwrap_or(&f64::NAN),

@@ -1,7 +1,9 @@
 //! Integration tests of the training crate: data, the autoencoder, training
 //! and resume, pictures.
 
+mod apply;
 mod data;
+mod datasets;
 mod models;
 mod plot;
 mod training;

@@ -4,7 +4,6 @@
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use burn::tensor::Device;
 use idx_flow_core::StateDict;
 use idx_flow_healpix::geometry::{HealpixGrid, Ordering as PixOrdering};
 use idx_flow_train::data::{HealpixMaps, SphereDataset, SphereSource};
@@ -36,16 +35,14 @@ fn dataset() -> SphereDataset {
     let mut v: Vec<f32> = c.iter().map(|p| (p[0] + 0.5 * p[2]) as f32).collect();
     v.extend(c.iter().map(|p| (p[2] * p[2] - p[1] * p[0]) as f32));
     let maps = HealpixMaps::new(PixOrdering::Ring, 8, 2, v).unwrap();
-    SphereDataset::new(SphereSource::Maps(maps), 8).unwrap()
+    SphereDataset::new(SphereSource::maps(maps), 8).unwrap()
 }
 
 fn run(out: &Path, resume: bool, stop: Option<&AtomicBool>, stop_after: usize) -> TrainOutcome {
     let options = TrainOptions {
-        out: out.to_path_buf(),
         resume,
-        device: Device::default(),
-        backend: "flex (CPU)".into(),
         stop,
+        ..TrainOptions::new(out)
     };
     train(&config(), &dataset(), &options, &mut |p| {
         if p.step == stop_after
@@ -120,11 +117,8 @@ fn interrupted_and_resumed_run_equals_the_uninterrupted_one() {
 fn resume_refuses_a_missing_or_foreign_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let options = |resume| TrainOptions {
-        out: dir.path().to_path_buf(),
         resume,
-        device: Device::default(),
-        backend: "flex (CPU)".into(),
-        stop: None,
+        ..TrainOptions::new(dir.path())
     };
     let e = train(&config(), &dataset(), &options(true), &mut |_| {}).unwrap_err();
     assert!(e.to_string().contains("run without --resume first"), "{e}");
