@@ -68,12 +68,15 @@ pub fn run(args: ApplyArgs) -> Result<(), String> {
     let report = apply(&model, &data, &options, &mut |done, scores| {
         bar.set_position(done as u64);
         if !args.quiet {
-            for s in scores {
-                bar.println(format!(
-                    "map {:>6}  MSE {:.4e}  PSNR {:6.2} dB  ({} valid values)",
-                    s.t, s.mse, s.psnr_db, s.valid
-                ));
-            }
+            // Above the bar on a terminal, plain lines into a pipe.
+            bar.suspend(|| {
+                for s in scores {
+                    println!(
+                        "map {:>6}  MSE {:.4e}  PSNR {:6.2} dB  ({} valid values)",
+                        s.t, s.mse, s.psnr_db, s.valid
+                    );
+                }
+            });
         }
     })
     .map_err(e)?;
