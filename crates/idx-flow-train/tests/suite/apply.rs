@@ -289,3 +289,59 @@ fn a_batch_of_two_needs_no_workers_option() {
         .to_string();
     assert!(e.contains("2 samples per worker"), "{e}");
 }
+
+#[test]
+fn a_dataset_run_resumed_across_epochs_equals_the_uninterrupted_one() {
+    use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("maps.npy");
+    write(&path, &[5, 2, 768], &smooth_maps(5));
+    // 4 training maps, 4 samples a step: every step is an epoch; stop after 3.
+    let cfg = config(path.to_str().unwrap())
+        .with_val_fraction(0.2)
+        .with_steps(5);
+    let source = || SphereSource::open(path.to_str().unwrap(), false).unwrap();
+    let data = SphereDataset::with_options(source(), 8, &cfg.data_options(), &|_, _| {}).unwrap();
+    let finish = |o: TrainOutcome| match o {
+        TrainOutcome::Finished(m) => *m,
+        other => panic!("{other:?}"),
+    };
+    let a = finish(
+        train(
+            &cfg,
+            &data,
+            &TrainOptions::new(dir.path().join("a")),
+            &mut |_| {},
+        )
+        .unwrap(),
+    );
+    let stop = AtomicBool::new(false);
+    let b_dir = dir.path().join("b");
+    let options = TrainOptions {
+        stop: Some(&stop),
+        ..TrainOptions::new(&b_dir)
+    };
+    let o = train(&cfg, &data, &options, &mut |p| {
+        if p.step == 3 {
+            stop.store(true, AtomicOrdering::SeqCst);
+        }
+    })
+    .unwrap();
+    assert!(
+        matches!(o, TrainOutcome::Interrupted { step: 3, .. }),
+        "{o:?}"
+    );
+    let options = TrainOptions {
+        resume: true,
+        ..TrainOptions::new(&b_dir)
+    };
+    let b = finish(train(&cfg, &data, &options, &mut |_| {}).unwrap());
+    assert_eq!(a.first_loss.to_bits(), b.first_loss.to_bits());
+    assert_eq!(a.last_loss.to_bits(), b.last_loss.to_bits());
+    assert_eq!(a.train_mse.to_bits(), b.train_mse.to_bits());
+    assert_eq!(a.heldout_mse.to_bits(), b.heldout_mse.to_bits());
+    assert_eq!(
+        std::fs::read(dir.path().join("a/model.safetensors")).unwrap(),
+        std::fs::read(b_dir.join("model.safetensors")).unwrap()
+    );
+}
