@@ -166,7 +166,7 @@ fn a_zarr_array_trains() {
     .unwrap();
     array.store_metadata().unwrap();
     array
-        .store_array_subset(&[0..6, 0..2, 0..768], &maps(6))
+        .store_array_subset(&[0..6, 0..2, 0..768], maps(6))
         .unwrap();
     let run = dir.path().join("run");
     let (ok, stdout, stderr) = idx_flow(&tiny(s(&store_dir), s(&run), "3"));

@@ -15,17 +15,7 @@ use crate::error::{Error, Result};
 /// Writes `path` by calling `fill` on a temporary file beside it, syncing it and
 /// renaming it into place, so that a crash or an error never leaves a partial file.
 pub fn write_atomically(path: &Path, fill: impl FnOnce(&mut File) -> Result<()>) -> Result<()> {
-    let dir = match path.parent() {
-        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let name = path
-        .file_name()
-        .ok_or_else(|| Error::format(path, "expected a file name, got a directory path"))?;
-    let mut tmp_name = std::ffi::OsString::from(".");
-    tmp_name.push(name);
-    tmp_name.push(format!(".tmp-{}", std::process::id()));
-    let tmp = dir.join(tmp_name);
+    let tmp = temporary_path(path)?;
     let result = (|| {
         let mut file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         fill(&mut file)?;
@@ -37,6 +27,23 @@ pub fn write_atomically(path: &Path, fill: impl FnOnce(&mut File) -> Result<()>)
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// The temporary name beside `path` that a file is written under before it
+/// is renamed into place: `.NAME.tmp-PID` in the same directory (so the
+/// rename cannot cross file systems).
+pub fn temporary_path(path: &Path) -> Result<PathBuf> {
+    let dir = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = path
+        .file_name()
+        .ok_or_else(|| Error::format(path, "expected a file name, got a directory path"))?;
+    let mut tmp_name = std::ffi::OsString::from(".");
+    tmp_name.push(name);
+    tmp_name.push(format!(".tmp-{}", std::process::id()));
+    Ok(dir.join(tmp_name))
 }
 
 /// Writes `bytes` to `path` atomically.

@@ -12,12 +12,14 @@
 //! | [`maps`] | HEALPix maps `[T, C, N]` in memory and their validation |
 //! | [`mask`] | `UNSEEN` and NaN as masked pixels |
 //! | [`npy`] | `.npy` read a sample at a time (any numeric dtype), written a batch at a time |
-//! | [`reader`] | [`MapReader`](reader::MapReader): one file, many files, in memory; `--data` specs |
+//! | [`reader`] | [`MapReader`](reader::MapReader): one `.npy` file, many files, maps in memory |
+//! | [`open`] | what `--data` names: a file, a directory, a glob, a zarr array |
 //! | [`zarr`] | zarr arrays `[time, channel, pixel]` |
 //! | [`files`] | whole maps from `.npy` and FITS files, by extension |
 //! | [`fits`] | healpy `write_map` FITS tables, read and write |
 //! | [`rotation`] (on [`idx_flow_core::rng`]) | uniform random rotations, reproducible per `(seed, step, index)` |
-//! | [`dataset`] | the bundled images, sources, the split, resampling onto the model grid, normalisation |
+//! | [`source`] | the bundled images; an image or a dataset of maps as a source |
+//! | [`dataset`] | the split, resampling onto the model grid, normalisation, masks |
 //! | [`loader`] | seeded epoch shuffles and the prefetch thread |
 
 pub mod dataset;
@@ -28,12 +30,15 @@ pub mod loader;
 pub mod maps;
 pub mod mask;
 pub mod npy;
+pub mod open;
 pub mod reader;
 pub mod rotation;
+pub mod source;
 pub mod zarr;
 
 pub use dataset::{BundledImage, DataOptions, Normalisation, Sample, SphereDataset, SphereSource};
 pub use equirect::EquirectImage;
 pub use maps::HealpixMaps;
-pub use reader::{MapReader, open_maps};
+pub use open::open_maps;
+pub use reader::MapReader;
 pub use rotation::Rotation;

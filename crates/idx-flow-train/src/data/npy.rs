@@ -372,13 +372,7 @@ pub struct NpyWriter {
 impl NpyWriter {
     /// Starts `path` for an array of `shape`.
     pub fn create(path: &Path, shape: &[usize]) -> Result<Self> {
-        let name = path
-            .file_name()
-            .ok_or_else(|| Error::format(path, "expected a file name, got a directory path"))?;
-        let mut tmp_name = std::ffi::OsString::from(".");
-        tmp_name.push(name);
-        tmp_name.push(format!(".tmp-{}", std::process::id()));
-        let tmp = path.with_file_name(tmp_name);
+        let tmp = idx_flow_healpix::io::temporary_path(path)?;
         let file = File::create(&tmp).map_err(|e| Error::io(&tmp, e))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         let dims: Vec<String> = shape.iter().map(usize::to_string).collect();

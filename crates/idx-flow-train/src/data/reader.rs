@@ -1,23 +1,24 @@
-//! Datasets of HEALPix maps read one sample at a time: [`MapReader`], and
-//! [`open_maps`], which opens what `--data` names.
-//!
-//! | `--data` | reader |
-//! |---|---|
-//! | `maps.npy` (`[N]`, `[C, N]`, `[T, C, N]`) | [`NpyReader`]: one positioned read per sample |
-//! | a directory or a glob of `.npy` / FITS files | [`MapFiles`]: the files' samples in name order |
-//! | a zarr array `[time, channel, pixel]` (its directory) | [`ZarrMaps`](super::zarr::ZarrMaps) |
-//! | `map.fits` | [`HealpixMaps`] in memory (a FITS file holds one sample) |
+//! HEALPix maps read one sample at a time: the [`MapReader`] trait, and its
+//! readers of one `.npy` file ([`NpyReader`]: one positioned read per
+//! sample), of many `.npy` / FITS files ([`MapFiles`]: their samples in name
+//! order) and of maps in memory ([`HealpixMaps`]). Zarr arrays are read by
+//! [`ZarrMaps`](super::zarr::ZarrMaps); [`open_maps`](super::open_maps) opens
+//! what `--data` names.
 //!
 //! ```
 //! use idx_flow_train::data::npy::NpyWriter;
-//! use idx_flow_train::data::reader::open_maps;
+//! use idx_flow_train::data::reader::{MapFiles, MapReader};
+//! use idx_flow_healpix::geometry::Ordering;
 //! let dir = tempfile::tempdir()?;
+//! let mut files = vec![];
 //! for (i, name) in ["a.npy", "b.npy"].iter().enumerate() {
-//!     let mut w = NpyWriter::create(&dir.path().join(name), &[3, 2, 48])?; // nside 2
+//!     let path = dir.path().join(name);
+//!     let mut w = NpyWriter::create(&path, &[3, 2, 48])?; // nside 2
 //!     w.append(&vec![i as f32; 3 * 2 * 48])?;
 //!     w.finish()?;
+//!     files.push(path);
 //! }
-//! let maps = open_maps(dir.path().to_str().unwrap(), false)?;
+//! let maps = MapFiles::open(&files, Ordering::Ring)?;
 //! assert_eq!((maps.samples(), maps.channels()), (6, 2));
 //! let mut sample = vec![0.0; 2 * 48];
 //! maps.read(4, &mut sample)?; // the second sample of b.npy
@@ -27,7 +28,6 @@
 //! ```
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use idx_flow_healpix::geometry::{HealpixGrid, Ordering};
 
@@ -157,7 +157,7 @@ pub struct MapFiles {
     channels: usize,
 }
 
-fn map_extension(path: &Path) -> Option<&'static str> {
+pub(crate) fn map_extension(path: &Path) -> Option<&'static str> {
     let ext = path.extension()?.to_str()?.to_ascii_lowercase();
     match ext.as_str() {
         "npy" => Some("npy"),
@@ -290,71 +290,6 @@ impl MapReader for MapFiles {
             self.grid,
             self.files.len()
         )
-    }
-}
-
-/// Opens the maps `spec` names: a `.npy` file (read a sample at a time), a
-/// FITS file, a directory of `.npy` / FITS files, a glob (`'maps/*.npy'`),
-/// or a zarr array's directory. `nested` gives the ordering of `.npy` maps
-/// and of zarr arrays whose attributes do not say it (RING otherwise).
-pub fn open_maps(spec: &str, nested: bool) -> Result<Arc<dyn MapReader>> {
-    let ordering = if nested {
-        Ordering::Nested
-    } else {
-        Ordering::Ring
-    };
-    let path = Path::new(spec);
-    if spec.contains(['*', '?', '[']) && !path.exists() {
-        let paths = glob::glob(spec).map_err(|e| {
-            Error::arg("data", format!("{spec:?} is not a valid glob pattern: {e}"))
-        })?;
-        let mut files: Vec<PathBuf> = paths
-            .filter_map(|p| p.ok())
-            .filter(|p| p.is_file() && map_extension(p).is_some())
-            .collect();
-        files.sort();
-        if files.is_empty() {
-            return Err(Error::arg(
-                "data",
-                format!("no .npy or .fits files match {spec:?}"),
-            ));
-        }
-        return Ok(Arc::new(MapFiles::open(&files, ordering)?));
-    }
-    if !path.exists() {
-        return Err(Error::io(
-            path,
-            std::io::Error::new(
-                std::io::ErrorKind::NotFound,
-                "no such file or directory (expected .npy / .fits maps, a directory or glob of them, a zarr array, a .png or .jpg image, or bluemarble / etopo1)",
-            ),
-        ));
-    }
-    if path.is_dir() {
-        if super::zarr::is_zarr(path) {
-            return Ok(Arc::new(super::zarr::ZarrMaps::open(path, ordering)?));
-        }
-        let mut files: Vec<PathBuf> = std::fs::read_dir(path)
-            .map_err(|e| Error::io(path, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.is_file() && map_extension(p).is_some())
-            .collect();
-        files.sort();
-        if files.is_empty() {
-            return Err(Error::format(
-                path,
-                "a directory without .npy or .fits files (and not a zarr array: no zarr.json or .zarray)",
-            ));
-        }
-        return Ok(Arc::new(MapFiles::open(&files, ordering)?));
-    }
-    match map_extension(path) {
-        Some("npy") => Ok(Arc::new(NpyReader::open(path, ordering)?)),
-        Some(_) => Ok(Arc::new(super::fits::read_healpix_fits(path)?)),
-        None => Err(Error::format(
-            path,
-            "unknown map format: expected .npy (HEALPix array), .fits (healpy write_map), a directory or glob of them, a zarr array, or .png/.jpg (equirectangular image)",
-        )),
     }
 }
 

@@ -201,16 +201,7 @@ impl TrainedModel {
         let z = self.model.encode(x);
         let [_, n_lat, c_lat] = z.dims();
         let codes_nc: Vec<f32> = z.clone().into_data().iter::<f32>().collect();
-        let y = self.model.decode(z);
-        let mean = Tensor::<3>::from_data(
-            TensorData::new(self.norm.mean.clone(), [1, 1, c]),
-            &self.device,
-        );
-        let std = Tensor::<3>::from_data(
-            TensorData::new(self.norm.std.clone(), [1, 1, c]),
-            &self.device,
-        );
-        let y: Vec<f32> = (y * std + mean).into_data().iter::<f32>().collect();
+        let y = self.decode_to_scale(z);
 
         let mut codes = vec![0f32; b * c_lat * n_lat];
         for s in 0..b {
@@ -245,6 +236,19 @@ impl TrainedModel {
             codes,
             errors,
         })
+    }
+
+    /// Latent codes `[B, N_latent, C_latent]` decoded to `[B, N, C]` on the
+    /// data's scale (the normalisation undone), flattened.
+    fn decode_to_scale(&self, z: Tensor<3>) -> Vec<f32> {
+        let c = self.config.model.channels;
+        let stat = |v: &[f32]| {
+            Tensor::<3>::from_data(TensorData::new(v.to_vec(), [1, 1, c]), &self.device)
+        };
+        (self.model.decode(z) * stat(&self.norm.std) + stat(&self.norm.mean))
+            .into_data()
+            .iter::<f32>()
+            .collect()
     }
 
     /// For each pixel of `input`, the model pixel under its centre.
@@ -315,18 +319,7 @@ impl TrainedModel {
         }
         let c = self.config.model.channels;
         let z = Tensor::<3>::from_data(TensorData::new(z, [t, n_lat, c_lat]), &self.device);
-        let mean = Tensor::<3>::from_data(
-            TensorData::new(self.norm.mean.clone(), [1, 1, c]),
-            &self.device,
-        );
-        let std = Tensor::<3>::from_data(
-            TensorData::new(self.norm.std.clone(), [1, 1, c]),
-            &self.device,
-        );
-        let y: Vec<f32> = (self.model.decode(z) * std + mean)
-            .into_data()
-            .iter::<f32>()
-            .collect();
+        let y = self.decode_to_scale(z);
         let grid = self.grid()?;
         let n = grid.npix() as usize;
         let mut out = vec![0f32; y.len()];

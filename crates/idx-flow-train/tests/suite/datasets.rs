@@ -11,7 +11,8 @@ use idx_flow_train::Error;
 use idx_flow_train::data::loader::{Prefetch, TrainingPlan, epoch_order};
 use idx_flow_train::data::mask::UNSEEN;
 use idx_flow_train::data::npy::{NpyMaps, NpyWriter};
-use idx_flow_train::data::reader::{load_into_memory, open_maps};
+use idx_flow_train::data::open_maps;
+use idx_flow_train::data::reader::load_into_memory;
 use idx_flow_train::data::zarr::ZarrMaps;
 use idx_flow_train::data::{DataOptions, HealpixMaps, Rotation, SphereDataset, SphereSource};
 
