@@ -187,7 +187,7 @@ impl SphereDataset {
     /// is told `(maps read, maps)`.
     ///
     /// An image more than 4 pixels per HEALPix pixel width (`√(4π/N)`) is
-    /// first box-filtered down to about 4 ([`EquirectImage::downsample`]): it
+    /// first box-filtered down to about 4 ([`EquirectImage::downsample`](super::EquirectImage::downsample)): it
     /// antialiases the samples and keeps the image small enough for the caches.
     pub fn with_options(
         source: SphereSource,

@@ -12,7 +12,7 @@
 //! | [`maps`] | HEALPix maps `[T, C, N]` in memory and their validation |
 //! | [`mask`] | `UNSEEN` and NaN as masked pixels |
 //! | [`npy`] | `.npy` read a sample at a time (any numeric dtype), written a batch at a time |
-//! | [`reader`] | [`MapReader`](reader::MapReader): one `.npy` file, many files, maps in memory |
+//! | [`reader`] | [`MapReader`]: one `.npy` file, many files, maps in memory |
 //! | [`open`] | what `--data` names: a file, a directory, a glob, a zarr array |
 //! | [`zarr`] | zarr arrays `[time, channel, pixel]` |
 //! | [`files`] | whole maps from `.npy` and FITS files, by extension |
