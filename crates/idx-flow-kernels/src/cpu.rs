@@ -34,7 +34,7 @@ fn tile_rows(row_len: usize) -> usize {
 }
 
 /// A float tensor as contiguous f32, with its original dtype.
-fn f32_tensor(t: FlexTensor) -> (FlexTensor, DType) {
+pub(crate) fn f32_tensor(t: FlexTensor) -> (FlexTensor, DType) {
     let dtype = t.dtype();
     let t = if dtype == DType::F32 {
         t
@@ -49,7 +49,7 @@ fn f32_tensor(t: FlexTensor) -> (FlexTensor, DType) {
     (t, dtype)
 }
 
-fn floats(t: &FlexTensor) -> &[f32] {
+pub(crate) fn floats(t: &FlexTensor) -> &[f32] {
     t.as_slice::<f32>()
         .expect("contiguous f32 after f32_tensor")
 }
@@ -73,7 +73,7 @@ fn ints(t: &FlexTensor) -> Cow<'_, [i64]> {
 }
 
 /// A result `[shape]` in `dtype`.
-fn output(values: Vec<f32>, shape: Vec<usize>, dtype: DType) -> FlexTensor {
+pub(crate) fn output(values: Vec<f32>, shape: Vec<usize>, dtype: DType) -> FlexTensor {
     let t = FlexTensor::from_data(TensorData::new(values, shape));
     if dtype == DType::F32 {
         t

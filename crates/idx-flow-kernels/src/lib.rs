@@ -48,6 +48,7 @@ mod cpu;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;
 mod options;
+pub mod pointwise;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
