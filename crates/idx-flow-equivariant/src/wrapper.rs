@@ -27,7 +27,8 @@
 
 use burn::module::Module;
 use burn::tensor::Tensor;
-use burn::tensor::activation::{relu, silu, tanh};
+use burn::tensor::activation::relu;
+use idx_flow_kernels::pointwise::{Activation, activation};
 use serde::{Deserialize, Serialize};
 
 use super::image::{MultiImage, TensorKey};
@@ -59,20 +60,14 @@ impl ScalarActivation {
     pub fn apply<const R: usize>(&self, x: Tensor<R>) -> Tensor<R> {
         match self {
             ScalarActivation::Relu => relu(x),
-            ScalarActivation::Gelu => gelu_tanh(x),
-            ScalarActivation::Tanh => tanh(x),
-            ScalarActivation::Silu => silu(x),
+            // Fused kernels on the CPU (idx_flow_kernels::pointwise); JAX's
+            // default GELU is the tanh form.
+            ScalarActivation::Gelu => activation(x, Activation::GeluTanh),
+            ScalarActivation::Tanh => activation(x, Activation::Tanh),
+            ScalarActivation::Silu => activation(x, Activation::Silu),
             ScalarActivation::Identity => x,
         }
     }
-}
-
-/// `0.5 x (1 + tanh(√(2/π) (x + 0.044715 x³)))`; burn's `gelu` is the exact
-/// (erf) one, JAX defaults to this approximation.
-fn gelu_tanh<const R: usize>(x: Tensor<R>) -> Tensor<R> {
-    let c = (2.0 / std::f64::consts::PI).sqrt();
-    let inner = (x.clone() + x.clone().powi_scalar(3) * 0.044715) * c;
-    x * (tanh(inner) + 1.0) * 0.5
 }
 
 /// A [`ScalarActivation`] as a (parameter-free) module, to wrap in [`PerKey`].

@@ -17,6 +17,7 @@ use burn::config::Config;
 use burn::tensor::{Tensor, activation as act};
 
 use crate::{Error, Result};
+use idx_flow_kernels::pointwise::{Activation as Kernel, activation};
 
 /// idx_flow's `ActivationType` (`None` there is [`Activation::Linear`] here).
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -80,11 +81,12 @@ impl Activation {
             Activation::Relu => act::relu(x),
             Activation::Selu => act::selu(x),
             Activation::LeakyRelu => act::leaky_relu(x, 0.01),
-            Activation::Gelu => act::gelu(x),
+            // Fused kernels on the CPU (idx_flow_kernels::pointwise).
+            Activation::Gelu => activation(x, Kernel::GeluErf),
             Activation::Elu => act::elu(x, 1.0),
-            Activation::Tanh => act::tanh(x),
-            Activation::Sigmoid => act::sigmoid(x),
-            Activation::Swish => act::silu(x),
+            Activation::Tanh => activation(x, Kernel::Tanh),
+            Activation::Sigmoid => activation(x, Kernel::Sigmoid),
+            Activation::Swish => activation(x, Kernel::Silu),
             Activation::Mish => act::mish(x),
             Activation::Linear => x,
         }

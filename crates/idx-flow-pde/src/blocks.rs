@@ -40,6 +40,7 @@ use super::{check_input, check_spatial_dims};
 use crate::{Error, Result};
 use idx_flow_core::check_positive;
 use idx_flow_core::state_dict::{StateLoader, StateVisitor, TorchState, key};
+use idx_flow_kernels::pointwise::{Activation, activation};
 
 /// The activations of pdequinox's blocks (functions of `jax.nn`).
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -64,14 +65,11 @@ impl PdeActivation {
     pub fn forward<const R: usize>(self, x: Tensor<R>) -> Tensor<R> {
         match self {
             PdeActivation::Relu => act::relu(x),
-            PdeActivation::Gelu => {
-                let c = (2.0 / std::f64::consts::PI).sqrt();
-                let inner = (x.clone() + x.clone().powi_scalar(3) * 0.044715) * c;
-                x * (inner.tanh() + 1.0) * 0.5
-            }
-            PdeActivation::GeluExact => act::gelu(x),
-            PdeActivation::Tanh => x.tanh(),
-            PdeActivation::Silu => act::silu(x),
+            // Fused kernels on the CPU (idx_flow_kernels::pointwise).
+            PdeActivation::Gelu => activation(x, Activation::GeluTanh),
+            PdeActivation::GeluExact => activation(x, Activation::GeluErf),
+            PdeActivation::Tanh => activation(x, Activation::Tanh),
+            PdeActivation::Silu => activation(x, Activation::Silu),
             PdeActivation::Identity => x,
         }
     }

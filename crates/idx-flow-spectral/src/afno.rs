@@ -42,6 +42,7 @@ use idx_flow_core::init::draw;
 use idx_flow_core::or_panic;
 use idx_flow_core::state_dict::{StateLoader, StateVisitor, TorchState, key};
 use idx_flow_core::{Initializer, WeightInit};
+use idx_flow_kernels::pointwise::{Activation as Kernel, activation as fused};
 use idx_flow_nn::{LayerNorm, Linear, LinearConfig};
 
 /// Configuration of an [`AfnoMixing`] (the paper's AFNO).
@@ -382,7 +383,7 @@ impl SpectransAfnoMixing {
         let flat = Tensor::stack::<4>(vec![zr, zi], 3).reshape([b, 2 * ms * mh]);
         let y = self
             .mlp_out
-            .forward(activation::gelu(self.mlp_in.forward(flat)))
+            .forward(fused(self.mlp_in.forward(flat), Kernel::GeluErf))
             .reshape([b, ms, mh, 2]);
         let yr = y.clone().narrow(3, 0, 1).reshape([b, ms, mh]);
         let yi = y.narrow(3, 1, 1).reshape([b, ms, mh]);

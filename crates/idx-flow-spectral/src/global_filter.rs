@@ -29,7 +29,7 @@
 
 use burn::config::Config;
 use burn::module::{Module, Param};
-use burn::tensor::{Device, Distribution, Tensor, activation};
+use burn::tensor::{Device, Distribution, Tensor};
 
 use super::fft::{DftPath, dft_seq};
 use super::fourier::dft_tensors;
@@ -39,6 +39,7 @@ use crate::Result;
 use idx_flow_core::init::draw;
 use idx_flow_core::or_panic;
 use idx_flow_core::state_dict::{StateLoader, StateVisitor, TorchState, key};
+use idx_flow_kernels::pointwise::{Activation as Kernel, activation as fused};
 
 /// The activation applied to each part of the filter.
 #[derive(Config, Debug, Copy, PartialEq, Eq)]
@@ -54,8 +55,8 @@ pub enum FilterActivation {
 impl FilterActivation {
     fn apply<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
         match self {
-            FilterActivation::Sigmoid => activation::sigmoid(x),
-            FilterActivation::Tanh => activation::tanh(x),
+            FilterActivation::Sigmoid => fused(x, Kernel::Sigmoid),
+            FilterActivation::Tanh => fused(x, Kernel::Tanh),
             FilterActivation::Identity => x,
         }
     }
