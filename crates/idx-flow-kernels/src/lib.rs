@@ -47,6 +47,7 @@ mod autodiff;
 mod cpu;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;
+pub mod fft;
 mod options;
 pub mod pointwise;
 

@@ -1,0 +1,403 @@
+//! A native fast Fourier transform along any axis: complex or real input,
+//! complex values or their real part out, any length (HEALPix rings and
+//! token counts are rarely powers of two), on `rustfft`, as a backend
+//! operation with its own backward.
+//!
+//! A complex tensor is a float tensor whose last axis holds `(re, im)`
+//! pairs. One [`FftSpec`] describes a transform of length `n` along one
+//! (logical) axis, unnormalised up to a `scale`:
+//! `X[k] = scale · Σₙ x[n]·e^{∓2πi·kn/N}` (minus forward, plus inverse). The
+//! input may be shorter than `n` along the axis (zero-padded: a spectrum
+//! with only its lowest modes) and the output keeps the first `out_len`
+//! values (a truncated spectrum); the input may be real, and the output
+//! may be the real part only. Every such map is linear, and its adjoint is
+//! again one of them (the other direction, input and output kinds and
+//! lengths swapped), so the backward is one more transform ([`FftSpec::adjoint`]).
+//!
+//! On the CPU (flex) the rows are split over rayon's pool in blocks, each
+//! gathered into a buffer (the axis need not be contiguous), transformed by
+//! `rustfft`'s plan for its length (mixed radix, Bluestein for large primes)
+//! and scattered back, in float32: results do not depend on the number of
+//! threads. Other backends have no native transform here; the callers keep
+//! their tensor-operation paths there ([`available`] tells which).
+//!
+//! ```
+//! use burn::tensor::{Device, Tensor, TensorData};
+//! use idx_flow_kernels::fft::{FftSpec, fft};
+//! let device = Device::default();
+//! // x = [1, 2, 3] (real): X[0] = 6, X[1] = −1.5 + 0.866i, X[2] = −1.5 − 0.866i,
+//! // written as [re, im] pairs along a new last axis.
+//! let x = Tensor::<1>::from_data(TensorData::new(vec![1.0f32, 2.0, 3.0], [3]), &device);
+//! let spec = FftSpec::new(0, 3).real_input();
+//! let y: Vec<f32> = fft::<1, 2>(x, spec)?.into_data().iter().collect();
+//! assert!((y[0] - 6.0).abs() < 1e-5, "{y:?}");
+//! assert!((y[2] + 1.5).abs() < 1e-5 && (y[3] - 0.866_025_4).abs() < 1e-5, "{y:?}");
+//! # Ok::<(), idx_flow_kernels::Error>(())
+//! ```
+
+use std::sync::{Arc, Mutex, OnceLock};
+
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Dispatch, backend_extension};
+use burn::tensor::Tensor;
+use burn_flex::{Flex, FlexTensor};
+use rayon::prelude::*;
+use rustfft::num_complex::Complex32;
+use rustfft::{Fft, FftPlanner};
+
+use crate::cpu::{f32_tensor, floats, output};
+use crate::pointwise::on_flex;
+use crate::{Error, Result};
+
+/// One transform along one axis: what it reads, how long it is, what it writes.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct FftSpec {
+    /// The axis transformed, counted without the trailing `(re, im)` axis of
+    /// a complex tensor.
+    pub axis: usize,
+    /// Transform length `n`; the input's axis may be shorter (zero-padded).
+    pub len: usize,
+    /// `e^{+2πi·kn/N}` instead of `e^{−2πi·kn/N}`.
+    pub inverse: bool,
+    /// The input is real (no trailing pair axis).
+    pub real_input: bool,
+    /// Only the real part is written (no trailing pair axis).
+    pub real_output: bool,
+    /// Values kept along the axis in the output (`1..=len`): the first ones.
+    pub out_len: usize,
+    /// Factor on every output value (`1/√n` for an orthonormal transform).
+    pub scale: f32,
+}
+
+impl FftSpec {
+    /// The forward, unnormalised, complex-to-complex transform of length
+    /// `len` along `axis`, keeping every output value.
+    pub fn new(axis: usize, len: usize) -> Self {
+        Self {
+            axis,
+            len,
+            inverse: false,
+            real_input: false,
+            real_output: false,
+            out_len: len,
+            scale: 1.0,
+        }
+    }
+
+    /// The inverse direction (`e^{+2πi·kn/N}`, still unnormalised).
+    pub fn inverse(mut self) -> Self {
+        self.inverse = true;
+        self
+    }
+
+    /// The input is real.
+    pub fn real_input(mut self) -> Self {
+        self.real_input = true;
+        self
+    }
+
+    /// Only the real part of the result is written.
+    pub fn real_output(mut self) -> Self {
+        self.real_output = true;
+        self
+    }
+
+    /// Keeps the first `out_len` output values along the axis.
+    pub fn keep(mut self, out_len: usize) -> Self {
+        self.out_len = out_len;
+        self
+    }
+
+    /// Multiplies every output value by `scale`.
+    pub fn scaled(mut self, scale: f32) -> Self {
+        self.scale = scale;
+        self
+    }
+
+    /// Orthonormal scaling, `1/√len`.
+    pub fn orthonormal(self) -> Self {
+        let scale = (1.0 / (self.len as f64).sqrt()) as f32;
+        self.scaled(scale)
+    }
+
+    /// The adjoint map for an input of `in_len` values along the axis: the
+    /// other direction, kinds and lengths swapped, the same scale. (Real
+    /// input is the embedding `x ↦ x + 0i`, whose adjoint is the real part.)
+    pub fn adjoint(self, in_len: usize) -> Self {
+        Self {
+            axis: self.axis,
+            len: self.len,
+            inverse: !self.inverse,
+            real_input: self.real_output,
+            real_output: self.real_input,
+            out_len: in_len,
+            scale: self.scale,
+        }
+    }
+
+    /// The output shape for an input of `shape`, or what is wrong.
+    pub fn output_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
+        let logical = if self.real_input {
+            shape.len()
+        } else {
+            if shape.last() != Some(&2) {
+                return Err(Error::Shape {
+                    context: "complex FFT input".into(),
+                    expected: "[..., 2] (re, im) pairs".into(),
+                    got: format!("{shape:?}"),
+                });
+            }
+            shape.len() - 1
+        };
+        if self.axis >= logical {
+            return Err(Error::arg(
+                "axis",
+                format!(
+                    "axis {} does not exist in a tensor of {logical} value axes ({shape:?})",
+                    self.axis
+                ),
+            ));
+        }
+        let in_len = shape[self.axis];
+        if self.len == 0 || in_len > self.len || self.out_len == 0 || self.out_len > self.len {
+            return Err(Error::arg(
+                "len",
+                format!(
+                    "an FFT of length {} reads at most that many values and keeps 1 to {} \
+                     (got {in_len} input values along axis {}, {} kept)",
+                    self.len, self.len, self.axis, self.out_len
+                ),
+            ));
+        }
+        let mut out: Vec<usize> = shape[..logical].to_vec();
+        out[self.axis] = self.out_len;
+        if !self.real_output {
+            out.push(2);
+        }
+        Ok(out)
+    }
+}
+
+/// The transform as a backend operation.
+#[backend_extension(Flex, Autodiff)]
+pub trait FftKernels: Backend {
+    /// `x` transformed as `spec` says (shapes checked by the caller).
+    fn fft(x: FloatTensor<Self>, spec: FftSpec) -> FloatTensor<Self>;
+}
+
+/// Complex values per parallel task (whole rows are never split).
+const TASK_VALUES: usize = 1 << 14;
+
+/// `rustfft`'s plan for `n` in one direction, from one process-wide planner
+/// (it caches plans and their twiddles).
+fn plan(n: usize, inverse: bool) -> Arc<dyn Fft<f32>> {
+    static PLANNER: OnceLock<Mutex<FftPlanner<f32>>> = OnceLock::new();
+    let mut planner = PLANNER
+        .get_or_init(|| Mutex::new(FftPlanner::new()))
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if inverse {
+        planner.plan_fft_inverse(n)
+    } else {
+        planner.plan_fft_forward(n)
+    }
+}
+
+/// A pointer to the output that tasks write at disjoint positions.
+#[derive(Clone, Copy)]
+struct SharedOut(*mut f32);
+// SAFETY: each task writes only the output elements of its own rows.
+unsafe impl Send for SharedOut {}
+unsafe impl Sync for SharedOut {}
+
+impl SharedOut {
+    /// Through a method, so that closures capture the whole (`Sync`) wrapper
+    /// rather than its raw-pointer field.
+    fn ptr(&self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// `x` viewed as `[outer, in_len, inner]` (values real or `(re, im)`
+/// pairs), transformed along the middle axis into `[outer, out_len, inner]`.
+pub fn transform(x: &[f32], outer: usize, in_len: usize, inner: usize, spec: &FftSpec) -> Vec<f32> {
+    let (n, out_len) = (spec.len, spec.out_len);
+    let in_width = if spec.real_input { 1 } else { 2 };
+    let out_width = if spec.real_output { 1 } else { 2 };
+    debug_assert_eq!(x.len(), outer * in_len * inner * in_width);
+    let mut out = vec![0f32; outer * out_len * inner * out_width];
+    let rows = outer * inner;
+    if rows == 0 {
+        return out;
+    }
+    let fft = plan(n, spec.inverse);
+    let rows_per_task = (TASK_VALUES / n).clamp(1, rows);
+    let shared = SharedOut(out.as_mut_ptr());
+    let scale = spec.scale;
+    (0..rows.div_ceil(rows_per_task))
+        .into_par_iter()
+        .for_each_init(
+            || {
+                (
+                    vec![Complex32::new(0.0, 0.0); rows_per_task * n],
+                    vec![Complex32::new(0.0, 0.0); fft.get_inplace_scratch_len()],
+                )
+            },
+            |(buf, scratch), task| {
+                let out_ptr = shared.ptr();
+                let first = task * rows_per_task;
+                let count = rows_per_task.min(rows - first);
+                let buf = &mut buf[..count * n];
+                buf.fill(Complex32::new(0.0, 0.0));
+                // Gather: for each position along the axis, the task's rows, so
+                // that consecutive rows read consecutive inner positions.
+                for k in 0..in_len {
+                    for r in 0..count {
+                        let (o, i) = ((first + r) / inner, (first + r) % inner);
+                        let at = ((o * in_len + k) * inner + i) * in_width;
+                        buf[r * n + k] = if spec.real_input {
+                            Complex32::new(x[at], 0.0)
+                        } else {
+                            Complex32::new(x[at], x[at + 1])
+                        };
+                    }
+                }
+                // `process_with_scratch` transforms each consecutive row of `n`.
+                fft.process_with_scratch(buf, scratch);
+                for k in 0..out_len {
+                    for r in 0..count {
+                        let (o, i) = ((first + r) / inner, (first + r) % inner);
+                        let at = ((o * out_len + k) * inner + i) * out_width;
+                        let v = buf[r * n + k] * scale;
+                        // SAFETY: `at` (and `at + 1`) belong to row (o, i) of this
+                        // task only, and lie inside `out`.
+                        unsafe {
+                            *out_ptr.add(at) = v.re;
+                            if !spec.real_output {
+                                *out_ptr.add(at + 1) = v.im;
+                            }
+                        }
+                    }
+                }
+            },
+        );
+    out
+}
+
+/// `(outer, in_len, inner)` of an input of `shape` for `spec`.
+fn split(shape: &[usize], spec: &FftSpec) -> (usize, usize, usize) {
+    let logical = if spec.real_input {
+        shape.len()
+    } else {
+        shape.len() - 1
+    };
+    let outer = shape[..spec.axis].iter().product();
+    let inner = shape[spec.axis + 1..logical].iter().product();
+    (outer, shape[spec.axis], inner)
+}
+
+impl FftKernels for Flex {
+    fn fft(x: FlexTensor, spec: FftSpec) -> FlexTensor {
+        let shape = x.layout().shape().to_vec();
+        let out_shape = spec
+            .output_shape(&shape)
+            .expect("FFT shapes are checked before dispatch");
+        let (outer, in_len, inner) = split(&shape, &spec);
+        let (x, dtype) = f32_tensor(x);
+        output(
+            transform(floats(&x), outer, in_len, inner, &spec),
+            out_shape,
+            dtype,
+        )
+    }
+}
+
+mod autodiff {
+    use burn::backend::TensorMetadata;
+    use burn::backend::autodiff::Autodiff;
+    use burn::backend::autodiff::checkpoint::base::Checkpointer;
+    use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+    use burn::backend::autodiff::grads::Gradients;
+    use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+    use burn::backend::tensor::FloatTensor;
+
+    use super::{FftKernels, FftSpec};
+
+    /// The gradient of a linear map is its adjoint applied to the output gradient.
+    #[derive(Debug)]
+    struct FftBackward;
+
+    impl<B: FftKernels> Backward<B, 1> for FftBackward {
+        /// The adjoint transform.
+        type State = FftSpec;
+
+        fn backward(
+            self,
+            ops: Ops<Self::State, 1>,
+            grads: &mut Gradients,
+            _checkpointer: &mut Checkpointer,
+        ) {
+            let adjoint = ops.state;
+            let [x_node] = ops.parents;
+            let dy = grads.consume::<B>(&ops.node);
+            if let Some(node) = x_node {
+                grads.register::<B>(node.id, B::fft(dy, adjoint));
+            }
+        }
+    }
+
+    impl<B: FftKernels, C: CheckpointStrategy> FftKernels for Autodiff<B, C> {
+        fn fft(x: FloatTensor<Self>, spec: FftSpec) -> FloatTensor<Self> {
+            let in_len = x.primitive().shape()[spec.axis];
+            match FftBackward
+                .prepare::<C>([x.node()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => {
+                    let y = B::fft(x.into_primitive(), spec);
+                    prep.finish(spec.adjoint(in_len), y)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(B::fft(x.into_primitive(), spec)),
+            }
+        }
+    }
+}
+
+/// Whether [`fft`] runs natively on tensors of `device` (burn's CPU backend,
+/// with or without autodiff).
+pub fn available(device: &burn::tensor::Device) -> bool {
+    on_flex(device)
+}
+
+/// `x` (`DI` axes) transformed as `spec` says into `DO` axes (one more for
+/// a real input and complex output, one fewer the other way round).
+/// Differentiable.
+///
+/// An error when the device has no native transform (see [`available`]),
+/// when `x`'s shape does not fit `spec` (a complex input without its
+/// trailing 2, a missing axis, more input values than the length) or when
+/// `DO` is not the output's rank.
+pub fn fft<const DI: usize, const DO: usize>(x: Tensor<DI>, spec: FftSpec) -> Result<Tensor<DO>> {
+    if !available(&x.device()) {
+        return Err(Error::arg(
+            "device",
+            format!(
+                "the native FFT runs on burn's CPU backend, not on {:?}",
+                x.device()
+            ),
+        ));
+    }
+    let out = spec.output_shape(&x.dims())?;
+    if out.len() != DO {
+        return Err(Error::Shape {
+            context: "FFT output rank".into(),
+            expected: format!("{} axes ({out:?})", out.len()),
+            got: format!("Tensor<{DO}>"),
+        });
+    }
+    Ok(Tensor::from_dispatch(Dispatch::fft(
+        x.into_dispatch(),
+        spec,
+    )))
+}
