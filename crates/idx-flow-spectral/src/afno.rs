@@ -34,7 +34,7 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor, activation};
 
-use super::fft::{DftPath, FFT_MIN_LEN, dft_seq};
+use super::fft::{DftPath, FFT_MIN_LEN, complex_mul, dft_seq, native, native_fft, split_complex};
 use super::transforms::{dft_rows, to_tensor};
 use super::{along_hidden, along_seq, check_tokens, positive};
 use crate::{Error, Result};
@@ -42,6 +42,7 @@ use idx_flow_core::init::draw;
 use idx_flow_core::or_panic;
 use idx_flow_core::state_dict::{StateLoader, StateVisitor, TorchState, key};
 use idx_flow_core::{Initializer, WeightInit};
+use idx_flow_kernels::fft::FftSpec;
 use idx_flow_kernels::pointwise::{Activation as Kernel, activation as fused};
 use idx_flow_nn::{LayerNorm, Linear, LinearConfig};
 
@@ -185,8 +186,16 @@ impl AfnoMixing {
         let [_, nb, bs, _] = self.w1.val().dims();
         // The dense rows cost O(m·N): the factored transform only pays when
         // many modes are kept on a long sequence.
-        let factored = DftPath::Auto.factored(n) && 2 * m >= FFT_MIN_LEN;
-        let spec = if factored {
+        let on_native = native(&device);
+        let factored = !on_native && DftPath::Auto.factored(n) && 2 * m >= FFT_MIN_LEN;
+        let spec = if on_native {
+            let z = native_fft::<3, 4>(
+                x.clone(),
+                FftSpec::new(1, n).real_input().keep(m).orthonormal(),
+            )?;
+            let (zr, zi) = split_complex(z);
+            Tensor::cat(vec![zr, zi], 1)
+        } else if factored {
             let (xr, xi) = dft_seq(x.clone(), None, false, DftPath::Auto);
             Tensor::cat(vec![xr.narrow(1, 0, m), xi.narrow(1, 0, m)], 1)
         } else {
@@ -213,7 +222,7 @@ impl AfnoMixing {
         let unblocks = |t: Tensor<3>| t.swap_dims(0, 1).reshape([b, m, h]);
         let yr = unblocks(o2.clone().narrow(2, 0, bs));
         let yi = unblocks(o2.narrow(2, bs, bs));
-        if factored {
+        if on_native || factored {
             // irfft as the real part of the inverse DFT of the spectrum with
             // the Hermitian half folded in: weight 2 on the modes that stand
             // for a conjugate pair, 1 on frequency 0 (and N/2), zeros above m.
@@ -221,6 +230,12 @@ impl AfnoMixing {
                 .map(|k| if k == 0 || 2 * k == n { 1.0 } else { 2.0 })
                 .collect();
             let w = Tensor::<1>::from_floats(w.as_slice(), &device).reshape([1, m, 1]);
+            if on_native {
+                // The first m frequencies, zero-padded to n by the transform.
+                let y = Tensor::stack(vec![yr * w.clone(), yi * w], 3);
+                let spec = FftSpec::new(1, n).inverse().real_output().orthonormal();
+                return Ok(native_fft::<4, 3>(y, spec)? + x);
+            }
             let pad = |t: Tensor<3>| {
                 Tensor::cat(
                     vec![t * w.clone(), Tensor::zeros([b, n - m, h], &device)],
@@ -349,6 +364,9 @@ impl SpectransAfnoMixing {
         if n < lmax {
             z = Tensor::cat(vec![z, Tensor::zeros([b, lmax - n, h], &device)], 1);
         }
+        if native(&device) {
+            return self.native_forward(x, z, [b, n, h, lmax, ms, mh]);
+        }
         // rfft along the hidden axis (first mh frequencies), then the full
         // DFT along the sequence (first ms frequencies).
         let (ch, shh) = dft_rows(h, 0..mh);
@@ -412,6 +430,37 @@ impl SpectransAfnoMixing {
     /// [`try_forward`](Self::try_forward), panicking on a wrong input.
     pub fn forward(&self, x: Tensor<3>) -> Tensor<3> {
         or_panic(self.try_forward(x))
+    }
+
+    /// The same on the native FFT: `z` is the normalised, padded input
+    /// `[B, L, H]`, `x` the input for the residual.
+    fn native_forward(&self, x: Tensor<3>, z: Tensor<3>, sizes: [usize; 6]) -> Result<Tensor<3>> {
+        let [b, n, h, lmax, ms, mh] = sizes;
+        let device = x.device();
+        let hid = FftSpec::new(2, h).orthonormal();
+        let seq = FftSpec::new(1, lmax).orthonormal();
+        // rfft along the hidden axis (first mh), the DFT along the sequence (first ms).
+        let a = native_fft::<3, 4>(z, hid.real_input().keep(mh))?;
+        let spectrum = native_fft::<4, 4>(a, seq.keep(ms))?; // [B, ms, mh, 2]
+        // Complex weight, then the flattened (ms, mh, re/im) vector through the MLP.
+        let w = self.fourier_weight.val();
+        let wr = w.clone().narrow(2, 0, 1).reshape([1, ms, mh]);
+        let wi = w.narrow(2, 1, 1).reshape([1, ms, mh]);
+        let flat = complex_mul(spectrum, wr, wi).reshape([b, 2 * ms * mh]);
+        let y = self
+            .mlp_out
+            .forward(fused(self.mlp_in.forward(flat), Kernel::GeluErf))
+            .reshape([b, ms, mh, 2]);
+        // Inverse DFT along the sequence from ms frequencies, then the
+        // inverse real DFT along the hidden axis from mh (numpy's irfft
+        // weights: 1 at frequency 0 and H/2, 2 elsewhere).
+        let u = native_fft::<4, 4>(y, seq.inverse().keep(lmax))?;
+        let weights: Vec<f32> = (0..mh)
+            .map(|k| if k == 0 || 2 * k == h { 1.0 } else { 2.0 })
+            .collect();
+        let weights = Tensor::<1>::from_floats(weights.as_slice(), &device).reshape([1, 1, mh, 1]);
+        let out = native_fft::<4, 3>(u * weights, hid.inverse().real_output())?;
+        Ok(out.narrow(1, 0, n) + x)
     }
 }
 

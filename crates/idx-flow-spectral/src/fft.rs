@@ -25,9 +25,12 @@
 //! rebuilds burn's CPU backend with its `fft` feature; this module needs no
 //! feature and serves every length.
 //!
+//! On burn's CPU backend every layer uses the native FFT of
+//! [`idx_flow_kernels::fft`] instead (rustfft, any length, its own backward,
+//! multithreaded over the rows); [`native`] says where it runs. Elsewhere
 //! [`dft_seq`] picks the path: the dense matrix (the layers' original path)
 //! below [`FFT_MIN_LEN`] tokens, the factored transform from there on
-//! ([`DftPath`] forces either). [`FourierMixing`](super::FourierMixing),
+//! ([`DftPath`] forces any of the three). [`FourierMixing`](super::FourierMixing),
 //! [`FourierMixing1d`](super::FourierMixing1d),
 //! [`SeparableFourierMixing`](super::SeparableFourierMixing),
 //! [`GlobalFilterMixing`](super::GlobalFilterMixing),
@@ -58,6 +61,42 @@
 use std::f64::consts::TAU;
 
 use burn::tensor::{Device, Tensor, TensorData};
+use idx_flow_kernels::fft::{self as kernels, FftSpec};
+
+/// Whether the layers' Fourier transforms run on the native FFT on `device`
+/// (burn's CPU backend, with or without autodiff).
+pub fn native(device: &Device) -> bool {
+    kernels::available(device)
+}
+
+/// The native transform `spec` of `x`, for shapes built by the layers (so
+/// only a device without it can fail, and the callers check [`native`]).
+pub(crate) fn native_fft<const DI: usize, const DO: usize>(
+    x: Tensor<DI>,
+    spec: FftSpec,
+) -> crate::Result<Tensor<DO>> {
+    kernels::fft(x, spec)
+}
+
+/// `z·(wr + i·wi)` for a complex `z` `[B, N, H, 2]` and `wr`, `wi`
+/// broadcasting to `[B, N, H]`.
+pub(crate) fn complex_mul(z: Tensor<4>, wr: Tensor<3>, wi: Tensor<3>) -> Tensor<4> {
+    let [b, n, h, _] = z.dims();
+    let zr = z.clone().narrow(3, 0, 1).reshape([b, n, h]);
+    let zi = z.narrow(3, 1, 1).reshape([b, n, h]);
+    let yr = zr.clone() * wr.clone() - zi.clone() * wi.clone();
+    let yi = zr * wi + zi * wr;
+    Tensor::stack(vec![yr, yi], 3)
+}
+
+/// The `(re, im)` halves of a complex `[B, N, H, 2]`.
+pub(crate) fn split_complex(z: Tensor<4>) -> (Tensor<3>, Tensor<3>) {
+    let [b, n, h, _] = z.dims();
+    (
+        z.clone().narrow(3, 0, 1).reshape([b, n, h]),
+        z.narrow(3, 1, 1).reshape([b, n, h]),
+    )
+}
 
 /// Sequence length from which [`dft_seq`] (and so every Fourier mixer) uses
 /// the factored transform instead of the dense `N × N` matrix.
@@ -81,9 +120,12 @@ const MAX_RADIX: usize = 64;
 /// Which algorithm computes a DFT along the tokens.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
 pub enum DftPath {
-    /// Dense below [`FFT_MIN_LEN`] tokens, factored from there on.
+    /// The native FFT where it runs ([`native`]); elsewhere dense below
+    /// [`FFT_MIN_LEN`] tokens, factored from there on.
     #[default]
     Auto,
+    /// The native FFT (rustfft) where it runs, the factored transform elsewhere.
+    Native,
     /// One `N × N` matrix product (`O(N²)`).
     Dense,
     /// The mixed-radix factored transform (`O(N·Σ Nᵢ)`).
@@ -91,13 +133,19 @@ pub enum DftPath {
 }
 
 impl DftPath {
-    /// Whether a sequence of `n` tokens takes the factored transform.
+    /// Whether a sequence of `n` tokens takes the factored transform when
+    /// the native one does not run.
     pub fn factored(self, n: usize) -> bool {
         match self {
             DftPath::Auto => n >= FFT_MIN_LEN,
             DftPath::Dense => false,
-            DftPath::Factored => true,
+            DftPath::Factored | DftPath::Native => true,
         }
+    }
+
+    /// Whether the native FFT computes the transform on `device`.
+    pub fn uses_native(self, device: &Device) -> bool {
+        matches!(self, DftPath::Auto | DftPath::Native) && native(device)
     }
 }
 
@@ -111,6 +159,18 @@ pub fn dft_seq(
     path: DftPath,
 ) -> (Tensor<3>, Tensor<3>) {
     let n = re.dims()[1];
+    if path.uses_native(&re.device()) {
+        let mut spec = FftSpec::new(1, n).orthonormal();
+        if inverse {
+            spec = spec.inverse();
+        }
+        let z = match im {
+            None => native_fft::<3, 4>(re, spec.real_input()),
+            Some(im) => native_fft::<4, 4>(Tensor::stack(vec![re, im], 3), spec),
+        }
+        .expect("the native FFT runs on this device and the shapes are built here");
+        return split_complex(z);
+    }
     if path.factored(n) {
         factored(re, im, inverse)
     } else {

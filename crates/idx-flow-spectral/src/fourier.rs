@@ -26,12 +26,22 @@
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
-use super::fft::{DftPath, dft_seq};
+use super::fft::{DftPath, dft_seq, native, native_fft};
 use super::transforms::{dft, to_tensor};
 use super::{along_hidden, along_seq, check_tokens};
 use crate::Result;
 use idx_flow_core::or_panic;
 use idx_flow_core::state_dict::{StateLoader, StateVisitor, TorchState};
+use idx_flow_kernels::fft::FftSpec;
+
+/// `Re(F x)` along `axis` of a real `x`, orthonormal: one native transform.
+fn native_real_dft(x: Tensor<3>, axis: usize, n: usize) -> Result<Tensor<3>> {
+    let spec = FftSpec::new(axis, n)
+        .real_input()
+        .real_output()
+        .orthonormal();
+    native_fft::<3, 3>(x, spec)
+}
 
 /// `(cos, −sin)` of the orthonormal DFT of length `n` as `[n, n]` tensors.
 pub(crate) fn dft_tensors(n: usize, device: &Device) -> (Tensor<2>, Tensor<2>) {
@@ -39,14 +49,17 @@ pub(crate) fn dft_tensors(n: usize, device: &Device) -> (Tensor<2>, Tensor<2>) {
     (to_tensor(&re, n, n, device), to_tensor(&im, n, n, device))
 }
 
-/// `C_N·x` = `Re(F_N x)` for a real `x` `[B, N, H]`: the cosine matrix
-/// below [`FFT_MIN_LEN`](super::fft::FFT_MIN_LEN) tokens, the factored
-/// transform from there on.
-fn real_dft_seq(x: Tensor<3>, n: usize) -> Tensor<3> {
-    if DftPath::Auto.factored(n) {
-        dft_seq(x, None, false, DftPath::Auto).0
+/// `C_N·x` = `Re(F_N x)` for a real `x` `[B, N, H]`: the native FFT where
+/// it runs; elsewhere the cosine matrix below
+/// [`FFT_MIN_LEN`](super::fft::FFT_MIN_LEN) tokens, the factored transform
+/// from there on.
+fn real_dft_seq(x: Tensor<3>, n: usize) -> Result<Tensor<3>> {
+    if native(&x.device()) {
+        native_real_dft(x, 1, n)
+    } else if DftPath::Auto.factored(n) {
+        Ok(dft_seq(x, None, false, DftPath::Auto).0)
     } else {
-        along_seq(dft_tensors(n, &x.device()).0, x)
+        Ok(along_seq(dft_tensors(n, &x.device()).0, x))
     }
 }
 
@@ -65,6 +78,11 @@ impl FourierMixing {
     pub fn try_forward(&self, x: Tensor<3>) -> Result<Tensor<3>> {
         let [_, n, h] = check_tokens("FourierMixing", &x, None)?;
         let device = x.device();
+        if native(&device) {
+            // The hidden axis real to complex, then the real part along the sequence.
+            let z = native_fft::<3, 4>(x, FftSpec::new(2, h).real_input().orthonormal())?;
+            return native_fft::<4, 3>(z, FftSpec::new(1, n).real_output().orthonormal());
+        }
         let (ch, sh) = dft_tensors(h, &device);
         let xh = along_hidden(x, Tensor::cat(vec![ch, sh], 1)); // [B, N, 2H]
         let (a, b) = (xh.clone().narrow(2, 0, h), xh.narrow(2, h, h));
@@ -99,7 +117,7 @@ impl FourierMixing1d {
     /// `[B, N, H]` → `[B, N, H]`.
     pub fn try_forward(&self, x: Tensor<3>) -> Result<Tensor<3>> {
         let [_, n, _] = check_tokens("FourierMixing1d", &x, None)?;
-        Ok(real_dft_seq(x, n))
+        real_dft_seq(x, n)
     }
 
     /// [`try_forward`](Self::try_forward), panicking on an empty axis.
@@ -141,10 +159,14 @@ impl SeparableFourierMixing {
         let device = x.device();
         let mut y = x;
         if self.mix_sequence {
-            y = real_dft_seq(y, n);
+            y = real_dft_seq(y, n)?;
         }
         if self.mix_features {
-            y = along_hidden(y, dft_tensors(h, &device).0);
+            y = if native(&device) {
+                native_real_dft(y, 2, h)?
+            } else {
+                along_hidden(y, dft_tensors(h, &device).0)
+            };
         }
         Ok(y)
     }

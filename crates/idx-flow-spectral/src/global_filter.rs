@@ -31,7 +31,7 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor};
 
-use super::fft::{DftPath, dft_seq};
+use super::fft::{DftPath, complex_mul, dft_seq, native, native_fft};
 use super::fourier::dft_tensors;
 use super::transforms::{linear_interpolation, to_tensor};
 use super::{along_hidden, along_seq, check_tokens, positive};
@@ -39,6 +39,7 @@ use crate::Result;
 use idx_flow_core::init::draw;
 use idx_flow_core::or_panic;
 use idx_flow_core::state_dict::{StateLoader, StateVisitor, TorchState, key};
+use idx_flow_kernels::fft::FftSpec;
 use idx_flow_kernels::pointwise::{Activation as Kernel, activation as fused};
 
 /// The activation applied to each part of the filter.
@@ -183,6 +184,12 @@ impl GlobalFilterMixing {
             .activation
             .apply(resample(self.filter_imag.val(), n, h))
             .unsqueeze::<3>();
+        if native(&x.device()) {
+            let spec = FftSpec::new(1, n).orthonormal();
+            let z = native_fft::<3, 4>(x, spec.real_input())?;
+            let y = complex_mul(z, wr, wi);
+            return native_fft::<4, 3>(y, spec.inverse().real_output());
+        }
         if DftPath::Auto.factored(n) {
             let (xr, xi) = dft_seq(x, None, false, DftPath::Auto);
             let yr = xr.clone() * wr.clone() - xi.clone() * wi.clone();
@@ -235,6 +242,17 @@ impl GlobalFilterMixing2d {
             .activation
             .apply(resample(self.filter_imag.val(), n, h))
             .unsqueeze::<3>();
+        if native(&device) {
+            let (seq, hid) = (
+                FftSpec::new(1, n).orthonormal(),
+                FftSpec::new(2, h).orthonormal(),
+            );
+            let z = native_fft::<3, 4>(x, hid.real_input())?;
+            let z = native_fft::<4, 4>(z, seq)?;
+            let y = complex_mul(z, wr, wi);
+            let y = native_fft::<4, 4>(y, seq.inverse())?;
+            return native_fft::<4, 3>(y, hid.inverse().real_output());
+        }
         let (ch, sh) = dft_tensors(h, &device);
         // X̂ = (C_N + iS_N) X (C_H + iS_H) with A = X C_H, B = X S_H.
         let ab = along_hidden(x, Tensor::cat(vec![ch.clone(), sh.clone()], 1));

@@ -556,9 +556,10 @@ fn global_filters_with_a_unit_filter_are_the_identity_and_separable_fourier_fact
     assert_eq!(block.forward(x).dims(), [2, 12, 6]);
 }
 
-/// Forward `(Re, Im)` of both DFT paths and the input gradients of
-/// `Σ Re·gr + Im·gi` (random cotangents), for a real or complex input.
-fn dft_both_paths(n: usize, complex: bool, inverse: bool) -> [(Vec<f32>, Vec<f32>); 2] {
+/// Forward `(Re, Im)` of the dense, factored and native DFT paths and the
+/// input gradients of `Σ Re·gr + Im·gi` (random cotangents), for a real or
+/// complex input.
+fn dft_all_paths(n: usize, complex: bool, inverse: bool) -> [(Vec<f32>, Vec<f32>); 3] {
     use idx_flow_spectral::fft::{DftPath, dft_seq};
     let device = Device::default().autodiff();
     let shape = [2, n, 3];
@@ -569,7 +570,7 @@ fn dft_both_paths(n: usize, complex: bool, inverse: bool) -> [(Vec<f32>, Vec<f32
         Tensor::<3>::random(shape, normal, &device),
         Tensor::<3>::random(shape, normal, &device),
     );
-    [DftPath::Dense, DftPath::Factored].map(|path| {
+    [DftPath::Dense, DftPath::Factored, DftPath::Native].map(|path| {
         let (ar, ai) = (xr.clone().require_grad(), xi.clone().require_grad());
         let (yr, yi) = dft_seq(ar.clone(), complex.then(|| ai.clone()), inverse, path);
         let out = Tensor::cat(vec![yr.clone(), yi.clone()], 1);
@@ -583,7 +584,7 @@ fn dft_both_paths(n: usize, complex: bool, inverse: bool) -> [(Vec<f32>, Vec<f32
 }
 
 #[test]
-fn factored_fft_equals_the_dense_dft_with_its_gradient() {
+fn factored_and_native_ffts_equal_the_dense_dft_with_their_gradients() {
     // HEALPix lengths 3·2^m (nside 1 to 16), powers of two, and lengths with
     // other factors (100 = 50·2; 202 = 2·101 with a prime base case).
     let sizes = [
@@ -601,11 +602,16 @@ fn factored_fft_equals_the_dense_dft_with_its_gradient() {
     ];
     for (n, complex) in sizes {
         for inverse in [false, true] {
-            let [(dv, dg), (fv, fg)] = dft_both_paths(n, complex, inverse);
+            let [(dv, dg), (fv, fg), (nv, ng)] = dft_all_paths(n, complex, inverse);
             // Orthonormal: entries are O(1); float32 rounding of the dense
             // O(N) sums dominates the difference.
             let tol = 2e-6 * (n as f32).sqrt().max(4.0);
-            for (what, d, f) in [("forward", &dv, &fv), ("gradient", &dg, &fg)] {
+            for (what, d, f) in [
+                ("factored forward", &dv, &fv),
+                ("factored gradient", &dg, &fg),
+                ("native forward", &dv, &nv),
+                ("native gradient", &dg, &ng),
+            ] {
                 let err = d
                     .iter()
                     .zip(f)
