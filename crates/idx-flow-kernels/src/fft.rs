@@ -188,6 +188,12 @@ pub trait FftKernels: Backend {
 /// Complex values per parallel task (whole rows are never split).
 const TASK_VALUES: usize = 1 << 14;
 
+/// Complex values per parallel task along a strided axis.
+const STRIDED_TASK_VALUES: usize = 1 << 16;
+
+/// Complex values of padding after each row of a task buffer.
+const ROW_PAD: usize = 4;
+
 /// `rustfft`'s plan for `n` in one direction, from one process-wide planner
 /// (it caches plans and their twiddles).
 fn plan(n: usize, inverse: bool) -> Arc<dyn Fft<f32>> {
@@ -218,67 +224,186 @@ impl SharedOut {
     }
 }
 
+/// Rows `first..first + count` of `[outer, inner]`, as runs that share
+/// `o`: `f(task_row, o, i, len)` for rows `(o, i..i + len)`.
+#[inline(always)]
+fn for_segments(first: usize, count: usize, inner: usize, mut f: impl FnMut(Segment)) {
+    let (mut o, mut i) = (first / inner, first % inner);
+    let mut done = 0;
+    while done < count {
+        let len = (inner - i).min(count - done);
+        f((done, o, i, len));
+        done += len;
+        o += 1;
+        i = 0;
+    }
+}
+
+/// What a task needs of one call, by value (so that the loops keep it in
+/// registers rather than reloading it through references).
+#[derive(Clone, Copy)]
+struct Layout {
+    in_len: usize,
+    out_len: usize,
+    inner: usize,
+    /// Distance between rows of a task buffer, in complex values.
+    stride: usize,
+    real_input: bool,
+    real_output: bool,
+    scale: f32,
+}
+
+impl Layout {
+    /// Copies rows `(o, i0..i0 + len)` of `x` into task rows `r0..r0 + len`.
+    #[inline(always)]
+    fn gather(&self, x: &[f32], buf: &mut [Complex32], (r0, o, i0, len): Segment) {
+        let (in_len, inner, stride) = (self.in_len, self.inner, self.stride);
+        if inner == 1 {
+            // The axis is contiguous: one row is one run of values.
+            let dst = &mut buf[r0 * stride..r0 * stride + in_len];
+            if self.real_input {
+                let src = &x[o * in_len..(o + 1) * in_len];
+                for (d, &s) in dst.iter_mut().zip(src) {
+                    *d = Complex32::new(s, 0.0);
+                }
+            } else {
+                let src = &x[2 * o * in_len..2 * (o + 1) * in_len];
+                for (d, s) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                    *d = Complex32::new(s[0], s[1]);
+                }
+            }
+            return;
+        }
+        // Strided axis: for each position along it, `len` neighbouring rows
+        // are one run of values.
+        let width = if self.real_input { 1 } else { 2 };
+        for k in 0..in_len {
+            let base = ((o * in_len + k) * inner + i0) * width;
+            let src = &x[base..base + len * width];
+            let column = buf[r0 * stride + k..].iter_mut().step_by(stride);
+            if self.real_input {
+                for (d, &s) in column.zip(src) {
+                    *d = Complex32::new(s, 0.0);
+                }
+            } else {
+                for (d, s) in column.zip(src.chunks_exact(2)) {
+                    *d = Complex32::new(s[0], s[1]);
+                }
+            }
+        }
+    }
+
+    /// Writes task rows `r0..r0 + len` (scaled) to rows `(o, i0..i0 + len)`
+    /// of the output.
+    ///
+    /// # Safety
+    /// `out` points to the whole output, and no other task writes these rows.
+    #[inline(always)]
+    unsafe fn scatter(&self, buf: &[Complex32], out: *mut f32, (r0, o, i0, len): Segment) {
+        let (out_len, inner, stride, scale) = (self.out_len, self.inner, self.stride, self.scale);
+        let width = if self.real_output { 1 } else { 2 };
+        // Each (o, k) holds rows (o, i0..i0 + len) as one run of values.
+        let runs = if inner == 1 { 1 } else { out_len };
+        let run_len = if inner == 1 { out_len } else { len };
+        for k in 0..runs {
+            let at = ((o * out_len + k) * inner + i0) * width;
+            // SAFETY: the run lies inside `out` and belongs to this task's
+            // rows only (the caller's promise).
+            let dst = unsafe { std::slice::from_raw_parts_mut(out.add(at), run_len * width) };
+            if inner == 1 {
+                let src = buf[r0 * stride..r0 * stride + out_len].iter();
+                write_run(dst, src, self.real_output, scale);
+            } else {
+                let src = buf[r0 * stride + k..].iter().step_by(stride);
+                write_run(dst, src, self.real_output, scale);
+            }
+        }
+    }
+}
+
+/// `dst` (real values or `(re, im)` pairs) from the scaled `src`.
+#[inline(always)]
+fn write_run<'a>(
+    dst: &mut [f32],
+    src: impl Iterator<Item = &'a Complex32>,
+    real_output: bool,
+    scale: f32,
+) {
+    if real_output {
+        for (d, v) in dst.iter_mut().zip(src) {
+            *d = v.re * scale;
+        }
+    } else {
+        for (d, v) in dst.chunks_exact_mut(2).zip(src) {
+            d[0] = v.re * scale;
+            d[1] = v.im * scale;
+        }
+    }
+}
+
+/// `(task_row, o, i, len)`: rows `(o, i..i + len)`, the first at `task_row`
+/// of the task buffer.
+type Segment = (usize, usize, usize, usize);
+
 /// `x` viewed as `[outer, in_len, inner]` (values real or `(re, im)`
 /// pairs), transformed along the middle axis into `[outer, out_len, inner]`.
 pub fn transform(x: &[f32], outer: usize, in_len: usize, inner: usize, spec: &FftSpec) -> Vec<f32> {
-    let (n, out_len) = (spec.len, spec.out_len);
+    let n = spec.len;
+    let layout = Layout {
+        in_len,
+        out_len: spec.out_len,
+        inner,
+        // Rows sit `stride` apart in the task buffer: a power-of-two `n`
+        // would put the column-wise gather's writes in one cache set.
+        stride: n + ROW_PAD,
+        real_input: spec.real_input,
+        real_output: spec.real_output,
+        scale: spec.scale,
+    };
     let in_width = if spec.real_input { 1 } else { 2 };
     let out_width = if spec.real_output { 1 } else { 2 };
     debug_assert_eq!(x.len(), outer * in_len * inner * in_width);
-    let mut out = vec![0f32; outer * out_len * inner * out_width];
+    let mut out = vec![0f32; outer * spec.out_len * inner * out_width];
     let rows = outer * inner;
     if rows == 0 {
         return out;
     }
     let fft = plan(n, spec.inverse);
-    let rows_per_task = (TASK_VALUES / n).clamp(1, rows);
+    let fft = &*fft;
+    // A strided axis is read in runs of the task's neighbouring rows: wider
+    // tasks make longer runs, which the prefetcher can follow.
+    let task_values = if inner == 1 {
+        TASK_VALUES
+    } else {
+        STRIDED_TASK_VALUES
+    };
+    let rows_per_task = (task_values / n).clamp(1, rows);
     let shared = SharedOut(out.as_mut_ptr());
-    let scale = spec.scale;
     (0..rows.div_ceil(rows_per_task))
         .into_par_iter()
         .for_each_init(
             || {
                 (
-                    vec![Complex32::new(0.0, 0.0); rows_per_task * n],
+                    vec![Complex32::new(0.0, 0.0); rows_per_task * layout.stride],
                     vec![Complex32::new(0.0, 0.0); fft.get_inplace_scratch_len()],
                 )
             },
-            |(buf, scratch), task| {
+            move |(buf, scratch), task| {
                 let out_ptr = shared.ptr();
                 let first = task * rows_per_task;
                 let count = rows_per_task.min(rows - first);
-                let buf = &mut buf[..count * n];
-                buf.fill(Complex32::new(0.0, 0.0));
-                // Gather: for each position along the axis, the task's rows, so
-                // that consecutive rows read consecutive inner positions.
-                for k in 0..in_len {
-                    for r in 0..count {
-                        let (o, i) = ((first + r) / inner, (first + r) % inner);
-                        let at = ((o * in_len + k) * inner + i) * in_width;
-                        buf[r * n + k] = if spec.real_input {
-                            Complex32::new(x[at], 0.0)
-                        } else {
-                            Complex32::new(x[at], x[at + 1])
-                        };
-                    }
+                for_segments(first, count, inner, |segment| {
+                    layout.gather(x, buf, segment)
+                });
+                for r in 0..count {
+                    let row = &mut buf[r * layout.stride..r * layout.stride + n];
+                    row[in_len..].fill(Complex32::new(0.0, 0.0));
+                    fft.process_with_scratch(row, scratch);
                 }
-                // `process_with_scratch` transforms each consecutive row of `n`.
-                fft.process_with_scratch(buf, scratch);
-                for k in 0..out_len {
-                    for r in 0..count {
-                        let (o, i) = ((first + r) / inner, (first + r) % inner);
-                        let at = ((o * out_len + k) * inner + i) * out_width;
-                        let v = buf[r * n + k] * scale;
-                        // SAFETY: `at` (and `at + 1`) belong to row (o, i) of this
-                        // task only, and lie inside `out`.
-                        unsafe {
-                            *out_ptr.add(at) = v.re;
-                            if !spec.real_output {
-                                *out_ptr.add(at + 1) = v.im;
-                            }
-                        }
-                    }
-                }
+                // SAFETY: the task's rows are its own; `out` outlives the loop.
+                for_segments(first, count, inner, |segment| unsafe {
+                    layout.scatter(buf, out_ptr, segment)
+                });
             },
         );
     out
