@@ -96,7 +96,9 @@ if a.case == "conv_contract":
 else:
     model, fwd_args, step_args, apply, loss, spec = pde_case(a.case)
 
-if callable(spec):
+# A filter function (the pde cases) or a ready boolean tree (a Module, which
+# is callable too).
+if callable(spec) and not isinstance(spec, eqx.Module):
     spec = jtu.tree_map(spec, model)
 params, static = eqx.partition(model, spec)
 n_params = sum(leaf.size for leaf in jtu.tree_leaves(params))
