@@ -281,7 +281,13 @@ const SPECTRANS_DEFECTS: [&str; 1] = ["real_fourier_mixing"];
 /// value (computed with numpy from the fixture's tensors), ours 0.056 from
 /// PyTorch's. The positive features of `AttentionKernel::Softmax` and
 /// `AttentionKernel::Gaussian` remove this defect.
-const ILL_CONDITIONED: [(&str, f32); 1] = [("spectral_attention_gaussian", 100.0)];
+///
+/// `lst_dct`'s key-projection gradient sums terms that cancel: on a set with
+/// B 3, N 24, H 12 (seed 11), PyTorch's float32 value of one entry was 1.35e-4
+/// from the float64 one (same module and tensors in torch float64), ours
+/// 3e-6, against a 1× tolerance of 5.4e-5.
+const ILL_CONDITIONED: [(&str, f32); 2] =
+    [("spectral_attention_gaussian", 100.0), ("lst_dct", 10.0)];
 
 fn close(case: &str, what: &str, ours: &[f32], os: &[usize], reference: &[f32], rs: &[usize]) {
     let factor = ILL_CONDITIONED
