@@ -52,7 +52,8 @@ fn case<const DI: usize, const DO: usize>(label: &str, shape: [usize; DI], spec:
     let slice_ms = 1e3
         * median_seconds(
             || {
-                let _ = transform(&values, outer, shape[spec.axis], inner, &spec);
+                let _ = transform(&values, outer, shape[spec.axis], inner, &spec)
+                    .expect("matching sizes");
             },
             runs,
             2,

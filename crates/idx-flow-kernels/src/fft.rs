@@ -346,9 +346,36 @@ fn write_run<'a>(
 type Segment = (usize, usize, usize, usize);
 
 /// `x` viewed as `[outer, in_len, inner]` (values real or `(re, im)`
-/// pairs), transformed along the middle axis into `[outer, out_len, inner]`.
-pub fn transform(x: &[f32], outer: usize, in_len: usize, inner: usize, spec: &FftSpec) -> Vec<f32> {
+/// pairs), transformed along the middle axis into `[outer, out_len, inner]`
+/// (`spec.axis` is not read: the axis is the middle one). An error if `x`
+/// does not hold that many values or `spec` cannot read `in_len` of them.
+pub fn transform(
+    x: &[f32],
+    outer: usize,
+    in_len: usize,
+    inner: usize,
+    spec: &FftSpec,
+) -> Result<Vec<f32>> {
     let n = spec.len;
+    let width = if spec.real_input { 1 } else { 2 };
+    let expected = outer * in_len * inner * width;
+    if x.len() != expected {
+        return Err(Error::Shape {
+            context: "FFT input values".into(),
+            expected: format!("{outer}·{in_len}·{inner}·{width} = {expected} values"),
+            got: format!("{} values", x.len()),
+        });
+    }
+    if n == 0 || in_len > n || spec.out_len == 0 || spec.out_len > n {
+        return Err(Error::arg(
+            "len",
+            format!(
+                "an FFT of length {n} reads at most that many values and keeps 1 to {n} \
+                 (got {in_len} input values, {} kept)",
+                spec.out_len
+            ),
+        ));
+    }
     let layout = Layout {
         in_len,
         out_len: spec.out_len,
@@ -360,13 +387,11 @@ pub fn transform(x: &[f32], outer: usize, in_len: usize, inner: usize, spec: &Ff
         real_output: spec.real_output,
         scale: spec.scale,
     };
-    let in_width = if spec.real_input { 1 } else { 2 };
     let out_width = if spec.real_output { 1 } else { 2 };
-    debug_assert_eq!(x.len(), outer * in_len * inner * in_width);
     let mut out = vec![0f32; outer * spec.out_len * inner * out_width];
     let rows = outer * inner;
     if rows == 0 {
-        return out;
+        return Ok(out);
     }
     let fft = plan(n, spec.inverse);
     let fft = &*fft;
@@ -406,7 +431,7 @@ pub fn transform(x: &[f32], outer: usize, in_len: usize, inner: usize, spec: &Ff
                 });
             },
         );
-    out
+    Ok(out)
 }
 
 /// `(outer, in_len, inner)` of an input of `shape` for `spec`.
@@ -430,7 +455,8 @@ impl FftKernels for Flex {
         let (outer, in_len, inner) = split(&shape, &spec);
         let (x, dtype) = f32_tensor(x);
         output(
-            transform(floats(&x), outer, in_len, inner, &spec),
+            transform(floats(&x), outer, in_len, inner, &spec)
+                .expect("FFT shapes are checked before dispatch"),
             out_shape,
             dtype,
         )

@@ -5,7 +5,7 @@
 use std::f64::consts::TAU;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use idx_flow_kernels::fft::{FftSpec, fft};
+use idx_flow_kernels::fft::{FftSpec, fft, transform};
 
 /// A deterministic pseudo-random sequence in [−1, 1).
 fn values(n: usize, seed: u64) -> Vec<f32> {
@@ -239,4 +239,16 @@ fn shapes_that_do_not_fit_are_errors() {
     // The wrong output rank.
     let e = fft::<3, 3>(x, FftSpec::new(1, 8).real_input()).unwrap_err();
     assert!(e.to_string().contains("Tensor<3>"), "{e}");
+}
+
+#[test]
+fn the_slice_transform_refuses_sizes_that_do_not_match() {
+    let spec = FftSpec::new(0, 4).real_input();
+    // 2·3·1 real values expected, 5 given.
+    assert!(transform(&[0.0; 5], 2, 3, 1, &spec).is_err());
+    // Five values along an axis of a length-4 transform.
+    assert!(transform(&[0.0; 10], 2, 5, 1, &spec).is_err());
+    let y = transform(&[1.0, 0.0, 0.0], 1, 3, 1, &spec).expect("valid sizes");
+    // A unit impulse has a flat spectrum: 4 (re, im) pairs of (1, 0).
+    assert_eq!(y, vec![1.0, 0.0, 1.0, 0.0, 1.0, 0.0, 1.0, 0.0]);
 }
