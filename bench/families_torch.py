@@ -9,34 +9,16 @@ Needs: pip install torch numpy pydantic typing_extensions einops, then
 pip install --no-deps --ignore-requires-python spectrans==0.1.0
 """
 import argparse
-import importlib.abc
-import importlib.machinery
 import json
-import re
 import sys
 import time
+from pathlib import Path
 
-# spectrans 0.1.0 declares Python >= 3.13: its spectrans/core/types.py uses the 3.12
-# `type X = ...` statement (annotations only). On older interpreters that one file is
-# compiled with the aliases rewritten to typing_extensions.TypeAliasType.
-if sys.version_info < (3, 12):
-    class _TypesLoader(importlib.machinery.SourceFileLoader):
-        def source_to_code(self, data, path, *, _optimize=-1):
-            src = data.decode() if isinstance(data, bytes) else data
-            src = "from typing_extensions import TypeAliasType as _TAT\n" + re.sub(
-                r"^type (\w+) = (.+?)(\s*#.*)?$",
-                lambda m: f'{m.group(1)} = _TAT("{m.group(1)}", {m.group(2)})', src, flags=re.M)
-            return compile(src, path, "exec", dont_inherit=True, optimize=_optimize)
+# spectrans 0.1.0 needs Python >= 3.12 to import; the fixtures' hook lets it on 3.11.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "fixtures"))
+import spectrans_compat  # noqa: E402
 
-    class _TypesFinder(importlib.abc.MetaPathFinder):
-        def find_spec(self, name, path, target=None):
-            if name != "spectrans.core.types":
-                return None
-            spec = importlib.machinery.PathFinder.find_spec(name, path)
-            spec.loader = _TypesLoader(name, spec.origin)
-            return spec
-
-    sys.meta_path.insert(0, _TypesFinder())
+spectrans_compat.install()
 
 try:
     import torch
