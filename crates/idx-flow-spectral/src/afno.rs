@@ -34,7 +34,7 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor, activation};
 
-use super::fft::{DftPath, FFT_MIN_LEN, complex_mul, dft_seq, native, native_fft, split_complex};
+use super::fft::{DftPath, FFT_MIN_LEN, complex_mul, dft_seq, native, split_complex};
 use super::transforms::{dft_rows, to_tensor};
 use super::{along_hidden, along_seq, check_tokens, positive};
 use crate::{Error, Result};
@@ -42,7 +42,7 @@ use idx_flow_core::init::draw;
 use idx_flow_core::or_panic;
 use idx_flow_core::state_dict::{StateLoader, StateVisitor, TorchState, key};
 use idx_flow_core::{Initializer, WeightInit};
-use idx_flow_kernels::fft::FftSpec;
+use idx_flow_kernels::fft::{FftSpec, fft as native_fft};
 use idx_flow_kernels::pointwise::{Activation as Kernel, activation as fused};
 use idx_flow_nn::{LayerNorm, Linear, LinearConfig};
 

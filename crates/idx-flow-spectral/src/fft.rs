@@ -61,21 +61,12 @@
 use std::f64::consts::TAU;
 
 use burn::tensor::{Device, Tensor, TensorData};
-use idx_flow_kernels::fft::{self as kernels, FftSpec};
+use idx_flow_kernels::fft::{self as kernels, FftSpec, fft as native_fft};
 
 /// Whether the layers' Fourier transforms run on the native FFT on `device`
 /// (burn's CPU backend, with or without autodiff).
 pub fn native(device: &Device) -> bool {
     kernels::available(device)
-}
-
-/// The native transform `spec` of `x`, for shapes built by the layers (so
-/// only a device without it can fail, and the callers check [`native`]).
-pub(crate) fn native_fft<const DI: usize, const DO: usize>(
-    x: Tensor<DI>,
-    spec: FftSpec,
-) -> crate::Result<Tensor<DO>> {
-    kernels::fft(x, spec)
 }
 
 /// `z·(wr + i·wi)` for a complex `z` `[B, N, H, 2]` and `wr`, `wi`

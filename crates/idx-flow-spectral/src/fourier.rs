@@ -26,13 +26,13 @@
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
 
-use super::fft::{DftPath, dft_seq, native, native_fft};
+use super::fft::{DftPath, dft_seq, native};
 use super::transforms::{dft, to_tensor};
 use super::{along_hidden, along_seq, check_tokens};
 use crate::Result;
 use idx_flow_core::or_panic;
 use idx_flow_core::state_dict::{StateLoader, StateVisitor, TorchState};
-use idx_flow_kernels::fft::FftSpec;
+use idx_flow_kernels::fft::{FftSpec, fft as native_fft};
 
 /// `Re(F x)` along `axis` of a real `x`, orthonormal: one native transform.
 fn native_real_dft(x: Tensor<3>, axis: usize, n: usize) -> Result<Tensor<3>> {

@@ -31,7 +31,7 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor};
 
-use super::fft::{DftPath, complex_mul, dft_seq, native, native_fft};
+use super::fft::{DftPath, complex_mul, dft_seq, native};
 use super::fourier::dft_tensors;
 use super::transforms::{linear_interpolation, to_tensor};
 use super::{along_hidden, along_seq, check_tokens, positive};
@@ -39,7 +39,7 @@ use crate::Result;
 use idx_flow_core::init::draw;
 use idx_flow_core::or_panic;
 use idx_flow_core::state_dict::{StateLoader, StateVisitor, TorchState, key};
-use idx_flow_kernels::fft::FftSpec;
+use idx_flow_kernels::fft::{FftSpec, fft as native_fft};
 use idx_flow_kernels::pointwise::{Activation as Kernel, activation as fused};
 
 /// The activation applied to each part of the filter.
