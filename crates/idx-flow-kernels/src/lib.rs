@@ -50,6 +50,7 @@ mod cube;
 pub mod fft;
 mod options;
 pub mod pointwise;
+pub mod skinny;
 
 use std::sync::atomic::{AtomicU64, Ordering};
 

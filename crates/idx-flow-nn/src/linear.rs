@@ -23,6 +23,7 @@ use crate::{Error, Result};
 use idx_flow_core::init::{Initializer, torch_linear_default};
 use idx_flow_core::reduce::add_bias;
 use idx_flow_core::state_dict::{StateLoader, StateVisitor, TorchState, key};
+use idx_flow_kernels::skinny;
 
 /// Configuration of a [`Linear`] layer.
 #[derive(Config, Debug)]
@@ -102,11 +103,28 @@ impl Linear {
                 }
             );
         }
-        let y = burn::tensor::module::linear(x, self.weight.val().transpose(), None);
+        let y = self.product(x);
         match &self.bias {
             Some(b) => add_bias(y, b.val()),
             None => y,
         }
+    }
+
+    /// `x Wᵀ`. A few rows against a large weight (a batch of flattened
+    /// spectra through spectrans' AFNO MLP) go through the skinny kernel,
+    /// which streams `W` once instead of packing it on every call.
+    fn product<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
+        let dims = x.dims();
+        let (d_in, d_out) = (self.d_input(), self.d_output());
+        let rows = dims[..D - 1].iter().product::<usize>();
+        if skinny::worthwhile(rows, d_in * d_out) && skinny::available(&x.device()) {
+            let y = skinny::linear(x.reshape([rows, d_in]), self.weight.val())
+                .expect("the input's last axis was checked against the weight");
+            let mut out = dims;
+            out[D - 1] = d_out;
+            return y.reshape(out);
+        }
+        burn::tensor::module::linear(x, self.weight.val().transpose(), None)
     }
 
     /// The layer applied to each output pixel's gathered neighbourhood:

@@ -10,6 +10,12 @@
 //! input for a layer without any) on an
 //! autodiff device. The cases are the Python packages' (bench/families_*.py)
 //! with the same architectures and parameter counts.
+//!
+//! It runs on mimalloc, as the `idx-flow` command does and as
+//! docs/performance.md ("Allocator") advises for programs using the library:
+//! with glibc's `malloc`, every buffer over 32 MB is mapped fresh and its
+//! pages faulted in again on every call. bench/families also sets
+//! `MIMALLOC_PURGE_DELAY=-1` (keep freed pages), as the command does.
 
 use std::time::Instant;
 
@@ -18,6 +24,9 @@ use burn::tensor::{Device, Distribution, Tensor};
 use idx_flow::equivariant::{ConvContract, ConvContractConfig, MultiImage, TensorKey};
 use idx_flow::pde::{ClassicFnoConfig, ClassicUNetConfig, ModernUNetConfig};
 use idx_flow::spectral::{FourierMixing, SpectransAfnoMixingConfig, TransformerBlockConfig};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const BATCH: usize = 8;
 const CASES: [&str; 7] = [
