@@ -43,6 +43,32 @@
 pub use idx_flow_healpix::{Error, Result};
 pub use options::{CubeTiling, KernelOptions, KernelPath, options, set_options};
 
+// Before the modules, which use it.
+/// Defines `fn $name` running `$body` compiled for AVX2 when the CPU has
+/// it, as is otherwise: the same operations in the same order, only wider
+/// vectors, so both give the same bits.
+macro_rules! with_avx2 {
+    ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$doc])*
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn wide($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2.
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
 mod autodiff;
 mod cpu;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]

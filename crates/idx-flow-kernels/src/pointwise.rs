@@ -62,12 +62,19 @@ impl Activation {
     }
 }
 
+/// 1.5·2²³: added to a float32 of magnitude below 2²², leaves its nearest
+/// integer in the low bits of the mantissa.
+const ROUNDER: f32 = 12_582_912.0;
+
 /// `e^x` for `x` in float32's range: `2^n · p(r)` with `x = n·ln 2 + r`,
 /// `|r| ≤ ln 2 / 2`, and `p` a degree-6 polynomial; no branches.
 #[inline(always)]
 fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.7);
-    let n = (x * std::f32::consts::LOG2_E).round();
+    // Rounded to the nearest integer by adding and removing 1.5·2²³ (exact
+    // for |v| < 2²²), which vectorises: `f32::round` is a C library call on
+    // x86-64 without SSE4.1, one value at a time.
+    let n = (x * std::f32::consts::LOG2_E + ROUNDER) - ROUNDER;
     // ln 2 split in two so that `x − n·ln 2` is exact in float32.
     let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
     let p = 1.0
@@ -181,53 +188,64 @@ fn derivative(kind: Activation, x: f32) -> f32 {
 /// to spread a layer's activations over the cores.
 const CHUNK: usize = 1 << 14;
 
-/// Each value of `x` through `f`, in parallel chunks. The `match` on the
-/// kind sits outside the loop so that each loop is one straight-line body
-/// the compiler vectorises.
-fn map(x: &[f32], f: impl Fn(f32) -> f32 + Sync) -> Vec<f32> {
-    let mut y = vec![0f32; x.len()];
-    y.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|(y, x)| {
-            for (y, x) in y.iter_mut().zip(x) {
-                *y = f(*x);
-            }
-        });
-    y
+with_avx2! {
+    /// `y = f(x)` over one chunk. The `match` on the kind sits outside the
+    /// loops so that each loop is one straight-line body the compiler
+    /// vectorises.
+    fn forward_chunk(kind: Activation, x: &[f32], y: &mut [f32]) {
+        macro_rules! each {
+            ($k:expr) => {
+                for (y, x) in y.iter_mut().zip(x) {
+                    *y = forward($k, *x);
+                }
+            };
+        }
+        match kind {
+            Activation::GeluTanh => each!(Activation::GeluTanh),
+            Activation::GeluErf => each!(Activation::GeluErf),
+            Activation::Silu => each!(Activation::Silu),
+            Activation::Tanh => each!(Activation::Tanh),
+            Activation::Sigmoid => each!(Activation::Sigmoid),
+        }
+    }
 }
 
-fn map2(x: &[f32], dy: &[f32], f: impl Fn(f32, f32) -> f32 + Sync) -> Vec<f32> {
-    let mut dx = vec![0f32; x.len()];
-    dx.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
-        .for_each(|(dx, (x, dy))| {
-            for ((dx, x), dy) in dx.iter_mut().zip(x).zip(dy) {
-                *dx = f(*x, *dy);
-            }
-        });
-    dx
+with_avx2! {
+    /// `dx = dy · f'(x)` over one chunk.
+    fn backward_chunk(kind: Activation, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+        macro_rules! each {
+            ($k:expr) => {
+                for ((dx, x), dy) in dx.iter_mut().zip(x).zip(dy) {
+                    *dx = dy * derivative($k, *x);
+                }
+            };
+        }
+        match kind {
+            Activation::GeluTanh => each!(Activation::GeluTanh),
+            Activation::GeluErf => each!(Activation::GeluErf),
+            Activation::Silu => each!(Activation::Silu),
+            Activation::Tanh => each!(Activation::Tanh),
+            Activation::Sigmoid => each!(Activation::Sigmoid),
+        }
+    }
 }
 
 /// `f(x)` for every value of `x`.
 pub fn forward_slice(kind: Activation, x: &[f32]) -> Vec<f32> {
-    match kind {
-        Activation::GeluTanh => map(x, |v| forward(Activation::GeluTanh, v)),
-        Activation::GeluErf => map(x, |v| forward(Activation::GeluErf, v)),
-        Activation::Silu => map(x, |v| forward(Activation::Silu, v)),
-        Activation::Tanh => map(x, |v| forward(Activation::Tanh, v)),
-        Activation::Sigmoid => map(x, |v| forward(Activation::Sigmoid, v)),
-    }
+    let mut y = vec![0f32; x.len()];
+    y.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK))
+        .for_each(|(y, x)| forward_chunk(kind, x, y));
+    y
 }
 
 /// `dy · f'(x)` for every value.
 pub fn backward_slice(kind: Activation, x: &[f32], dy: &[f32]) -> Vec<f32> {
-    match kind {
-        Activation::GeluTanh => map2(x, dy, |v, d| d * derivative(Activation::GeluTanh, v)),
-        Activation::GeluErf => map2(x, dy, |v, d| d * derivative(Activation::GeluErf, v)),
-        Activation::Silu => map2(x, dy, |v, d| d * derivative(Activation::Silu, v)),
-        Activation::Tanh => map2(x, dy, |v, d| d * derivative(Activation::Tanh, v)),
-        Activation::Sigmoid => map2(x, dy, |v, d| d * derivative(Activation::Sigmoid, v)),
-    }
+    let mut dx = vec![0f32; x.len()];
+    dx.par_chunks_mut(CHUNK)
+        .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
+        .for_each(|(dx, (x, dy))| backward_chunk(kind, x, dy, dx));
+    dx
 }
 
 /// The fused activations as a backend operation.
