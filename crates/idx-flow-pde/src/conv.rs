@@ -153,6 +153,31 @@ pub(crate) fn arr<const N: usize>(v: &[usize]) -> [usize; N] {
         .unwrap_or_else(|_| panic!("expected {N} values, got {v:?}"))
 }
 
+/// A convolution with a kernel of one cell (no stride, padding or groups):
+/// per sample, the `[C_out, C_in]` weight times the `[C_in, Π N]` field, a
+/// plain batched matrix product on the input's own layout (burn's
+/// convolutions would unfold and refold it). Dilation is moot for one cell.
+fn pointwise_conv<const R: usize>(
+    x: Tensor<R>,
+    weight: &NdParam,
+    bias: Option<&NdParam>,
+) -> Tensor<R> {
+    let xd = x.dims();
+    let w = weight.dims();
+    let (b, ci, co) = (xd[0], xd[1], w[0]);
+    let cells: usize = xd[2..].iter().product();
+    let mut y = weight
+        .reshaped([co, ci])
+        .unsqueeze_dim::<3>(0)
+        .matmul(x.reshape([b, ci, cells]));
+    if let Some(bias) = bias {
+        y = y + bias.reshaped([1, co, 1]);
+    }
+    let mut yd = xd;
+    yd[1] = co;
+    y.reshape(yd)
+}
+
 /// burn's convolution of matching rank: `x` `[B, C_in, *n]`, `weight`
 /// `[C_out, C_in/g, *k]`, zero padding `pads` inside the convolution.
 pub(crate) fn conv_nd<const R: usize>(
@@ -165,6 +190,13 @@ pub(crate) fn conv_nd<const R: usize>(
     groups: usize,
 ) -> Tensor<R> {
     let w = weight.dims();
+    if groups == 1
+        && w[2..].iter().all(|&k| k == 1)
+        && stride.iter().all(|&s| s == 1)
+        && pads.iter().all(|&p| p == (0, 0))
+    {
+        return pointwise_conv(x, weight, bias);
+    }
     let bias = bias.map(|b| b.reshaped([w[0]]));
     // burn's conv3d takes symmetric padding only: the excess of the larger
     // side is padded explicitly (zeros).

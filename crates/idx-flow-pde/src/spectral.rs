@@ -49,6 +49,7 @@ use super::{check_input, check_spatial_dims, per_axis};
 use crate::{Error, Result};
 use idx_flow_core::check_positive;
 use idx_flow_core::state_dict::{StateLoader, StateVisitor, TorchState, key};
+use idx_flow_kernels::fft::{self, FftSpec};
 
 /// Configuration of a [`SpectralConv`] (pdequinox's `SpectralConv` arguments).
 #[derive(Config, Debug)]
@@ -316,6 +317,27 @@ impl SpectralConv {
         let dims = check_input("SpectralConv", &x, d, self.in_channels())?;
         let spatial = &dims[2..];
         self.check_modes(spatial)?;
+        if fft::available(&x.device()) {
+            self.native_forward(x, &dims)
+        } else {
+            Ok(self.dense_forward(x, &dims))
+        }
+    }
+
+    /// [`try_forward`](Self::try_forward) through exact DFT matrices
+    /// restricted to the kept modes, on any backend: the path of backends
+    /// without the native FFT (the GPU ones), here to compare the two.
+    pub fn try_forward_dense<const R: usize>(&self, x: Tensor<R>) -> Result<Tensor<R>> {
+        let d = self.num_spatial_dims();
+        let dims = check_input("SpectralConv", &x, d, self.in_channels())?;
+        self.check_modes(&dims[2..])?;
+        Ok(self.dense_forward(x, &dims))
+    }
+
+    /// The restricted-DFT forward of an input that passed the checks.
+    fn dense_forward<const R: usize>(&self, x: Tensor<R>, dims: &[usize]) -> Tensor<R> {
+        let d = self.num_spatial_dims();
+        let spatial = &dims[2..];
         let device = x.device();
         let (b, ci, co) = (dims[0], self.in_channels(), self.out_channels());
         let modes = self.num_modes();
@@ -377,7 +399,102 @@ impl SpectralConv {
         }
         let (ar, ai) = inverse_dft(spatial[d - 1], &freqs[d - 1], true, &device);
         let (out, _) = z.apply_real(d, ar, ai);
-        let mut od = dims;
+        let mut od = dims.to_vec();
+        od[1] = co;
+        out.reshape(arr::<R>(&od))
+    }
+
+    /// The forward on the native FFT (burn's CPU backend): `rfft` along the
+    /// last axis keeping `m_D` values, full FFTs along the others of which
+    /// the `m_a` lowest and highest frequencies are kept, the channel mixing
+    /// on interleaved `(re, im)` pairs, and back: the kept frequencies placed
+    /// in a zero spectrum, inverse FFTs, and the inverse real FFT along the
+    /// last axis (numpy's `irfft` weights, `1/Π N`). The same map as the
+    /// restricted DFTs, at `O(N log N)` per axis and without their layout
+    /// copies; every step is differentiable.
+    fn native_forward<const R: usize>(&self, x: Tensor<R>, dims: &[usize]) -> Result<Tensor<R>> {
+        let d = self.num_spatial_dims();
+        let spatial = &dims[2..];
+        let modes = self.num_modes();
+        let (b, ci, co) = (dims[0], self.in_channels(), self.out_channels());
+        let (n_last, m_last) = (spatial[d - 1], modes[d - 1]);
+        let device = x.device();
+
+        // rfft along the last axis: [B·C_in·N_1…N_{D−1}, m_D, 2].
+        let rows = dims[..R - 1].iter().product::<usize>();
+        let x = x.reshape([rows, n_last]);
+        let mut z: Tensor<3> =
+            fft::fft::<2, 3>(x, FftSpec::new(1, n_last).real_input().keep(m_last))?;
+        // The other axes, last to first, viewed as [pre, N_a, post, 2].
+        let mut kdims: Vec<usize> = spatial.to_vec();
+        kdims[d - 1] = m_last;
+        for a in (0..d - 1).rev() {
+            let (n, m) = (spatial[a], modes[a]);
+            let pre = b * ci * kdims[..a].iter().product::<usize>();
+            let post = kdims[a + 1..].iter().product::<usize>();
+            let full = fft::fft::<4, 4>(z.reshape([pre, n, post, 2]), FftSpec::new(1, n))?;
+            let kept = Tensor::cat(
+                vec![full.clone().narrow(1, 0, m), full.narrow(1, n - m, m)],
+                1,
+            );
+            kdims[a] = 2 * m;
+            z = kept.reshape([pre * 2 * m, post, 2]);
+        }
+
+        // Per-mode mixing of interleaved pairs: [M, B, 2C_in] × [M, 2C_in, 2C_out],
+        // rows (c, re/im) and columns (o, re/im) of [[W_re, W_im], [−W_im, W_re]].
+        let nm: usize = kdims.iter().product();
+        let spectrum = z
+            .reshape([b, ci, nm, 2])
+            .permute([2, 0, 1, 3])
+            .reshape([nm, b, 2 * ci]);
+        let weight = |w: &NdParam| {
+            self.full_weights(w)
+                .reshape([co, ci, nm])
+                .permute([2, 1, 0])
+                .unsqueeze_dim::<4>(3)
+        };
+        let (wr, wi) = (weight(&self.weights_real), weight(&self.weights_imag));
+        let from_re = Tensor::cat(vec![wr.clone(), wi.clone()], 3); // [M, C_in, C_out, 2]
+        let from_im = Tensor::cat(vec![wi.neg(), wr], 3);
+        let w = Tensor::stack::<5>(vec![from_re, from_im], 2).reshape([nm, 2 * ci, 2 * co]);
+        let y = spectrum
+            .matmul(w)
+            .reshape([nm, b, co, 2])
+            .permute([1, 2, 0, 3]); // [B, C_out, M, 2]
+
+        // Back: the kept frequencies of each full axis into a zero spectrum,
+        // inverse FFTs, first axis to last.
+        let mut z = y.reshape([b * co, nm, 2]);
+        for a in 0..d - 1 {
+            let (n, m) = (spatial[a], modes[a]);
+            let pre = b * co * spatial[..a].iter().product::<usize>();
+            let post = kdims[a + 1..].iter().product::<usize>();
+            let kept = z.reshape([pre, 2 * m, post, 2]);
+            let mut parts = vec![kept.clone().narrow(1, 0, m)];
+            if n > 2 * m {
+                parts.push(Tensor::zeros([pre, n - 2 * m, post, 2], &device));
+            }
+            parts.push(kept.narrow(1, m, m));
+            let full = Tensor::cat(parts, 1);
+            z = fft::fft::<4, 4>(full, FftSpec::new(1, n).inverse())?.reshape([pre * n, post, 2]);
+        }
+        // numpy's irfft weights (1 at frequency 0 and N/2, 2 elsewhere), then
+        // the inverse real FFT with 1/Π N.
+        let rows = b * co * spatial[..d - 1].iter().product::<usize>();
+        let weights: Vec<f32> = (0..m_last)
+            .map(|f| if f == 0 || 2 * f == n_last { 1.0 } else { 2.0 })
+            .collect();
+        let weights = Tensor::<1>::from_floats(weights.as_slice(), &device).reshape([1, m_last, 1]);
+        let scale = 1.0 / spatial.iter().product::<usize>() as f64;
+        let out: Tensor<2> = fft::fft::<3, 2>(
+            z.reshape([rows, m_last, 2]) * weights,
+            FftSpec::new(1, n_last)
+                .inverse()
+                .real_output()
+                .scaled(scale as f32),
+        )?;
+        let mut od = dims.to_vec();
         od[1] = co;
         Ok(out.reshape(arr::<R>(&od)))
     }

@@ -770,3 +770,87 @@ fn initialisation_is_pdequinox_s() {
     let std = (w.iter().map(|&v| (v as f64).powi(2)).sum::<f64>() / n).sqrt();
     assert!((std - 1.0 / 20.0).abs() < 0.005, "{std}");
 }
+
+/// The native-FFT forward (burn's CPU backend) and the restricted-DFT path
+/// (the GPU backends') are the same map: outputs, input gradients and
+/// weight gradients agree in 1-3 D, on odd and even grids, on the smallest
+/// grids the modes allow (`2m = N`, `m_D = N/2 + 1`) and with C_in ≠ C_out.
+#[test]
+fn native_fft_and_restricted_dft_paths_agree() {
+    let device = Device::default().autodiff();
+    fn run<const R: usize>(
+        spec: &SpectralConv,
+        x: Tensor<R>,
+        dense: bool,
+    ) -> (Vec<Vec<f32>>, Vec<usize>) {
+        let x = x.require_grad();
+        let y = if dense {
+            spec.try_forward_dense(x.clone()).unwrap()
+        } else {
+            spec.try_forward(x.clone()).unwrap()
+        };
+        let shape = y.dims().to_vec();
+        // loss = Σ y²: the cotangent 2y is the same map's output on both paths.
+        let grads = (y.clone() * y.clone()).sum().backward();
+        let mut out = vec![tensor_to_vec(y).0, tensor_to_vec(x.grad(&grads).unwrap()).0];
+        for w in [&spec.weights_real, &spec.weights_imag] {
+            let g = match w {
+                NdParam::R4(p) => p.val().grad(&grads).map(tensor_to_vec),
+                NdParam::R5(p) => p.val().grad(&grads).map(tensor_to_vec),
+                NdParam::R6(p) => p.val().grad(&grads).map(tensor_to_vec),
+                _ => panic!("spectral weights have rank D + 3"),
+            };
+            out.push(g.expect("weights are tracked").0);
+        }
+        (out, shape)
+    }
+    fn compare<const R: usize>(label: &str, spec: &SpectralConv, x: Tensor<R>) {
+        let (native, shape) = run(spec, x.clone(), false);
+        let (dense, _) = run(spec, x, true);
+        for (what, (a, b)) in [
+            "output",
+            "input gradient",
+            "weights_real gradient",
+            "weights_imag gradient",
+        ]
+        .iter()
+        .zip(native.iter().zip(&dense))
+        {
+            let s = if *what == "output" || *what == "input gradient" {
+                shape.clone()
+            } else {
+                vec![a.len()]
+            };
+            assert_close(&format!("{label}: {what}"), a, &s, b, &s);
+        }
+    }
+    let normal = Distribution::Normal(0.0, 1.0);
+    let spec = |d: usize, ci: usize, co: usize, m: Vec<usize>| {
+        SpectralConvConfig::new(d, ci, co, m).init(&device).unwrap()
+    };
+    compare(
+        "1-D, N 16, m 5",
+        &spec(1, 2, 3, vec![5]),
+        Tensor::<3>::random([2, 2, 16], normal, &device),
+    );
+    compare(
+        "1-D, N 9 (odd), m 5 = N/2+1",
+        &spec(1, 1, 1, vec![5]),
+        Tensor::<3>::random([1, 1, 9], normal, &device),
+    );
+    compare(
+        "2-D, 12×10, m 3,4",
+        &spec(2, 3, 2, vec![3, 4]),
+        Tensor::<4>::random([2, 3, 12, 10], normal, &device),
+    );
+    compare(
+        "2-D, 8×7, 2m = N, m_D = N/2+1",
+        &spec(2, 2, 2, vec![4, 4]),
+        Tensor::<4>::random([1, 2, 8, 7], normal, &device),
+    );
+    compare(
+        "3-D, 6×5×8, m 2,2,3",
+        &spec(3, 2, 3, vec![2, 2, 3]),
+        Tensor::<5>::random([2, 2, 6, 5, 8], normal, &device),
+    );
+}
