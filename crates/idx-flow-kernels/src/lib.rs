@@ -74,6 +74,7 @@ mod cpu;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;
 pub mod fft;
+pub mod norm;
 mod options;
 pub mod pointwise;
 pub mod skinny;

@@ -30,6 +30,7 @@
 use burn::config::Config;
 use burn::module::{Flag, Module, Param, RunningState};
 use burn::tensor::{Device, Tensor};
+use idx_flow_kernels::norm as fused_norm;
 
 use super::{check_dims, check_positive, is_training, or_panic};
 use crate::{Error, Result};
@@ -327,6 +328,15 @@ impl LayerNorm {
     pub fn forward<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         if let Err(e) = check_last("LayerNorm", &x.dims(), self.num_features) {
             panic!("{e}");
+        }
+        if fused_norm::available(&x.device()) {
+            // One fused pass each way on the CPU (idx_flow_kernels::norm).
+            let (w, b) = (
+                self.weight.as_ref().map(|w| w.val()),
+                self.bias.as_ref().map(|b| b.val()),
+            );
+            return fused_norm::layer_norm(x, w, b, self.eps)
+                .expect("the input's last axis and the affine were checked");
         }
         let mean = x.clone().mean_dim(D - 1);
         let xc = x - mean;

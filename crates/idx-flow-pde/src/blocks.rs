@@ -32,6 +32,7 @@
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Tensor, activation as act};
+use idx_flow_kernels::norm as fused_norm;
 
 use super::boundary::BoundaryMode;
 use super::conv::{PhysicsConv, PhysicsConvConfig, PointwiseLinearConv, PointwiseLinearConvConfig};
@@ -147,6 +148,16 @@ impl GroupNorm {
                 expected: format!("[B, {c}, ...]"),
                 got: format!("{dims:?}"),
             });
+        }
+        if fused_norm::available(&x.device()) {
+            // One fused pass each way on the CPU (idx_flow_kernels::norm).
+            return fused_norm::group_norm(
+                x,
+                self.groups,
+                Some(self.weight.val()),
+                Some(self.bias.val()),
+                self.eps,
+            );
         }
         let (b, g) = (dims[0], self.groups);
         let cells: usize = dims[2..].iter().product();
