@@ -153,6 +153,31 @@ pub fn try_pad<const R: usize>(
                 }
                 Tensor::cat(parts, axis)
             }
+            // Pads no wider than the axis are slices of it (flipped for a
+            // mirror): a cat, whose backward is a few slices, where a
+            // `select` would scatter-add its gradient one index at a time.
+            BoundaryMode::Periodic if before <= n && after <= n => {
+                let mut parts = Vec::with_capacity(3);
+                if before > 0 {
+                    parts.push(x.clone().narrow(axis, n - before, before));
+                }
+                parts.push(x.clone());
+                if after > 0 {
+                    parts.push(x.narrow(axis, 0, after));
+                }
+                Tensor::cat(parts, axis)
+            }
+            BoundaryMode::Neumann if n > 1 && before < n && after < n => {
+                let mut parts = Vec::with_capacity(3);
+                if before > 0 {
+                    parts.push(x.clone().narrow(axis, 1, before).flip([axis as isize]));
+                }
+                parts.push(x.clone());
+                if after > 0 {
+                    parts.push(x.narrow(axis, n - 1 - after, after).flip([axis as isize]));
+                }
+                Tensor::cat(parts, axis)
+            }
             _ => {
                 let idx = source_indices(n, before, after, mode);
                 let len = idx.len();
@@ -207,6 +232,51 @@ mod tests {
             [0, 1, 2, 1, 0, 1, 2, 1, 0, 1, 2]
         );
         assert_eq!(source_indices(1, 2, 1, BoundaryMode::Neumann), [0, 0, 0, 0]);
+    }
+
+    /// The slice-and-cat pads equal the index pads (values and gradients)
+    /// for every width up to and past the axis, on both padded axes.
+    #[test]
+    fn sliced_pads_equal_index_pads() {
+        let device = burn::tensor::Device::default().autodiff();
+        for mode in [BoundaryMode::Periodic, BoundaryMode::Neumann] {
+            for n in 1..5usize {
+                for (before, after) in [(0, 1), (1, 0), (1, 2), (2, 2), (3, 4), (5, 0)] {
+                    let values: Vec<f32> = (0..2 * n * 3).map(|v| v as f32 * 0.5 - 1.0).collect();
+                    let x = Tensor::<3>::from_data(TensorData::new(values, [2, n, 3]), &device)
+                        .require_grad();
+                    let padded = pad(x.clone(), &[(before, after), (1, 1)], mode);
+                    let mut want = x.clone();
+                    for (axis, (b, a)) in [(1, (before, after)), (2, (1, 1))] {
+                        let len = want.dims()[axis];
+                        let idx = source_indices(len, b, a, mode);
+                        let k = idx.len();
+                        let idx = Tensor::<1, Int>::from_data(TensorData::new(idx, [k]), &device);
+                        want = want.select(axis, idx);
+                    }
+                    let label = format!("{mode:?} n {n} pads ({before}, {after})");
+                    assert_eq!(padded.dims(), want.dims(), "{label}");
+                    let weights = Tensor::<3>::from_data(
+                        TensorData::new(
+                            (0..padded.dims().iter().product::<usize>())
+                                .map(|v| (v % 7) as f32)
+                                .collect::<Vec<f32>>(),
+                            padded.dims(),
+                        ),
+                        &device,
+                    );
+                    let (got, ref_) = (padded.clone().into_data(), want.clone().into_data());
+                    assert_eq!(got, ref_, "{label}: values");
+                    let g1 = (padded * weights.clone()).sum().backward();
+                    let g2 = (want * weights).sum().backward();
+                    assert_eq!(
+                        x.grad(&g1).unwrap().into_data(),
+                        x.grad(&g2).unwrap().into_data(),
+                        "{label}: gradients"
+                    );
+                }
+            }
+        }
     }
 
     #[test]
