@@ -67,6 +67,13 @@ pub struct FftSpec {
     pub out_len: usize,
     /// Factor on every output value (`1/√n` for an orthonormal transform).
     pub scale: f32,
+    /// The input's values are the lowest and highest frequencies of a
+    /// spectrum of `len` (the first `⌈in/2⌉` at `0..`, the other `⌊in/2⌋`
+    /// ending at `len`), zeros between: the FNO's kept modes.
+    pub input_ends: bool,
+    /// The kept output values are the first `⌈out_len/2⌉` and the last
+    /// `⌊out_len/2⌋` rather than the first `out_len`.
+    pub output_ends: bool,
 }
 
 impl FftSpec {
@@ -81,6 +88,8 @@ impl FftSpec {
             real_output: false,
             out_len: len,
             scale: 1.0,
+            input_ends: false,
+            output_ends: false,
         }
     }
 
@@ -108,6 +117,21 @@ impl FftSpec {
         self
     }
 
+    /// Keeps the lowest `⌈out_len/2⌉` and the highest `⌊out_len/2⌋`
+    /// output values (both ends of a spectrum), in that order.
+    pub fn keep_ends(mut self, out_len: usize) -> Self {
+        self.out_len = out_len;
+        self.output_ends = true;
+        self
+    }
+
+    /// Reads the input as both ends of a spectrum of `len` (see
+    /// [`input_ends`](Self::input_ends)): the inverse of [`keep_ends`](Self::keep_ends).
+    pub fn input_at_ends(mut self) -> Self {
+        self.input_ends = true;
+        self
+    }
+
     /// Multiplies every output value by `scale`.
     pub fn scaled(mut self, scale: f32) -> Self {
         self.scale = scale;
@@ -132,6 +156,8 @@ impl FftSpec {
             real_output: self.real_input,
             out_len: in_len,
             scale: self.scale,
+            input_ends: self.output_ends,
+            output_ends: self.input_ends,
         }
     }
 
@@ -243,8 +269,11 @@ fn for_segments(first: usize, count: usize, inner: usize, mut f: impl FnMut(Segm
 /// registers rather than reloading it through references).
 #[derive(Clone, Copy)]
 struct Layout {
+    len: usize,
     in_len: usize,
     out_len: usize,
+    input_ends: bool,
+    output_ends: bool,
     inner: usize,
     /// Distance between rows of a task buffer, in complex values.
     stride: usize,
@@ -253,22 +282,59 @@ struct Layout {
     scale: f32,
 }
 
+/// Where value `k` of `count` sits in a row of `len`: at `k`, or, for both
+/// ends of a spectrum, the upper `⌊count/2⌋` values at the row's end.
+#[inline(always)]
+fn position(k: usize, count: usize, len: usize, ends: bool) -> usize {
+    if ends && k >= count - count / 2 {
+        len - count + k
+    } else {
+        k
+    }
+}
+
 impl Layout {
+    #[inline(always)]
+    fn in_pos(&self, k: usize) -> usize {
+        position(k, self.in_len, self.len, self.input_ends)
+    }
+
+    #[inline(always)]
+    fn out_pos(&self, k: usize) -> usize {
+        position(k, self.out_len, self.len, self.output_ends)
+    }
+
+    /// The positions of a task row left zero by the input: after it, or
+    /// between its two ends.
+    fn zero_span(&self) -> std::ops::Range<usize> {
+        if self.input_ends {
+            let low = self.in_len - self.in_len / 2;
+            low..self.len - self.in_len / 2
+        } else {
+            self.in_len..self.len
+        }
+    }
+
     /// Copies rows `(o, i0..i0 + len)` of `x` into task rows `r0..r0 + len`.
     #[inline(always)]
     fn gather(&self, x: &[f32], buf: &mut [Complex32], (r0, o, i0, len): Segment) {
         let (in_len, inner, stride) = (self.in_len, self.inner, self.stride);
         if inner == 1 {
-            // The axis is contiguous: one row is one run of values.
-            let dst = &mut buf[r0 * stride..r0 * stride + in_len];
+            // The axis is contiguous: one row is one run of values (two
+            // for both ends of a spectrum).
+            let row = &mut buf[r0 * stride..r0 * stride + self.len];
+            let zeros = self.zero_span();
+            let (head, tail) = row.split_at_mut(zeros.start);
+            let tail = &mut tail[zeros.len()..];
+            let dst = head.iter_mut().chain(tail.iter_mut());
             if self.real_input {
                 let src = &x[o * in_len..(o + 1) * in_len];
-                for (d, &s) in dst.iter_mut().zip(src) {
+                for (d, &s) in dst.zip(src) {
                     *d = Complex32::new(s, 0.0);
                 }
             } else {
                 let src = &x[2 * o * in_len..2 * (o + 1) * in_len];
-                for (d, s) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                for (d, s) in dst.zip(src.chunks_exact(2)) {
                     *d = Complex32::new(s[0], s[1]);
                 }
             }
@@ -280,7 +346,9 @@ impl Layout {
         for k in 0..in_len {
             let base = ((o * in_len + k) * inner + i0) * width;
             let src = &x[base..base + len * width];
-            let column = buf[r0 * stride + k..].iter_mut().step_by(stride);
+            let column = buf[r0 * stride + self.in_pos(k)..]
+                .iter_mut()
+                .step_by(stride);
             if self.real_input {
                 for (d, &s) in column.zip(src) {
                     *d = Complex32::new(s, 0.0);
@@ -311,10 +379,12 @@ impl Layout {
             // rows only (the caller's promise).
             let dst = unsafe { std::slice::from_raw_parts_mut(out.add(at), run_len * width) };
             if inner == 1 {
-                let src = buf[r0 * stride..r0 * stride + out_len].iter();
+                let row = &buf[r0 * stride..r0 * stride + self.len];
+                let high = if self.output_ends { out_len / 2 } else { 0 };
+                let src = row[..out_len - high].iter().chain(&row[self.len - high..]);
                 write_run(dst, src, self.real_output, scale);
             } else {
-                let src = buf[r0 * stride + k..].iter().step_by(stride);
+                let src = buf[r0 * stride + self.out_pos(k)..].iter().step_by(stride);
                 write_run(dst, src, self.real_output, scale);
             }
         }
@@ -377,8 +447,11 @@ pub fn transform(
         ));
     }
     let layout = Layout {
+        len: n,
         in_len,
         out_len: spec.out_len,
+        input_ends: spec.input_ends,
+        output_ends: spec.output_ends,
         inner,
         // Rows sit `stride` apart in the task buffer: a power-of-two `n`
         // would put the column-wise gather's writes in one cache set.
@@ -422,7 +495,7 @@ pub fn transform(
                 });
                 for r in 0..count {
                     let row = &mut buf[r * layout.stride..r * layout.stride + n];
-                    row[in_len..].fill(Complex32::new(0.0, 0.0));
+                    row[layout.zero_span()].fill(Complex32::new(0.0, 0.0));
                     fft.process_with_scratch(row, scratch);
                 }
                 // SAFETY: the task's rows are its own; `out` outlives the loop.

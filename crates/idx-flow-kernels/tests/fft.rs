@@ -22,6 +22,16 @@ fn values(n: usize, seed: u64) -> Vec<f32> {
         .collect()
 }
 
+/// Where value `k` of `count` sits in a spectrum of `n`: both ends put
+/// the upper `⌊count/2⌋` values at the end.
+fn position(k: usize, count: usize, n: usize, ends: bool) -> usize {
+    if ends && k >= count - count / 2 {
+        n - count + k
+    } else {
+        k
+    }
+}
+
 /// `spec` applied to `x` (logical shape `shape`, interleaved pairs when
 /// complex) by the definition, in float64.
 fn dense(x: &[f32], shape: &[usize], spec: &FftSpec) -> Vec<f64> {
@@ -46,7 +56,11 @@ fn dense(x: &[f32], shape: &[usize], spec: &FftSpec) -> Vec<f64> {
                     } else {
                         (x[at] as f64, x[at + 1] as f64)
                     };
-                    let t = TAU * ((j * k) % n) as f64 / n as f64;
+                    let (pj, pk) = (
+                        position(j, in_len, n, spec.input_ends),
+                        position(k, spec.out_len, n, spec.output_ends),
+                    );
+                    let t = TAU * ((pj * pk) % n) as f64 / n as f64;
                     let (c, s) = (t.cos(), sign * t.sin());
                     re += a * c - b * s;
                     im += a * s + b * c;
@@ -106,9 +120,26 @@ fn run(x: Vec<f32>, shape: [usize; 3], spec: FftSpec, device: &Device) -> Tensor
 fn specs(shape: [usize; 3]) -> Vec<FftSpec> {
     let mut all = Vec::new();
     for (axis, &n) in shape.iter().enumerate() {
-        for (len, keep) in [(n, n), (n + 3, n + 3), (n + 2, 2), (n, 1)] {
+        // (len, kept, kept at both ends, input at both ends)
+        let cases = [
+            (n, n, false, false),
+            (n + 3, n + 3, false, false),
+            (n + 2, 2, false, false),
+            (n, 1, false, false),
+            (n + 2, 3.min(n + 2), true, false),
+            (n + 3, n + 3, false, true),
+            (2 * n + 1, 4.min(2 * n + 1), true, true),
+        ];
+        for (len, keep, keep_ends, input_ends) in cases {
             for kinds in 0..4 {
-                let mut spec = FftSpec::new(axis, len).keep(keep);
+                let mut spec = if keep_ends {
+                    FftSpec::new(axis, len).keep_ends(keep)
+                } else {
+                    FftSpec::new(axis, len).keep(keep)
+                };
+                if input_ends {
+                    spec = spec.input_at_ends();
+                }
                 if kinds & 1 == 1 {
                     spec = spec.real_input();
                 }

@@ -405,10 +405,10 @@ impl SpectralConv {
     }
 
     /// The forward on the native FFT (burn's CPU backend): `rfft` along the
-    /// last axis keeping `m_D` values, full FFTs along the others of which
-    /// the `m_a` lowest and highest frequencies are kept, the channel mixing
-    /// on interleaved `(re, im)` pairs, and back: the kept frequencies placed
-    /// in a zero spectrum, inverse FFTs, and the inverse real FFT along the
+    /// last axis keeping `m_D` values, FFTs along the others keeping the
+    /// `m_a` lowest and highest frequencies, the channel mixing on
+    /// interleaved `(re, im)` pairs, and back: inverse FFTs from both ends of
+    /// the spectrum (zeros between), and the inverse real FFT along the
     /// last axis (numpy's `irfft` weights, `1/Π N`). The same map as the
     /// restricted DFTs, at `O(N log N)` per axis and without their layout
     /// copies; every step is differentiable.
@@ -432,36 +432,37 @@ impl SpectralConv {
             let (n, m) = (spatial[a], modes[a]);
             let pre = b * ci * kdims[..a].iter().product::<usize>();
             let post = kdims[a + 1..].iter().product::<usize>();
-            let full = fft::fft::<4, 4>(z.reshape([pre, n, post, 2]), FftSpec::new(1, n))?;
-            let kept = Tensor::cat(
-                vec![full.clone().narrow(1, 0, m), full.narrow(1, n - m, m)],
-                1,
-            );
+            let kept = fft::fft::<4, 4>(
+                z.reshape([pre, n, post, 2]),
+                FftSpec::new(1, n).keep_ends(2 * m),
+            )?;
             kdims[a] = 2 * m;
             z = kept.reshape([pre * 2 * m, post, 2]);
         }
 
-        // Per-mode mixing of interleaved pairs: [M, B, 2C_in] × [M, 2C_in, 2C_out],
-        // rows (c, re/im) and columns (o, re/im) of [[W_re, W_im], [−W_im, W_re]].
+        // Per-mode mixing, Y_m = W_m·X_m with W_m [C_out, C_in] and X_m
+        // [C_in, B], as two real batched products of [W_re; W_im] with the
+        // real and the imaginary parts. Every rearrangement is a permute of
+        // whole axes or a cat along a leading one (burn's CPU backend copies
+        // a cat along the short (re, im) axis value by value).
         let nm: usize = kdims.iter().product();
-        let spectrum = z
-            .reshape([b, ci, nm, 2])
-            .permute([2, 0, 1, 3])
-            .reshape([nm, b, 2 * ci]);
+        let parts = z.reshape([b, ci, nm, 2]).permute([3, 2, 1, 0]); // [2, M, C_in, B]
+        let xr = parts.clone().narrow(0, 0, 1).reshape([nm, ci, b]);
+        let xi = parts.narrow(0, 1, 1).reshape([nm, ci, b]);
         let weight = |w: &NdParam| {
             self.full_weights(w)
-                .reshape([co, ci, nm])
-                .permute([2, 1, 0])
-                .unsqueeze_dim::<4>(3)
+                .reshape([co * ci, nm])
+                .transpose()
+                .reshape([nm, co, ci])
         };
-        let (wr, wi) = (weight(&self.weights_real), weight(&self.weights_imag));
-        let from_re = Tensor::cat(vec![wr.clone(), wi.clone()], 3); // [M, C_in, C_out, 2]
-        let from_im = Tensor::cat(vec![wi.neg(), wr], 3);
-        let w = Tensor::stack::<5>(vec![from_re, from_im], 2).reshape([nm, 2 * ci, 2 * co]);
-        let y = spectrum
-            .matmul(w)
-            .reshape([nm, b, co, 2])
-            .permute([1, 2, 0, 3]); // [B, C_out, M, 2]
+        let w = Tensor::cat(
+            vec![weight(&self.weights_real), weight(&self.weights_imag)],
+            1,
+        ); // [M, 2C_out, C_in]: W_re over W_im
+        let (p, q) = (w.clone().matmul(xr), w.matmul(xi)); // [M, 2C_out, B]
+        let yr = p.clone().narrow(1, 0, co) - q.clone().narrow(1, co, co);
+        let yi = p.narrow(1, co, co) + q.narrow(1, 0, co);
+        let y = Tensor::stack::<4>(vec![yr, yi], 0).permute([3, 2, 1, 0]); // [B, C_out, M, 2]
 
         // Back: the kept frequencies of each full axis into a zero spectrum,
         // inverse FFTs, first axis to last.
@@ -471,13 +472,11 @@ impl SpectralConv {
             let pre = b * co * spatial[..a].iter().product::<usize>();
             let post = kdims[a + 1..].iter().product::<usize>();
             let kept = z.reshape([pre, 2 * m, post, 2]);
-            let mut parts = vec![kept.clone().narrow(1, 0, m)];
-            if n > 2 * m {
-                parts.push(Tensor::zeros([pre, n - 2 * m, post, 2], &device));
-            }
-            parts.push(kept.narrow(1, m, m));
-            let full = Tensor::cat(parts, 1);
-            z = fft::fft::<4, 4>(full, FftSpec::new(1, n).inverse())?.reshape([pre * n, post, 2]);
+            z = fft::fft::<4, 4>(kept, FftSpec::new(1, n).inverse().input_at_ends())?.reshape([
+                pre * n,
+                post,
+                2,
+            ]);
         }
         // numpy's irfft weights (1 at frequency 0 and N/2, 2 elsewhere), then
         // the inverse real FFT with 1/Π N.
