@@ -70,6 +70,7 @@ macro_rules! with_avx2 {
 }
 
 mod autodiff;
+pub mod complex;
 mod cpu;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;

@@ -34,7 +34,7 @@ use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::tensor::{Device, Distribution, Tensor, activation};
 
-use super::fft::{DftPath, FFT_MIN_LEN, complex_mul, dft_seq, native, split_complex};
+use super::fft::{DftPath, FFT_MIN_LEN, dft_seq, native, split_complex};
 use super::transforms::{dft_rows, to_tensor};
 use super::{along_hidden, along_seq, check_tokens, positive};
 use crate::{Error, Result};
@@ -42,6 +42,7 @@ use idx_flow_core::init::draw;
 use idx_flow_core::or_panic;
 use idx_flow_core::state_dict::{StateLoader, StateVisitor, TorchState, key};
 use idx_flow_core::{Initializer, WeightInit};
+use idx_flow_kernels::complex;
 use idx_flow_kernels::fft::{FftSpec, fft as native_fft};
 use idx_flow_kernels::pointwise::{Activation as Kernel, activation as fused};
 use idx_flow_nn::{LayerNorm, Linear, LinearConfig};
@@ -443,10 +444,8 @@ impl SpectransAfnoMixing {
         let a = native_fft::<3, 4>(z, hid.real_input().keep(mh))?;
         let spectrum = native_fft::<4, 4>(a, seq.keep(ms))?; // [B, ms, mh, 2]
         // Complex weight, then the flattened (ms, mh, re/im) vector through the MLP.
-        let w = self.fourier_weight.val();
-        let wr = w.clone().narrow(2, 0, 1).reshape([1, ms, mh]);
-        let wi = w.narrow(2, 1, 1).reshape([1, ms, mh]);
-        let flat = complex_mul(spectrum, wr, wi).reshape([b, 2 * ms * mh]);
+        let w = self.fourier_weight.val().reshape([ms * mh, 2]);
+        let flat = complex::scale(spectrum.reshape([b, ms * mh, 2]), w)?.reshape([b, 2 * ms * mh]);
         let y = self
             .mlp_out
             .forward(fused(self.mlp_in.forward(flat), Kernel::GeluErf))

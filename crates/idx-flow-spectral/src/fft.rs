@@ -61,6 +61,7 @@
 use std::f64::consts::TAU;
 
 use burn::tensor::{Device, Tensor, TensorData};
+use idx_flow_kernels::complex;
 use idx_flow_kernels::fft::{self as kernels, FftSpec, fft as native_fft};
 
 /// Whether the layers' Fourier transforms run on the native FFT on `device`
@@ -73,6 +74,14 @@ pub fn native(device: &Device) -> bool {
 /// broadcasting to `[B, N, H]`.
 pub(crate) fn complex_mul(z: Tensor<4>, wr: Tensor<3>, wi: Tensor<3>) -> Tensor<4> {
     let [b, n, h, _] = z.dims();
+    if complex::available(&z.device()) && wr.dims() == [1, n, h] && wi.dims() == [1, n, h] {
+        // One pass on interleaved pairs (the weights are interleaved once,
+        // not the batch).
+        let w = Tensor::stack::<4>(vec![wr, wi], 3).reshape([n * h, 2]);
+        return complex::scale(z.reshape([b, n * h, 2]), w)
+            .expect("pairs and weights of matching shapes")
+            .reshape([b, n, h, 2]);
+    }
     let zr = z.clone().narrow(3, 0, 1).reshape([b, n, h]);
     let zi = z.narrow(3, 1, 1).reshape([b, n, h]);
     let yr = zr.clone() * wr.clone() - zi.clone() * wi.clone();
