@@ -75,6 +75,7 @@ mod cpu;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;
 pub mod fft;
+pub mod hermitian;
 pub mod norm;
 mod options;
 pub mod pointwise;
