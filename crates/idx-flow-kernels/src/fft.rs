@@ -326,16 +326,22 @@ impl Layout {
             let zeros = self.zero_span();
             let (head, tail) = row.split_at_mut(zeros.start);
             let tail = &mut tail[zeros.len()..];
-            let dst = head.iter_mut().chain(tail.iter_mut());
+            // Each part as its own loop over slices (a chained iterator
+            // would not vectorise).
+            let low = head.len();
             if self.real_input {
                 let src = &x[o * in_len..(o + 1) * in_len];
-                for (d, &s) in dst.zip(src) {
-                    *d = Complex32::new(s, 0.0);
+                for (dst, src) in [(head, &src[..low]), (tail, &src[low..])] {
+                    for (d, &s) in dst.iter_mut().zip(src) {
+                        *d = Complex32::new(s, 0.0);
+                    }
                 }
             } else {
                 let src = &x[2 * o * in_len..2 * (o + 1) * in_len];
-                for (d, s) in dst.zip(src.chunks_exact(2)) {
-                    *d = Complex32::new(s[0], s[1]);
+                for (dst, src) in [(head, &src[..2 * low]), (tail, &src[2 * low..])] {
+                    for (d, s) in dst.iter_mut().zip(src.chunks_exact(2)) {
+                        *d = Complex32::new(s[0], s[1]);
+                    }
                 }
             }
             return;
@@ -381,8 +387,10 @@ impl Layout {
             if inner == 1 {
                 let row = &buf[r0 * stride..r0 * stride + self.len];
                 let high = if self.output_ends { out_len / 2 } else { 0 };
-                let src = row[..out_len - high].iter().chain(&row[self.len - high..]);
-                write_run(dst, src, self.real_output, scale);
+                let width = if self.real_output { 1 } else { 2 };
+                let (first, second) = dst.split_at_mut((out_len - high) * width);
+                write_run(first, row[..out_len - high].iter(), self.real_output, scale);
+                write_run(second, row[self.len - high..].iter(), self.real_output, scale);
             } else {
                 let src = buf[r0 * stride + self.out_pos(k)..].iter().step_by(stride);
                 write_run(dst, src, self.real_output, scale);
