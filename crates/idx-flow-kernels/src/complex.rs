@@ -51,7 +51,7 @@ pub trait ComplexKernels: Backend {
     ) -> FloatTensor<Self>;
 }
 
-with_avx2! {
+with_wide_vectors! {
     /// `y = z·w` (or `z·w̄`) over one block of pairs, `w` aligned with it.
     fn scale_block(z: &[f32], w: &[f32], conjugate: bool, y: &mut [f32]) {
         let s = if conjugate { -1.0f32 } else { 1.0 };

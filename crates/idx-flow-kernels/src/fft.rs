@@ -390,7 +390,12 @@ impl Layout {
                 let width = if self.real_output { 1 } else { 2 };
                 let (first, second) = dst.split_at_mut((out_len - high) * width);
                 write_run(first, row[..out_len - high].iter(), self.real_output, scale);
-                write_run(second, row[self.len - high..].iter(), self.real_output, scale);
+                write_run(
+                    second,
+                    row[self.len - high..].iter(),
+                    self.real_output,
+                    scale,
+                );
             } else {
                 let src = buf[r0 * stride + self.out_pos(k)..].iter().step_by(stride);
                 write_run(dst, src, self.real_output, scale);

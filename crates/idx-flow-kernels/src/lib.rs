@@ -44,10 +44,11 @@ pub use idx_flow_healpix::{Error, Result};
 pub use options::{CubeTiling, KernelOptions, KernelPath, options, set_options};
 
 // Before the modules, which use it.
-/// Defines `fn $name` running `$body` compiled for AVX2 when the CPU has
-/// it, as is otherwise: the same operations in the same order, only wider
-/// vectors, so both give the same bits.
-macro_rules! with_avx2 {
+/// Defines `fn $name` running `$body` compiled for AVX-512F or AVX2, the
+/// widest the CPU has, as is otherwise: the same operations in the same
+/// order (Rust never fuses a multiply and an add on its own), only wider
+/// vectors, so every path gives the same bits.
+macro_rules! with_wide_vectors {
     ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$doc])*
         fn $name($($arg: $ty),*) {
@@ -55,9 +56,17 @@ macro_rules! with_avx2 {
             fn body($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             {
+                #[target_feature(enable = "avx512f")]
+                unsafe fn widest($($arg: $ty),*) {
+                    body($($arg),*)
+                }
                 #[target_feature(enable = "avx2")]
                 unsafe fn wide($($arg: $ty),*) {
                     body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") {
+                    // SAFETY: the CPU has AVX-512F.
+                    return unsafe { widest($($arg),*) };
                 }
                 if std::arch::is_x86_feature_detected!("avx2") {
                     // SAFETY: the CPU has AVX2.

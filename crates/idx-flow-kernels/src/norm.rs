@@ -148,7 +148,7 @@ fn runs(l: &NormLayout, base: usize, mut f: impl FnMut(usize, std::ops::Range<us
     }
 }
 
-with_avx2! {
+with_wide_vectors! {
     /// Forward over the rows `xt` (the first has index `r0`) into `yt`.
     fn forward_task(xt: &[f32], w: &[f32], b: &[f32], l: &NormLayout, r0: usize, yt: &mut [f32]) {
         for (i, (x, y)) in xt.chunks_exact(l.n).zip(yt.chunks_exact_mut(l.n)).enumerate() {
@@ -171,7 +171,7 @@ with_avx2! {
     }
 }
 
-with_avx2! {
+with_wide_vectors! {
     /// Input gradient over the rows `xt` (the first has index `r0`):
     /// `dx = rstd·(g − mean(g) − x̂·mean(g·x̂))` with `g = dy·γ`.
     fn grad_input_task(
@@ -213,7 +213,7 @@ with_avx2! {
     }
 }
 
-with_avx2! {
+with_wide_vectors! {
     /// Weight and bias gradients of the rows `xt` (the first has index
     /// `r0`), added into `acc` `[2, C]`.
     fn grad_affine_task(xt: &[f32], dyt: &[f32], l: &NormLayout, r0: usize, acc: &mut [f64]) {

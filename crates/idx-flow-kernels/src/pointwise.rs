@@ -188,7 +188,7 @@ fn derivative(kind: Activation, x: f32) -> f32 {
 /// to spread a layer's activations over the cores.
 const CHUNK: usize = 1 << 14;
 
-with_avx2! {
+with_wide_vectors! {
     /// `y = f(x)` over one chunk. The `match` on the kind sits outside the
     /// loops so that each loop is one straight-line body the compiler
     /// vectorises.
@@ -210,7 +210,7 @@ with_avx2! {
     }
 }
 
-with_avx2! {
+with_wide_vectors! {
     /// `dx = dy · f'(x)` over one chunk.
     fn backward_chunk(kind: Activation, x: &[f32], dy: &[f32], dx: &mut [f32]) {
         macro_rules! each {

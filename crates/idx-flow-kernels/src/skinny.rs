@@ -124,7 +124,7 @@ fn task_rows(k: usize) -> usize {
     (TASK_VALUES / k.max(1)).max(MIN_TASK_ROWS)
 }
 
-with_avx2! {
+with_wide_vectors! {
     /// One task of [`forward`]: the rows `wt` of W against every row of `x`,
     /// block by block of k, into lanes `acc` `[rows, M]`.
     fn forward_task(x: &[f32], wt: &[f32], m: usize, k: usize, acc: &mut [[f32; LANES]]) {
@@ -169,7 +169,7 @@ pub(crate) fn forward(x: &[f32], w: &[f32], m: usize, k: usize, o: usize) -> Vec
     y
 }
 
-with_avx2! {
+with_wide_vectors! {
     /// One task of [`grad_input`]: `acc` `[M, width]` `+= Σ_o dy[·, o]·w[o, k0..]`
     /// over the rows `o0..o1` of W, four rows per pass over `acc` (the sum
     /// still runs over `o` in order).
@@ -258,7 +258,7 @@ pub(crate) fn grad_input(dy: &[f32], w: &[f32], m: usize, k: usize, o: usize) ->
     dx
 }
 
-with_avx2! {
+with_wide_vectors! {
     /// One task of [`grad_weight`]: the rows `o0..` of dW in `dt`, each value
     /// `Σ_m dy[m, o]·x[m, k]` summed over `m` in order and written once,
     /// four rows per pass over a block of `x`.
