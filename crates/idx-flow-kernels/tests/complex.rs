@@ -5,18 +5,8 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use idx_flow_kernels::complex::scale;
-
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) as f32
-        })
-        .collect()
-}
+use idx_flow_testing::rng::uniform as values;
+use idx_flow_testing::threads::{bits, on_threads};
 
 fn check(what: &str, got: Tensor<1>, want: &[f64]) {
     let got: Vec<f32> = got.into_data().iter().collect();
@@ -82,11 +72,7 @@ fn product_and_gradients_match_float64() {
 fn results_do_not_depend_on_threads() {
     let device = Device::default().autodiff();
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .expect("a pool");
-        pool.install(|| {
+        on_threads(threads, || {
             let (b, m) = (5, 20_000);
             let z =
                 Tensor::<1>::from_data(TensorData::new(values(b * m * 2, 9), [b * m * 2]), &device)
@@ -102,12 +88,7 @@ fn results_do_not_depend_on_threads() {
                 z.grad(&grads).unwrap().reshape([b * m * 2]),
                 w.grad(&grads).unwrap().reshape([m * 2]),
             ]
-            .map(|t| {
-                t.into_data()
-                    .iter::<f32>()
-                    .map(f32::to_bits)
-                    .collect::<Vec<u32>>()
-            })
+            .map(|t| bits(t.into_data().iter::<f32>()))
         })
     };
     assert!(

@@ -6,18 +6,7 @@ use std::f64::consts::TAU;
 
 use burn::tensor::{Device, Tensor, TensorData};
 use idx_flow_kernels::hermitian::extend;
-
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) as f32
-        })
-        .collect()
-}
+use idx_flow_testing::rng::uniform as values;
 
 /// `Re Σ x[t, u]·e^{−2πi(st/N + hu/W)}` for one sample `[N, W]`.
 fn re_fft2(x: &[f32], n: usize, w: usize) -> Vec<f64> {

@@ -6,18 +6,8 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use idx_flow_kernels::norm::{group_norm, layer_norm};
-
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) as f32
-        })
-        .collect()
-}
+use idx_flow_testing::rng::uniform as values;
+use idx_flow_testing::threads::{bits, on_threads};
 
 /// Output, input, weight and bias gradients of `Σ y·g` in float64, for rows
 /// of `n` values whose value `j` in row `r` has channel `channel(r, j)`.
@@ -168,11 +158,7 @@ fn layer_norm_matches_float64() {
 fn results_do_not_depend_on_threads() {
     let device = Device::default().autodiff();
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .expect("a pool");
-        pool.install(|| {
+        on_threads(threads, || {
             let x = Tensor::<1>::from_data(
                 TensorData::new(values(4 * 8 * 64 * 64, 7), [4 * 8 * 64 * 64]),
                 &device,
@@ -190,12 +176,7 @@ fn results_do_not_depend_on_threads() {
                 w.grad(&grads).unwrap(),
                 flat(l.inner()),
             ]
-            .map(|t| {
-                t.into_data()
-                    .iter::<f32>()
-                    .map(f32::to_bits)
-                    .collect::<Vec<u32>>()
-            })
+            .map(|t| bits(t.into_data().iter::<f32>()))
         })
     };
     assert!(

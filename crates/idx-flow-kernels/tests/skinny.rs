@@ -5,19 +5,8 @@
 
 use burn::tensor::{Device, Tensor, TensorData};
 use idx_flow_kernels::skinny::{linear, worthwhile};
-
-/// A deterministic pseudo-random sequence in [−1, 1).
-fn values(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..n)
-        .map(|_| {
-            s ^= s << 13;
-            s ^= s >> 7;
-            s ^= s << 17;
-            ((s >> 40) as f64 / (1u64 << 24) as f64 * 2.0 - 1.0) as f32
-        })
-        .collect()
-}
+use idx_flow_testing::rng::uniform as values;
+use idx_flow_testing::threads::{bits, on_threads};
 
 fn tensor(v: &[f32], shape: [usize; 2], device: &Device) -> Tensor<2> {
     Tensor::from_data(TensorData::new(v.to_vec(), shape), device)
@@ -135,11 +124,7 @@ fn forward_and_gradients_match_float64() {
 fn results_do_not_depend_on_threads() {
     let device = Device::default().autodiff();
     let run = |threads: usize| {
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(threads)
-            .build()
-            .expect("a pool");
-        pool.install(|| {
+        on_threads(threads, || {
             let mut out = Vec::new();
             for (case, &(m, k, o)) in SHAPES.iter().enumerate() {
                 let seed = 100 + case as u64 * 3;
@@ -156,7 +141,7 @@ fn results_do_not_depend_on_threads() {
     };
     let (one, two) = (run(1), run(2));
     for (a, b) in one.iter().zip(&two) {
-        let same = a.iter().zip(b).all(|(p, q)| p.to_bits() == q.to_bits());
+        let same = bits(a.iter().copied()) == bits(b.iter().copied());
         assert!(same, "results differ between one thread and two");
     }
 }

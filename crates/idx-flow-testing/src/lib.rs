@@ -6,6 +6,7 @@
 //! - [`compare`] (feature `compare`, on by default; needs burn): our tensors
 //!   and gradients against a reference library's.
 //! - [`rng`]: a small deterministic generator for test data.
+//! - [`threads`]: a computation on a rayon pool of a given size.
 //! - [`trials`]: each fixture case as its own named test.
 
 pub mod bench;
@@ -13,4 +14,5 @@ pub mod bench;
 pub mod compare;
 pub mod fixtures;
 pub mod rng;
+pub mod threads;
 pub mod trials;

@@ -4,6 +4,11 @@
 pub struct Rng(pub u64);
 
 impl Rng {
+    /// A generator for any seed, zero included (the raw state must not be 0).
+    pub fn seeded(seed: u64) -> Self {
+        Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1)
+    }
+
     pub fn next_u64(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
@@ -33,4 +38,9 @@ impl Rng {
             .map(|_| ((0..12).map(|_| self.unit()).sum::<f64>() - 6.0) as f32)
             .collect()
     }
+}
+
+/// `n` values uniform in `[-1, 1)` from `seed` (any seed, zero included).
+pub fn uniform(n: usize, seed: u64) -> Vec<f32> {
+    Rng::seeded(seed).uniform_vec(n)
 }
