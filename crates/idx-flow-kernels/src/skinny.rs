@@ -473,6 +473,11 @@ pub fn linear(x: Tensor<2>, weight: Tensor<2>) -> Result<Tensor<2>> {
             got: format!("input {:?}, weight {:?}", x.dims(), weight.dims()),
         });
     }
+    if x.dims().contains(&0) || weight.dims().contains(&0) {
+        // Nothing to stream (the kernels split work by rows of K values):
+        // burn's product gives the empty or zero result and its gradients.
+        return Ok(x.matmul(weight.transpose()));
+    }
     Ok(Tensor::from_dispatch(Dispatch::skinny_linear(
         x.into_dispatch(),
         weight.into_dispatch(),

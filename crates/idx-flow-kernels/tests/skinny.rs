@@ -161,3 +161,22 @@ fn worthwhile_only_for_few_rows_and_large_weights() {
     assert!(!worthwhile(8, 256 * 1024));
     assert!(!worthwhile(4096, 512 * 132_354));
 }
+
+#[test]
+fn empty_dimensions_give_empty_or_zero_results() {
+    let device = Device::default().autodiff();
+    for (m, k, o) in [(0, 5, 3), (2, 0, 3), (2, 5, 0)] {
+        let x = tensor(&values(m * k, 1), [m, k], &device).require_grad();
+        let w = tensor(&values(o * k, 2), [o, k], &device).require_grad();
+        let y = linear(x.clone(), w.clone()).expect("empty shapes fit");
+        assert_eq!(y.dims(), [m, o], "{m}x{k}x{o}");
+        assert!(
+            floats(y.clone().inner()).iter().all(|&v| v == 0.0),
+            "{m}x{k}x{o}"
+        );
+        let grads = y.sum().backward();
+        if let Some(g) = x.grad(&grads) {
+            assert_eq!(g.dims(), [m, k]);
+        }
+    }
+}
