@@ -188,45 +188,51 @@ fn derivative(kind: Activation, x: f32) -> f32 {
 /// to spread a layer's activations over the cores.
 const CHUNK: usize = 1 << 14;
 
+/// `$body` with `$k` bound to `kind` as a constant, one copy per kind: the
+/// `match` sits outside the loop so that each loop is one straight-line
+/// body the compiler vectorises.
+macro_rules! for_each_kind {
+    ($kind:expr, |$k:ident| $body:expr) => {
+        match $kind {
+            Activation::GeluTanh => {
+                const $k: Activation = Activation::GeluTanh;
+                $body
+            }
+            Activation::GeluErf => {
+                const $k: Activation = Activation::GeluErf;
+                $body
+            }
+            Activation::Silu => {
+                const $k: Activation = Activation::Silu;
+                $body
+            }
+            Activation::Tanh => {
+                const $k: Activation = Activation::Tanh;
+                $body
+            }
+            Activation::Sigmoid => {
+                const $k: Activation = Activation::Sigmoid;
+                $body
+            }
+        }
+    };
+}
+
 with_wide_vectors! {
-    /// `y = f(x)` over one chunk. The `match` on the kind sits outside the
-    /// loops so that each loop is one straight-line body the compiler
-    /// vectorises.
+    /// `y = f(x)` over one chunk.
     fn forward_chunk(kind: Activation, x: &[f32], y: &mut [f32]) {
-        macro_rules! each {
-            ($k:expr) => {
-                for (y, x) in y.iter_mut().zip(x) {
-                    *y = forward($k, *x);
-                }
-            };
-        }
-        match kind {
-            Activation::GeluTanh => each!(Activation::GeluTanh),
-            Activation::GeluErf => each!(Activation::GeluErf),
-            Activation::Silu => each!(Activation::Silu),
-            Activation::Tanh => each!(Activation::Tanh),
-            Activation::Sigmoid => each!(Activation::Sigmoid),
-        }
+        for_each_kind!(kind, |K| for (y, x) in y.iter_mut().zip(x) {
+            *y = forward(K, *x);
+        })
     }
 }
 
 with_wide_vectors! {
     /// `dx = dy · f'(x)` over one chunk.
     fn backward_chunk(kind: Activation, x: &[f32], dy: &[f32], dx: &mut [f32]) {
-        macro_rules! each {
-            ($k:expr) => {
-                for ((dx, x), dy) in dx.iter_mut().zip(x).zip(dy) {
-                    *dx = dy * derivative($k, *x);
-                }
-            };
-        }
-        match kind {
-            Activation::GeluTanh => each!(Activation::GeluTanh),
-            Activation::GeluErf => each!(Activation::GeluErf),
-            Activation::Silu => each!(Activation::Silu),
-            Activation::Tanh => each!(Activation::Tanh),
-            Activation::Sigmoid => each!(Activation::Sigmoid),
-        }
+        for_each_kind!(kind, |K| for ((dx, x), dy) in dx.iter_mut().zip(x).zip(dy) {
+            *dx = dy * derivative(K, *x);
+        })
     }
 }
 
