@@ -28,7 +28,7 @@ use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
 use crate::cpu::{f32_tensor, floats, output};
-use crate::pointwise::on_flex;
+use crate::pointwise::{on_flex, require_flex};
 use crate::{Error, Result};
 
 /// Pairs per parallel task.
@@ -220,15 +220,7 @@ pub fn available(device: &burn::tensor::Device) -> bool {
 /// differentiable in both. An error off the CPU backend ([`available`]) or
 /// for shapes that do not pair up.
 pub fn scale(z: Tensor<3>, w: Tensor<2>) -> Result<Tensor<3>> {
-    if !available(&z.device()) {
-        return Err(Error::arg(
-            "device",
-            format!(
-                "the complex kernels run on burn's CPU backend, not on {:?}",
-                z.device()
-            ),
-        ));
-    }
+    require_flex(&z.device(), "the complex kernels run")?;
     let ([_, m, two], wd) = (z.dims(), w.dims());
     if two != 2 || wd != [m, 2] {
         return Err(Error::Shape {

@@ -46,7 +46,7 @@ use rustfft::num_complex::Complex32;
 use rustfft::{Fft, FftPlanner};
 
 use crate::cpu::{f32_tensor, floats, output};
-use crate::pointwise::on_flex;
+use crate::pointwise::{on_flex, require_flex};
 use crate::{Error, Result};
 
 /// One transform along one axis: what it reads, how long it is, what it writes.
@@ -616,15 +616,7 @@ pub fn available(device: &burn::tensor::Device) -> bool {
 /// trailing 2, a missing axis, more input values than the length) or when
 /// `DO` is not the output's rank.
 pub fn fft<const DI: usize, const DO: usize>(x: Tensor<DI>, spec: FftSpec) -> Result<Tensor<DO>> {
-    if !available(&x.device()) {
-        return Err(Error::arg(
-            "device",
-            format!(
-                "the native FFT runs on burn's CPU backend, not on {:?}",
-                x.device()
-            ),
-        ));
-    }
+    require_flex(&x.device(), "the native FFT runs")?;
     let out = spec.output_shape(&x.dims())?;
     if out.len() != DO {
         return Err(Error::Shape {

@@ -28,7 +28,7 @@ use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
 use crate::cpu::{f32_tensor, floats, output};
-use crate::pointwise::on_flex;
+use crate::pointwise::{on_flex, require_flex};
 use crate::{Error, Result};
 
 /// The completion and its adjoint as backend operations.
@@ -166,15 +166,7 @@ pub fn available(device: &burn::tensor::Device) -> bool {
 /// module's description); differentiable. An error off the CPU backend or
 /// when `r` does not have `width/2 + 1` columns.
 pub fn extend(r: Tensor<3>, width: usize) -> Result<Tensor<3>> {
-    if !available(&r.device()) {
-        return Err(Error::arg(
-            "device",
-            format!(
-                "the Hermitian completion runs on burn's CPU backend, not on {:?}",
-                r.device()
-            ),
-        ));
-    }
+    require_flex(&r.device(), "the Hermitian completion runs")?;
     let [_, n, half] = r.dims();
     if width == 0 || half != width / 2 + 1 || n == 0 {
         return Err(Error::Shape {

@@ -34,7 +34,7 @@ use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
 use crate::cpu::{f32_tensor, floats, output};
-use crate::pointwise::on_flex;
+use crate::pointwise::{on_flex, require_flex};
 use crate::{Error, Result};
 
 /// How a tensor's values form rows and channels (see the module's description).
@@ -467,12 +467,7 @@ fn run<const D: usize>(
     layout: NormLayout,
 ) -> Result<Tensor<D>> {
     let device = x.device();
-    if !available(&device) {
-        return Err(Error::arg(
-            "device",
-            format!("the fused norms run on burn's CPU backend, not on {device:?}"),
-        ));
-    }
+    require_flex(&device, "the fused norms run")?;
     if layout.n == 0 || x.dims().contains(&0) {
         // No values to normalise.
         return Ok(x);

@@ -355,6 +355,18 @@ pub(crate) fn on_flex(device: &Device) -> bool {
     device.clone().without_autodiff() == Device::flex()
 }
 
+/// An error naming `what` unless `device` is burn's CPU backend, where the
+/// native kernels run.
+pub(crate) fn require_flex(device: &Device, what: &str) -> crate::Result<()> {
+    if on_flex(device) {
+        return Ok(());
+    }
+    Err(crate::Error::arg(
+        "device",
+        format!("{what} on burn's CPU backend, not on {device:?}"),
+    ))
+}
+
 /// `kind` applied to every value of `x`, differentiable: the fused kernel on
 /// the CPU, burn's tensor operations elsewhere.
 pub fn activation<const D: usize>(x: Tensor<D>, kind: Activation) -> Tensor<D> {

@@ -33,7 +33,7 @@ use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
 use crate::cpu::{f32_tensor, floats, output};
-use crate::pointwise::on_flex;
+use crate::pointwise::{on_flex, require_flex};
 use crate::{Error, Result};
 
 /// Rows of `x` up to which a product counts as skinny: above it, every `W`
@@ -456,15 +456,7 @@ pub fn worthwhile(rows: usize, weights: usize) -> bool {
 /// An error when the device has no native kernel ([`available`]) or when
 /// the two `K` differ.
 pub fn linear(x: Tensor<2>, weight: Tensor<2>) -> Result<Tensor<2>> {
-    if !available(&x.device()) {
-        return Err(Error::arg(
-            "device",
-            format!(
-                "the skinny linear kernel runs on burn's CPU backend, not on {:?}",
-                x.device()
-            ),
-        ));
-    }
+    require_flex(&x.device(), "the skinny linear kernel runs")?;
     let ([_, k], [_, kw]) = (x.dims(), weight.dims());
     if k != kw {
         return Err(Error::Shape {
