@@ -9,6 +9,7 @@
 //!   pixels feed each output pixel (k nearest, NESTED children/parent, 3×3
 //!   stencil), with distances and interpolation weights.
 //! - [`io`]: graphs and tensors on disk (`.npz`, safetensors), written atomically.
+//! - [`sht`]: spherical-harmonic transforms (`map2alm`, `alm2map`) as healpy computes them.
 //! - [`Error`]: the one error type of every idx-flow crate. It lives here, in
 //!   the lowest crate, so that `?` crosses the crates without conversions.
 //!
@@ -28,5 +29,6 @@ pub mod error;
 pub mod geometry;
 pub mod graphs;
 pub mod io;
+pub mod sht;
 
 pub use error::{Error, Result};

@@ -9,12 +9,16 @@
 //! `connection_indices.safetensors` as its own tests
 //! (`idx_flow_graph::TAG::knn`, `::weights`).
 //!
+//! healpy's `map2alm` (each `iter` of the manifest) and `alm2map`, every
+//! case of `sht_manifest.json` (`healpy_sht::CASE::map2alm_iterI`, `::alm2map`).
+//!
 //! `cargo test -p idx-flow-healpix --test fixture_cases nside8`
 
 use idx_flow_healpix::geometry::{HealpixGrid, Ordering};
 use idx_flow_healpix::io::SafetensorsFile;
 
 mod graphs;
+mod sht;
 
 use std::sync::Arc;
 
@@ -178,6 +182,21 @@ fn main() {
         all.push(trials::case(
             format!("idx_flow_graph::{tag}::weights"),
             move || graphs::weights_case(&file, &tag, ni, no, k),
+        ));
+    }
+    let sht_file = Arc::new(sht::file());
+    for case in sht::cases(&sht_file) {
+        for &iter in &case.iters {
+            let (file, case) = (sht_file.clone(), case.clone());
+            all.push(trials::case(
+                format!("healpy_sht::{}::map2alm_iter{iter}", case.name),
+                move || sht::map2alm_case(&file, &case, iter),
+            ));
+        }
+        let file = sht_file.clone();
+        all.push(trials::case(
+            format!("healpy_sht::{}::alm2map", case.name),
+            move || sht::alm2map_case(&file, &case),
         ));
     }
     trials::run(all)

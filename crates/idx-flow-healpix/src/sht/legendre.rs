@@ -1,0 +1,424 @@
+//! The Legendre half of the transforms: for one order `m` and a group of
+//! ring pairs, run the recursion of the normalised associated Legendre
+//! functions `λ_lm(cos θ)` up through `l` and either sum `λ·phase` into the
+//! coefficients (analysis) or `λ·a_lm` into the rings' phases (synthesis).
+//!
+//! `λ_mm = (−1)^m √(1/4π · ∏ₖ₌₁..m (2k+1)/2k) · sin^m θ` underflows a double
+//! long before `m` reaches 4096 next to the poles, so each lane carries its
+//! value as `v · 2^(600·scale)`: a lane with `scale < 0` is below `2^-300`
+//! and contributes nothing, and it is rescaled as the recursion grows it
+//! (libsharp's scheme). Lanes of one group are neighbouring rings, so they
+//! come into range together; until one does, the recursion runs without
+//! summing, and once all have it runs without checks.
+//!
+//! North and south rings of a pair share `|cos θ|`: `λ_lm(−x) = (−1)^{l+m} λ_lm(x)`,
+//! so the sums use the pair's symmetric part for even `l − m` and its
+//! antisymmetric part for odd `l − m`.
+
+use rustfft::num_complex::Complex64;
+
+/// Ring pairs per group: the lanes the recursion runs on together.
+pub(crate) const GROUP: usize = 16;
+pub(crate) type Lanes = [f64; GROUP];
+
+const SCALE_BITS: i32 = 600;
+/// `2^-600`: one scale step down.
+const SCALE_DOWN: f64 = f64::from_bits(((1023 - SCALE_BITS) as u64) << 52);
+/// A lane still scaled down is rescaled once it passes `2^300`.
+const RESCALE_ABOVE: f64 = f64::from_bits(((1023 + SCALE_BITS / 2) as u64) << 52);
+
+/// `√(1/4π · ∏ₖ₌₁..m (2k+1)/2k)` for `m = 0..=mmax`: `|λ_mm|` without `sin^m θ`.
+pub(crate) fn diagonal_norms(mmax: usize) -> Vec<f64> {
+    let mut norms = Vec::with_capacity(mmax + 1);
+    let mut squared = 1.0 / (4.0 * std::f64::consts::PI);
+    norms.push(squared.sqrt());
+    for k in 1..=mmax {
+        squared *= (2 * k + 1) as f64 / (2 * k) as f64;
+        norms.push(squared.sqrt());
+    }
+    norms
+}
+
+/// The recursion `λ_l = a_l·x·λ_{l−1} − c_l·λ_{l−2}` for one `m`:
+/// `coef[k] = [a_l, c_l]` for `l = m + 1 + k`, up to `lmax + 3` (the loops run
+/// two steps at a time and may compute one value past `lmax`).
+pub(crate) fn recursion_coefficients(m: usize, lmax: usize, coef: &mut Vec<[f64; 2]>) {
+    coef.clear();
+    let m2 = (m * m) as f64;
+    for l in m + 1..=lmax + 3 {
+        let l2 = (l * l) as f64;
+        let a = ((4.0 * l2 - 1.0) / (l2 - m2)).sqrt();
+        let lp = (l - 1) as f64;
+        let c = if l == m + 1 {
+            0.0
+        } else {
+            a * ((lp * lp - m2) / (4.0 * lp * lp - 1.0)).sqrt()
+        };
+        coef.push([a, c]);
+    }
+}
+
+/// `x = mant · 2^exp` with `mant ∈ [0.5, 1)`, for a positive normal `x`.
+fn frexp(x: f64) -> (f64, i64) {
+    let bits = x.to_bits();
+    let exp = ((bits >> 52) & 0x7ff) as i64 - 1022;
+    (f64::from_bits((bits & !(0x7ff << 52)) | (1022 << 52)), exp)
+}
+
+/// `2^k` for `k` in the normal range.
+fn exp2i(k: i64) -> f64 {
+    f64::from_bits(((k + 1023) as u64) << 52)
+}
+
+/// `λ_mm` of every lane, as `(v, scale)` with the true value `v · 2^(600·scale)`.
+pub(crate) fn diagonal(m: usize, norm: f64, sin_theta: &Lanes) -> (Lanes, [i32; GROUP]) {
+    let mut values = [0.0; GROUP];
+    let mut scales = [0; GROUP];
+    for lane in 0..GROUP {
+        // sin^m θ by squaring, the exponent kept apart so nothing underflows.
+        let (mut base, mut base_exp) = frexp(sin_theta[lane]);
+        let (mut mant, mut exp) = (1.0f64, 0i64);
+        let mut power = m;
+        while power > 0 {
+            if power & 1 == 1 {
+                let (f, e) = frexp(mant * base);
+                mant = f;
+                exp += base_exp + e;
+            }
+            let (f, e) = frexp(base * base);
+            base = f;
+            base_exp = 2 * base_exp + e;
+            power >>= 1;
+        }
+        let scale = (exp + SCALE_BITS as i64 / 2).div_euclid(SCALE_BITS as i64);
+        let value = norm * mant * exp2i(exp - SCALE_BITS as i64 * scale);
+        values[lane] = if m % 2 == 1 { -value } else { value };
+        scales[lane] = scale as i32;
+    }
+    (values, scales)
+}
+
+/// One pair group's phases at one `m`: `sym = north + south`, `anti = north − south`.
+#[derive(Clone, Copy, Default)]
+pub(crate) struct GroupPhases {
+    pub sym_re: Lanes,
+    pub sym_im: Lanes,
+    pub anti_re: Lanes,
+    pub anti_im: Lanes,
+}
+
+#[inline(always)]
+fn madd<const FMA: bool>(a: f64, b: f64, c: f64) -> f64 {
+    if FMA { a.mul_add(b, c) } else { a * b + c }
+}
+
+/// Sum of 16 lanes as a tree (vectorisable, and the same order everywhere).
+#[inline(always)]
+fn lane_sum(v: &Lanes) -> f64 {
+    let mut half = [0.0; 8];
+    for i in 0..8 {
+        half[i] = v[i] + v[i + 8];
+    }
+    let mut quarter = [0.0; 4];
+    for i in 0..4 {
+        quarter[i] = half[i] + half[i + 4];
+    }
+    (quarter[0] + quarter[2]) + (quarter[1] + quarter[3])
+}
+
+/// Two recursion steps: `lo = λ_l, hi = λ_{l+1}` become `λ_{l+2}, λ_{l+3}`.
+#[inline(always)]
+fn step2<const FMA: bool>(
+    x: &Lanes,
+    lo: &mut Lanes,
+    hi: &mut Lanes,
+    next: [f64; 2],
+    after: [f64; 2],
+) {
+    for i in 0..GROUP {
+        lo[i] = madd::<FMA>(next[0] * x[i], hi[i], -next[1] * lo[i]);
+    }
+    for i in 0..GROUP {
+        hi[i] = madd::<FMA>(after[0] * x[i], lo[i], -after[1] * hi[i]);
+    }
+}
+
+/// Rescales lanes still below range that the recursion has grown; returns
+/// the lanes' weights (1 in range, 0 below) and whether all are in range.
+#[inline(always)]
+fn rescale(lo: &mut Lanes, hi: &mut Lanes, scales: &mut [i32; GROUP], weights: &mut Lanes) -> bool {
+    let mut all = true;
+    for i in 0..GROUP {
+        if scales[i] < 0 && lo[i].abs().max(hi[i].abs()) > RESCALE_ABOVE {
+            lo[i] *= SCALE_DOWN;
+            hi[i] *= SCALE_DOWN;
+            scales[i] += 1;
+        }
+        weights[i] = if scales[i] == 0 { 1.0 } else { 0.0 };
+        all &= scales[i] == 0;
+    }
+    all
+}
+
+/// What one group's recursion does at each `l`: analysis sums into the
+/// coefficients, synthesis into the phases.
+pub(crate) trait Accumulate {
+    /// `lam = λ_l` of every lane (weighted: 0 for lanes below range), `even`
+    /// when `l − m` is even.
+    fn add(&mut self, l_offset: usize, lam: &Lanes, even: bool);
+}
+
+/// Analysis: `alm[l] += Σ_lanes λ_l · phase`.
+pub(crate) struct Analysis<'a> {
+    pub phases: &'a GroupPhases,
+    /// The coefficients of this `m`, `l = m..=lmax`.
+    pub alm: &'a mut [Complex64],
+}
+
+impl Accumulate for Analysis<'_> {
+    #[inline(always)]
+    fn add(&mut self, l_offset: usize, lam: &Lanes, even: bool) {
+        let (re, im) = if even {
+            (&self.phases.sym_re, &self.phases.sym_im)
+        } else {
+            (&self.phases.anti_re, &self.phases.anti_im)
+        };
+        let mut sum_re = [0.0; GROUP];
+        let mut sum_im = [0.0; GROUP];
+        for i in 0..GROUP {
+            sum_re[i] = lam[i] * re[i];
+            sum_im[i] = lam[i] * im[i];
+        }
+        self.alm[l_offset] += Complex64::new(lane_sum(&sum_re), lane_sum(&sum_im));
+    }
+}
+
+/// Synthesis: `phase += λ_l · alm[l]`, symmetric or antisymmetric part.
+pub(crate) struct Synthesis<'a> {
+    pub alm: &'a [Complex64],
+    pub phases: GroupPhases,
+}
+
+impl Accumulate for Synthesis<'_> {
+    #[inline(always)]
+    fn add(&mut self, l_offset: usize, lam: &Lanes, even: bool) {
+        let a = self.alm[l_offset];
+        let (re, im) = if even {
+            (&mut self.phases.sym_re, &mut self.phases.sym_im)
+        } else {
+            (&mut self.phases.anti_re, &mut self.phases.anti_im)
+        };
+        for i in 0..GROUP {
+            re[i] += lam[i] * a.re;
+            im[i] += lam[i] * a.im;
+        }
+    }
+}
+
+/// Runs the recursion for order `m` from `l = m` to `lmax` over one group.
+#[inline(always)]
+fn recurse<const FMA: bool, A: Accumulate>(
+    m: usize,
+    lmax: usize,
+    coef: &[[f64; 2]],
+    x: &Lanes,
+    start: (Lanes, [i32; GROUP]),
+    acc: &mut A,
+) {
+    let (mut lo, mut scales) = start;
+    let mut hi = [0.0; GROUP];
+    for i in 0..GROUP {
+        hi[i] = coef[0][0] * x[i] * lo[i];
+    }
+    let mut weights = [0.0; GROUP];
+    let mut l = m;
+    let mut all = rescale(&mut lo, &mut hi, &mut scales, &mut weights);
+    // Some lanes below range: weigh, step, rescale.
+    while !all && l <= lmax {
+        if weights.iter().any(|&w| w != 0.0) {
+            let mut lam = [0.0; GROUP];
+            for i in 0..GROUP {
+                lam[i] = lo[i] * weights[i];
+            }
+            acc.add(l - m, &lam, true);
+            if l < lmax {
+                for i in 0..GROUP {
+                    lam[i] = hi[i] * weights[i];
+                }
+                acc.add(l + 1 - m, &lam, false);
+            }
+        }
+        step2::<FMA>(x, &mut lo, &mut hi, coef[l + 1 - m], coef[l + 2 - m]);
+        all = rescale(&mut lo, &mut hi, &mut scales, &mut weights);
+        l += 2;
+    }
+    // Every lane in range: no more checks.
+    while l < lmax {
+        acc.add(l - m, &lo, true);
+        acc.add(l + 1 - m, &hi, false);
+        step2::<FMA>(x, &mut lo, &mut hi, coef[l + 1 - m], coef[l + 2 - m]);
+        l += 2;
+    }
+    if l == lmax {
+        acc.add(l - m, &lo, true);
+    }
+}
+
+macro_rules! dispatch_fma {
+    ($(#[$doc:meta])* fn $name:ident<$acc:ident>($($arg:ident: $ty:ty),* $(,)?)) => {
+        $(#[$doc])*
+        pub(crate) fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,fma")]
+                unsafe fn widest($($arg: $ty),*) {
+                    recurse::<true, $acc>($($arg),*)
+                }
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn wide($($arg: $ty),*) {
+                    recurse::<true, $acc>($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has AVX-512F and FMA.
+                    return unsafe { widest($($arg),*) };
+                }
+                if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+                    // SAFETY: the CPU has AVX2 and FMA.
+                    return unsafe { wide($($arg),*) };
+                }
+            }
+            recurse::<false, $acc>($($arg),*)
+        }
+    };
+}
+
+dispatch_fma! {
+    /// Analysis of one group at one `m`, on the widest vectors the CPU has.
+    fn analyse_group<Analysis>(
+        m: usize,
+        lmax: usize,
+        coef: &[[f64; 2]],
+        x: &Lanes,
+        start: (Lanes, [i32; GROUP]),
+        acc: &mut Analysis<'_>,
+    )
+}
+
+dispatch_fma! {
+    /// Synthesis of one group at one `m`, on the widest vectors the CPU has.
+    fn synthesise_group<Synthesis>(
+        m: usize,
+        lmax: usize,
+        coef: &[[f64; 2]],
+        x: &Lanes,
+        start: (Lanes, [i32; GROUP]),
+        acc: &mut Synthesis<'_>,
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `λ_lm(x)` by the textbook recursion in plain doubles (fine where nothing underflows).
+    fn reference(l: usize, m: usize, x: f64) -> f64 {
+        let s = (1.0 - x * x).sqrt();
+        let mut p = diagonal_norms(m)[m] * s.powi(m as i32) * if m % 2 == 1 { -1.0 } else { 1.0 };
+        if l == m {
+            return p;
+        }
+        let mut coef = Vec::new();
+        recursion_coefficients(m, l, &mut coef);
+        let mut prev = 0.0;
+        for k in 0..l - m {
+            let next = coef[k][0] * x * p - coef[k][1] * prev;
+            prev = p;
+            p = next;
+        }
+        p
+    }
+
+    struct Record(Vec<(usize, Lanes, bool)>);
+    impl Accumulate for Record {
+        fn add(&mut self, l_offset: usize, lam: &Lanes, even: bool) {
+            self.0.push((l_offset, *lam, even));
+        }
+    }
+
+    #[test]
+    fn recursion_matches_the_closed_forms_and_the_plain_recursion() {
+        // Y_20 = √(5/16π)(3x² − 1), Y_21's λ = −√(15/8π) x √(1−x²).
+        let x = 0.3f64;
+        let y20 = (5.0 / (16.0 * std::f64::consts::PI)).sqrt() * (3.0 * x * x - 1.0);
+        let y21 = -(15.0 / (8.0 * std::f64::consts::PI)).sqrt() * x * (1.0 - x * x).sqrt();
+        assert!((reference(2, 0, x) - y20).abs() < 1e-15);
+        assert!((reference(2, 1, x) - y21).abs() < 1e-15);
+
+        let lanes: Lanes = std::array::from_fn(|i| -0.95 + 0.12 * i as f64);
+        let sines = lanes.map(|x| (1.0 - x * x).sqrt());
+        for m in [0usize, 1, 5, 30] {
+            let lmax = 61;
+            let mut coef = Vec::new();
+            recursion_coefficients(m, lmax, &mut coef);
+            let mut record = Record(Vec::new());
+            let start = diagonal(m, diagonal_norms(m)[m], &sines);
+            recurse::<false, _>(m, lmax, &coef, &lanes, start, &mut record);
+            assert_eq!(record.0.len(), lmax - m + 1, "m {m}");
+            for (l_offset, lam, even) in record.0 {
+                assert_eq!(even, l_offset % 2 == 0);
+                for (i, &x) in lanes.iter().enumerate() {
+                    let want = reference(m + l_offset, m, x);
+                    assert!(
+                        (lam[i] - want).abs() <= 1e-12 * want.abs().max(1e-3),
+                        "l {} m {m} x {x}: {} vs {want}",
+                        m + l_offset,
+                        lam[i]
+                    );
+                }
+            }
+        }
+    }
+
+    /// Keeps `λ_lm` at one `l` of every lane.
+    struct At(usize, Lanes);
+    impl Accumulate for At {
+        fn add(&mut self, l_offset: usize, lam: &Lanes, _even: bool) {
+            if l_offset == self.0 {
+                self.1 = *lam;
+            }
+        }
+    }
+
+    #[test]
+    fn addition_theorem_holds_at_high_degree_next_to_the_poles() {
+        // Σ_m |Y_lm|² = (2l+1)/4π at every point: with λ_lm real,
+        // λ_l0² + 2 Σ_{m≥1} λ_lm² = (2l+1)/4π. At l = 4095 and θ down to
+        // 10⁻³ most λ_mm underflow a double by hundreds of orders: every m
+        // must come in through the scaling for the sum to close.
+        let l = 4095;
+        let thetas: Lanes = std::array::from_fn(|i| 1e-3 * 2f64.powi(i as i32 * 11 / 16));
+        let x = thetas.map(f64::cos);
+        let sines = thetas.map(f64::sin);
+        let norms = diagonal_norms(l);
+        let mut sums = [0.0; GROUP];
+        let mut coef = Vec::new();
+        for m in 0..=l {
+            recursion_coefficients(m, l, &mut coef);
+            let mut at = At(l - m, [0.0; GROUP]);
+            recurse::<false, _>(m, l, &coef, &x, diagonal(m, norms[m], &sines), &mut at);
+            let factor = if m == 0 { 1.0 } else { 2.0 };
+            for i in 0..GROUP {
+                sums[i] += factor * at.1[i] * at.1[i];
+            }
+        }
+        let want = (2 * l + 1) as f64 / (4.0 * std::f64::consts::PI);
+        for i in 0..GROUP {
+            assert!(
+                (sums[i] / want - 1.0).abs() < 1e-10,
+                "θ {}: {} vs {want}",
+                thetas[i],
+                sums[i]
+            );
+        }
+    }
+}

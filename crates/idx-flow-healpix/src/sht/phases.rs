@@ -1,0 +1,129 @@
+//! The Fourier half of the transforms: a ring's pixel values to its phases
+//! `Σⱼ v_j·e^{−imφⱼ}` for `m = 0..=mmax` and back, through real FFTs of the
+//! ring's length (`realfft` on `rustfft`: rings of `4i` pixels are rarely
+//! powers of two). Orders past the ring's Nyquist frequency alias onto it,
+//! as they do on the sphere.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
+use rustfft::num_complex::Complex64;
+
+/// Forward and inverse real FFT plans for every ring length of a grid.
+pub(crate) struct RingFfts {
+    plans: HashMap<usize, (Arc<dyn RealToComplex<f64>>, Arc<dyn ComplexToReal<f64>>)>,
+}
+
+/// Buffers one thread reuses from ring to ring.
+#[derive(Default)]
+pub(crate) struct FftScratch {
+    real: Vec<f64>,
+    spectrum: Vec<Complex64>,
+    shift: Vec<Complex64>,
+    work: Vec<Complex64>,
+}
+
+/// `e^{i·s·m·φ₀}` for `m = 0..=mmax` into `out`, by rotation, re-anchored on
+/// `sin`/`cos` every 32 orders so the error stays near one rounding.
+fn shifts(phi0: f64, sign: f64, mmax: usize, out: &mut Vec<Complex64>) {
+    out.clear();
+    let step = Complex64::from_polar(1.0, sign * phi0);
+    let mut value = Complex64::new(1.0, 0.0);
+    for m in 0..=mmax {
+        if m % 32 == 0 {
+            value = Complex64::from_polar(1.0, sign * phi0 * m as f64);
+        }
+        out.push(value);
+        value *= step;
+    }
+}
+
+impl RingFfts {
+    /// Plans for the given ring lengths.
+    pub(crate) fn new(lengths: impl IntoIterator<Item = usize>) -> Self {
+        let mut planner = RealFftPlanner::<f64>::new();
+        let mut plans = HashMap::new();
+        for len in lengths {
+            plans
+                .entry(len)
+                .or_insert_with(|| (planner.plan_fft_forward(len), planner.plan_fft_inverse(len)));
+        }
+        RingFfts { plans }
+    }
+
+    /// `out[m] = weight · Σⱼ values[j]·e^{−im(φ₀ + 2πj/n)}` for `m = 0..=mmax`.
+    pub(crate) fn analyse(
+        &self,
+        values: &[f64],
+        phi0: f64,
+        weight: f64,
+        out: &mut [Complex64],
+        scratch: &mut FftScratch,
+    ) {
+        let n = values.len();
+        let forward = &self.plans[&n].0;
+        scratch.real.clear();
+        scratch.real.extend_from_slice(values);
+        scratch.spectrum.resize(n / 2 + 1, Complex64::default());
+        scratch
+            .work
+            .resize(forward.get_scratch_len(), Complex64::default());
+        forward
+            .process_with_scratch(&mut scratch.real, &mut scratch.spectrum, &mut scratch.work)
+            .expect("buffers sized from the plan");
+        shifts(phi0, -1.0, out.len() - 1, &mut scratch.shift);
+        for (m, (value, s)) in out.iter_mut().zip(&scratch.shift).enumerate() {
+            let k = m % n;
+            let bin = if k <= n / 2 {
+                scratch.spectrum[k]
+            } else {
+                scratch.spectrum[n - k].conj()
+            };
+            *value = bin * s * weight;
+        }
+    }
+
+    /// `values[j] = Σ_{m=−mmax..mmax} f(m)·e^{im(φ₀ + 2πj/n)}` with
+    /// `f(−m) = conj f(m)`, from `phases[m] = f(m)`, `m = 0..=mmax`.
+    pub(crate) fn synthesise(
+        &self,
+        phases: &[Complex64],
+        phi0: f64,
+        values: &mut [f64],
+        scratch: &mut FftScratch,
+    ) {
+        let n = values.len();
+        let inverse = &self.plans[&n].1;
+        let half = n / 2;
+        scratch.spectrum.clear();
+        scratch.spectrum.resize(half + 1, Complex64::default());
+        shifts(phi0, 1.0, phases.len() - 1, &mut scratch.shift);
+        for (m, (f, s)) in phases.iter().zip(&scratch.shift).enumerate() {
+            let value = f * s;
+            // +m lands on bin m mod n, −m on bin (n − m mod n) mod n; only
+            // bins 0..=n/2 are stored, the others are their conjugates.
+            let k = m % n;
+            if k <= half {
+                scratch.spectrum[k] += value;
+            }
+            if m > 0 {
+                let k_neg = (n - k) % n;
+                if k_neg <= half {
+                    scratch.spectrum[k_neg] += value.conj();
+                }
+            }
+        }
+        // The spectrum is Hermitian: its zero and Nyquist bins are real up to rounding.
+        scratch.spectrum[0].im = 0.0;
+        if n % 2 == 0 {
+            scratch.spectrum[half].im = 0.0;
+        }
+        scratch
+            .work
+            .resize(inverse.get_scratch_len(), Complex64::default());
+        inverse
+            .process_with_scratch(&mut scratch.spectrum, values, &mut scratch.work)
+            .expect("buffers sized from the plan and a Hermitian spectrum");
+    }
+}
