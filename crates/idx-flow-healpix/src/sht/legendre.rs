@@ -15,6 +15,9 @@
 //! so the sums use the pair's symmetric part for even `l − m` and its
 //! antisymmetric part for odd `l − m`.
 
+// Lane loops index several arrays at once, as the formulas read; they vectorise.
+#![allow(clippy::needless_range_loop)]
+
 use rustfft::num_complex::Complex64;
 
 /// Ring pairs per group: the lanes the recursion runs on together.
@@ -39,61 +42,83 @@ pub(crate) fn diagonal_norms(mmax: usize) -> Vec<f64> {
     norms
 }
 
+/// Length of [`recursion_coefficients`]' table for one `m`.
+pub(crate) fn coefficient_count(m: usize, lmax: usize) -> usize {
+    lmax + 3 - m
+}
+
 /// The recursion `λ_l = a_l·x·λ_{l−1} − c_l·λ_{l−2}` for one `m`:
 /// `coef[k] = [a_l, c_l]` for `l = m + 1 + k`, up to `lmax + 3` (the loops run
 /// two steps at a time and may compute one value past `lmax`).
-pub(crate) fn recursion_coefficients(m: usize, lmax: usize, coef: &mut Vec<[f64; 2]>) {
-    coef.clear();
+pub(crate) fn recursion_coefficients(m: usize, coef: &mut [[f64; 2]]) {
     let m2 = (m * m) as f64;
-    for l in m + 1..=lmax + 3 {
-        let l2 = (l * l) as f64;
+    for (k, out) in coef.iter_mut().enumerate() {
+        let l = (m + 1 + k) as f64;
+        let l2 = l * l;
         let a = ((4.0 * l2 - 1.0) / (l2 - m2)).sqrt();
-        let lp = (l - 1) as f64;
-        let c = if l == m + 1 {
+        let lp = l - 1.0;
+        let c = if k == 0 {
             0.0
         } else {
             a * ((lp * lp - m2) / (4.0 * lp * lp - 1.0)).sqrt()
         };
-        coef.push([a, c]);
+        *out = [a, c];
     }
 }
 
 /// `x = mant · 2^exp` with `mant ∈ [0.5, 1)`, for a positive normal `x`.
-fn frexp(x: f64) -> (f64, i64) {
+#[inline(always)]
+fn frexp(x: f64) -> (f64, f64) {
     let bits = x.to_bits();
     let exp = ((bits >> 52) & 0x7ff) as i64 - 1022;
-    (f64::from_bits((bits & !(0x7ff << 52)) | (1022 << 52)), exp)
+    (
+        f64::from_bits((bits & !(0x7ff << 52)) | (1022 << 52)),
+        exp as f64,
+    )
 }
 
-/// `2^k` for `k` in the normal range.
-fn exp2i(k: i64) -> f64 {
-    f64::from_bits(((k + 1023) as u64) << 52)
+/// `2^k` for a whole `k` in the normal range.
+#[inline(always)]
+fn exp2i(k: f64) -> f64 {
+    f64::from_bits(((k as i64 + 1023) as u64) << 52)
 }
 
 /// `λ_mm` of every lane, as `(v, scale)` with the true value `v · 2^(600·scale)`.
-pub(crate) fn diagonal(m: usize, norm: f64, sin_theta: &Lanes) -> (Lanes, [i32; GROUP]) {
-    let mut values = [0.0; GROUP];
-    let mut scales = [0; GROUP];
-    for lane in 0..GROUP {
-        // sin^m θ by squaring, the exponent kept apart so nothing underflows.
-        let (mut base, mut base_exp) = frexp(sin_theta[lane]);
-        let (mut mant, mut exp) = (1.0f64, 0i64);
-        let mut power = m;
-        while power > 0 {
-            if power & 1 == 1 {
-                let (f, e) = frexp(mant * base);
-                mant = f;
-                exp += base_exp + e;
+pub(crate) fn diagonal(m: usize, norm: f64, sin_theta: &Lanes) -> (Lanes, Lanes) {
+    // sin^m θ by squaring, all lanes at once, each as mant · 2^exp so that
+    // nothing underflows; the exponents are whole numbers held in doubles.
+    let mut base = [0.0; GROUP];
+    let mut base_exp = [0.0; GROUP];
+    for i in 0..GROUP {
+        (base[i], base_exp[i]) = frexp(sin_theta[i]);
+    }
+    let mut mant = [1.0; GROUP];
+    let mut exp = [0.0; GROUP];
+    let mut power = m;
+    while power > 0 {
+        if power & 1 == 1 {
+            for i in 0..GROUP {
+                let (f, e) = frexp(mant[i] * base[i]);
+                mant[i] = f;
+                exp[i] += base_exp[i] + e;
             }
-            let (f, e) = frexp(base * base);
-            base = f;
-            base_exp = 2 * base_exp + e;
-            power >>= 1;
         }
-        let scale = (exp + SCALE_BITS as i64 / 2).div_euclid(SCALE_BITS as i64);
-        let value = norm * mant * exp2i(exp - SCALE_BITS as i64 * scale);
-        values[lane] = if m % 2 == 1 { -value } else { value };
-        scales[lane] = scale as i32;
+        power >>= 1;
+        if power > 0 {
+            for i in 0..GROUP {
+                let (f, e) = frexp(base[i] * base[i]);
+                base[i] = f;
+                base_exp[i] = 2.0 * base_exp[i] + e;
+            }
+        }
+    }
+    let sign = if m % 2 == 1 { -norm } else { norm };
+    let mut values = [0.0; GROUP];
+    let mut scales = [0.0; GROUP];
+    for i in 0..GROUP {
+        let scale = ((exp[i] + (SCALE_BITS / 2) as f64) / SCALE_BITS as f64).floor();
+        values[i] = sign * mant[i] * exp2i(exp[i] - SCALE_BITS as f64 * scale);
+        scales[i] = scale;
     }
     (values, scales)
 }
@@ -144,20 +169,26 @@ fn step2<const FMA: bool>(
 }
 
 /// Rescales lanes still below range that the recursion has grown; returns
-/// the lanes' weights (1 in range, 0 below) and whether all are in range.
+/// the lanes' weights (1 in range, 0 below) and whether all, and whether
+/// any, are in range. Written without branches so that it runs on vectors.
 #[inline(always)]
-fn rescale(lo: &mut Lanes, hi: &mut Lanes, scales: &mut [i32; GROUP], weights: &mut Lanes) -> bool {
-    let mut all = true;
+fn rescale(
+    lo: &mut Lanes,
+    hi: &mut Lanes,
+    scales: &mut Lanes,
+    weights: &mut Lanes,
+) -> (bool, bool) {
+    let mut below = 0.0;
     for i in 0..GROUP {
-        if scales[i] < 0 && lo[i].abs().max(hi[i].abs()) > RESCALE_ABOVE {
-            lo[i] *= SCALE_DOWN;
-            hi[i] *= SCALE_DOWN;
-            scales[i] += 1;
-        }
-        weights[i] = if scales[i] == 0 { 1.0 } else { 0.0 };
-        all &= scales[i] == 0;
+        let grown = scales[i] < 0.0 && lo[i].abs().max(hi[i].abs()) > RESCALE_ABOVE;
+        let factor = if grown { SCALE_DOWN } else { 1.0 };
+        lo[i] *= factor;
+        hi[i] *= factor;
+        scales[i] += if grown { 1.0 } else { 0.0 };
+        weights[i] = if scales[i] == 0.0 { 1.0 } else { 0.0 };
+        below += 1.0 - weights[i];
     }
-    all
+    (below == 0.0, below < GROUP as f64)
 }
 
 /// What one group's recursion does at each `l`: analysis sums into the
@@ -222,7 +253,7 @@ fn recurse<const FMA: bool, A: Accumulate>(
     lmax: usize,
     coef: &[[f64; 2]],
     x: &Lanes,
-    start: (Lanes, [i32; GROUP]),
+    start: (Lanes, Lanes),
     acc: &mut A,
 ) {
     let (mut lo, mut scales) = start;
@@ -232,10 +263,10 @@ fn recurse<const FMA: bool, A: Accumulate>(
     }
     let mut weights = [0.0; GROUP];
     let mut l = m;
-    let mut all = rescale(&mut lo, &mut hi, &mut scales, &mut weights);
+    let (mut all, mut any) = rescale(&mut lo, &mut hi, &mut scales, &mut weights);
     // Some lanes below range: weigh, step, rescale.
     while !all && l <= lmax {
-        if weights.iter().any(|&w| w != 0.0) {
+        if any {
             let mut lam = [0.0; GROUP];
             for i in 0..GROUP {
                 lam[i] = lo[i] * weights[i];
@@ -249,7 +280,7 @@ fn recurse<const FMA: bool, A: Accumulate>(
             }
         }
         step2::<FMA>(x, &mut lo, &mut hi, coef[l + 1 - m], coef[l + 2 - m]);
-        all = rescale(&mut lo, &mut hi, &mut scales, &mut weights);
+        (all, any) = rescale(&mut lo, &mut hi, &mut scales, &mut weights);
         l += 2;
     }
     // Every lane in range: no more checks.
@@ -299,7 +330,7 @@ dispatch_fma! {
         lmax: usize,
         coef: &[[f64; 2]],
         x: &Lanes,
-        start: (Lanes, [i32; GROUP]),
+        start: (Lanes, Lanes),
         acc: &mut Analysis<'_>,
     )
 }
@@ -311,7 +342,7 @@ dispatch_fma! {
         lmax: usize,
         coef: &[[f64; 2]],
         x: &Lanes,
-        start: (Lanes, [i32; GROUP]),
+        start: (Lanes, Lanes),
         acc: &mut Synthesis<'_>,
     )
 }
@@ -327,8 +358,8 @@ mod tests {
         if l == m {
             return p;
         }
-        let mut coef = Vec::new();
-        recursion_coefficients(m, l, &mut coef);
+        let mut coef = vec![[0.0; 2]; coefficient_count(m, l)];
+        recursion_coefficients(m, &mut coef);
         let mut prev = 0.0;
         for k in 0..l - m {
             let next = coef[k][0] * x * p - coef[k][1] * prev;
@@ -358,8 +389,8 @@ mod tests {
         let sines = lanes.map(|x| (1.0 - x * x).sqrt());
         for m in [0usize, 1, 5, 30] {
             let lmax = 61;
-            let mut coef = Vec::new();
-            recursion_coefficients(m, lmax, &mut coef);
+            let mut coef = vec![[0.0; 2]; coefficient_count(m, lmax)];
+            recursion_coefficients(m, &mut coef);
             let mut record = Record(Vec::new());
             let start = diagonal(m, diagonal_norms(m)[m], &sines);
             recurse::<false, _>(m, lmax, &coef, &lanes, start, &mut record);
@@ -401,9 +432,9 @@ mod tests {
         let sines = thetas.map(f64::sin);
         let norms = diagonal_norms(l);
         let mut sums = [0.0; GROUP];
-        let mut coef = Vec::new();
         for m in 0..=l {
-            recursion_coefficients(m, l, &mut coef);
+            let mut coef = vec![[0.0; 2]; coefficient_count(m, l)];
+            recursion_coefficients(m, &mut coef);
             let mut at = At(l - m, [0.0; GROUP]);
             recurse::<false, _>(m, l, &coef, &x, diagonal(m, norms[m], &sines), &mut at);
             let factor = if m == 0 { 1.0 } else { 2.0 };

@@ -10,9 +10,12 @@ use std::sync::Arc;
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use rustfft::num_complex::Complex64;
 
+/// The forward and inverse real FFT of one ring length.
+type PlanPair = (Arc<dyn RealToComplex<f64>>, Arc<dyn ComplexToReal<f64>>);
+
 /// Forward and inverse real FFT plans for every ring length of a grid.
 pub(crate) struct RingFfts {
-    plans: HashMap<usize, (Arc<dyn RealToComplex<f64>>, Arc<dyn ComplexToReal<f64>>)>,
+    plans: HashMap<usize, PlanPair>,
 }
 
 /// Buffers one thread reuses from ring to ring.
@@ -116,7 +119,7 @@ impl RingFfts {
         }
         // The spectrum is Hermitian: its zero and Nyquist bins are real up to rounding.
         scratch.spectrum[0].im = 0.0;
-        if n % 2 == 0 {
+        if n.is_multiple_of(2) {
             scratch.spectrum[half].im = 0.0;
         }
         scratch

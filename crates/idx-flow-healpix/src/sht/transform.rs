@@ -9,8 +9,8 @@ use rustfft::num_complex::Complex64;
 
 use super::alm::Alm;
 use super::legendre::{
-    Analysis, GROUP, GroupPhases, Lanes, Synthesis, analyse_group, diagonal, diagonal_norms,
-    recursion_coefficients, synthesise_group,
+    Analysis, GROUP, GroupPhases, Lanes, Synthesis, analyse_group, coefficient_count, diagonal,
+    diagonal_norms, recursion_coefficients, synthesise_group,
 };
 use super::phases::{FftScratch, RingFfts};
 use super::rings::{RingPair, ring_pairs};
@@ -54,6 +54,10 @@ pub struct SphericalTransform {
     /// `cos θ` and `sin θ` of each group's pairs (padding lanes: `0` and `1`).
     groups: Vec<(Lanes, Lanes)>,
     norms: Vec<f64>,
+    /// The recursion's coefficients of every `m`, from `coef_offsets[m]`
+    /// (about `lmax²/2` pairs: 33 MB at lmax 2048).
+    coefs: Vec<[f64; 2]>,
+    coef_offsets: Vec<usize>,
     ffts: RingFfts,
     /// `ring_of_nested[p]`: the RING index of NESTED pixel `p`, built on first use.
     ring_of_nested: OnceLock<Vec<u32>>,
@@ -100,6 +104,23 @@ impl SphericalTransform {
             })
             .collect();
         let ffts = RingFfts::new(pairs.iter().map(|pair| pair.north.len));
+        let mut coef_offsets = Vec::with_capacity(mmax + 2);
+        coef_offsets.push(0);
+        for m in 0..=mmax {
+            coef_offsets.push(coef_offsets[m] + coefficient_count(m, lmax));
+        }
+        let mut coefs = vec![[0.0; 2]; coef_offsets[mmax + 1]];
+        let mut rest = coefs.as_mut_slice();
+        let mut per_m = Vec::with_capacity(mmax + 1);
+        for m in 0..=mmax {
+            let (head, tail) = rest.split_at_mut(coefficient_count(m, lmax));
+            per_m.push(head);
+            rest = tail;
+        }
+        per_m
+            .into_par_iter()
+            .enumerate()
+            .for_each(|(m, coef)| recursion_coefficients(m, coef));
         Ok(SphericalTransform {
             nside,
             lmax,
@@ -107,6 +128,8 @@ impl SphericalTransform {
             pairs,
             groups,
             norms: diagonal_norms(mmax),
+            coefs,
+            coef_offsets,
             ffts,
             ring_of_nested: OnceLock::new(),
         })
@@ -125,6 +148,10 @@ impl SphericalTransform {
     /// Largest order.
     pub fn mmax(&self) -> usize {
         self.mmax
+    }
+
+    fn coefficients(&self, m: usize) -> &[[f64; 2]] {
+        &self.coefs[self.coef_offsets[m]..self.coef_offsets[m + 1]]
     }
 
     fn npix(&self) -> usize {
@@ -274,20 +301,17 @@ impl SphericalTransform {
             }
             let groups = &self.groups[chunk_index * groups_per_chunk
                 ..(chunk_index * groups_per_chunk + chunk.len().div_ceil(GROUP))];
-            by_order
-                .par_iter_mut()
-                .enumerate()
-                .for_each_init(Vec::new, |coef, (m, alm_m)| {
-                    recursion_coefficients(m, lmax, coef);
-                    for (g, (cos, sin)) in groups.iter().enumerate() {
-                        let start = diagonal(m, self.norms[m], sin);
-                        let mut acc = Analysis {
-                            phases: &phases[m * groups_per_chunk + g],
-                            alm: alm_m,
-                        };
-                        analyse_group(m, lmax, coef, cos, start, &mut acc);
-                    }
-                });
+            by_order.par_iter_mut().enumerate().for_each(|(m, alm_m)| {
+                let coef = self.coefficients(m);
+                for (g, (cos, sin)) in groups.iter().enumerate() {
+                    let start = diagonal(m, self.norms[m], sin);
+                    let mut acc = Analysis {
+                        phases: &phases[m * groups_per_chunk + g],
+                        alm: alm_m,
+                    };
+                    analyse_group(m, lmax, coef, cos, start, &mut acc);
+                }
+            });
         }
     }
 
@@ -308,8 +332,8 @@ impl SphericalTransform {
             phases
                 .par_chunks_mut(groups_per_chunk)
                 .enumerate()
-                .for_each_init(Vec::new, |coef, (m, phases_m)| {
-                    recursion_coefficients(m, lmax, coef);
+                .for_each(|(m, phases_m)| {
+                    let coef = self.coefficients(m);
                     let alm_m = &alm[offsets[m]..offsets[m] + lmax + 1 - m];
                     for (g, (cos, sin)) in groups.iter().enumerate() {
                         let start = diagonal(m, self.norms[m], sin);

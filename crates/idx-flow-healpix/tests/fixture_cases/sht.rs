@@ -23,7 +23,7 @@ pub struct Case {
 }
 
 pub fn file() -> SafetensorsFile {
-    SafetensorsFile::open(&fixtures::find("sht.safetensors")).expect("sht.safetensors")
+    SafetensorsFile::open(fixtures::find("sht.safetensors")).expect("sht.safetensors")
 }
 
 pub fn cases(file: &SafetensorsFile) -> Vec<Case> {
