@@ -10,12 +10,12 @@ use crate::{Error, Result};
 /// stored: `a_{l,−m} = (−1)^m conj(a_lm)` for a real field.
 ///
 /// ```
-/// use idx_flow_healpix::sht::Alm;
+/// use idx_flow_healpix::sht::{Alm, Complex64};
 /// let mut alm = Alm::zeros(4, 4)?;
 /// assert_eq!(alm.values().len(), 15);
 /// assert_eq!(Alm::index_of(4, 2, 1), Some(6));
-/// alm.set(2, 1, (0.5, -0.25).into())?;
-/// assert_eq!(alm.get(2, 1), Some((0.5, -0.25).into()));
+/// alm.set(2, 1, Complex64::new(0.5, -0.25))?;
+/// assert_eq!(alm.get(2, 1), Some(Complex64::new(0.5, -0.25)));
 /// # Ok::<(), idx_flow_healpix::Error>(())
 /// ```
 #[derive(Clone, Debug, PartialEq)]

@@ -38,6 +38,8 @@ mod rings;
 mod transform;
 
 pub use alm::Alm;
+/// The complex type of the coefficients (num-complex's, as rustfft uses it).
+pub use rustfft::num_complex::Complex64;
 pub use transform::{SphericalTransform, UNSEEN};
 
 use crate::geometry::{Ordering, npix2nside};

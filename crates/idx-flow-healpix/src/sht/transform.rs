@@ -35,11 +35,11 @@ pub const UNSEEN: f64 = -1.6375e30;
 ///
 /// ```
 /// use idx_flow_healpix::geometry::Ordering;
-/// use idx_flow_healpix::sht::{Alm, SphericalTransform};
+/// use idx_flow_healpix::sht::{Alm, Complex64, SphericalTransform};
 ///
 /// let sht = SphericalTransform::new(8, 16, None)?;
 /// let mut alm = Alm::zeros(16, 16)?;
-/// alm.set(3, 2, (1.0, 0.5).into())?;
+/// alm.set(3, 2, Complex64::new(1.0, 0.5))?;
 /// let map = sht.alm2map(&alm, Ordering::Ring)?;
 /// // Three Jacobi iterations recover the band-limited field closely.
 /// let back = sht.map2alm(&map, Ordering::Ring, 3)?;
