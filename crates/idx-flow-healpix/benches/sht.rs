@@ -15,10 +15,10 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::time::Instant;
 
 use idx_flow_healpix::geometry::Ordering;
 use idx_flow_healpix::sht::{alm2map, map2alm};
+use idx_flow_testing::bench::median_seconds;
 use idx_flow_testing::rng::Rng;
 
 fn status_kib(key: &str) -> f64 {
@@ -54,15 +54,8 @@ fn run_case(nside: u32, lmax: usize, op: &str, threads: usize, runs: usize) {
         let before = status_kib("VmRSS:");
         run();
         let extra_mib = (status_kib("VmHWM:") - before) / 1024.0;
-        let mut times: Vec<f64> = (0..runs)
-            .map(|_| {
-                let t = Instant::now();
-                run();
-                t.elapsed().as_secs_f64()
-            })
-            .collect();
-        times.sort_by(f64::total_cmp);
-        println!("seconds={} extra_mib={extra_mib:.1}", times[runs / 2]);
+        let seconds = median_seconds(run, runs, 0);
+        println!("seconds={seconds} extra_mib={extra_mib:.1}");
     });
 }
 
