@@ -137,7 +137,14 @@ impl Alm {
         Ok(out)
     }
 
-    /// The coefficients of one order `m` (`l = m..=lmax`), contiguous in this layout.
+    /// Where the coefficients of order `m` (`l = m..=lmax`) sit: contiguous
+    /// in this layout. `m ≤ lmax` is the caller's to ensure.
+    pub(crate) fn order_range(lmax: usize, m: usize) -> std::ops::Range<usize> {
+        let start = m * (2 * lmax + 1 - m) / 2 + m;
+        start..start + lmax + 1 - m
+    }
+
+    /// The coefficients of every order `m ≤ mmax`, split as [`Self::order_range`] places them.
     pub(crate) fn split_by_order(
         values: &mut [Complex64],
         lmax: usize,
@@ -157,5 +164,34 @@ impl Alm {
     /// real, the others complex.
     pub fn real_values(lmax: usize, mmax: usize) -> usize {
         2 * Self::size(lmax, mmax) - (lmax + 1)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The per-order ranges, the split and `index_of` describe one layout:
+    /// the ranges tile the storage in order and agree with `index_of`.
+    #[test]
+    fn order_ranges_tile_the_layout_as_index_of_places_it() {
+        for (lmax, mmax) in [(0, 0), (4, 4), (7, 3), (12, 12)] {
+            let mut values = vec![Complex64::new(0.0, 0.0); Alm::size(lmax, mmax)];
+            let lengths: Vec<usize> = Alm::split_by_order(&mut values, lmax, mmax)
+                .iter()
+                .map(|s| s.len())
+                .collect();
+            let mut next = 0;
+            for m in 0..=mmax {
+                let range = Alm::order_range(lmax, m);
+                assert_eq!(range.start, next, "lmax {lmax} m {m}");
+                assert_eq!(range.len(), lengths[m], "lmax {lmax} m {m}");
+                for l in m..=lmax {
+                    assert_eq!(Alm::index_of(lmax, l, m), Some(range.start + l - m));
+                }
+                next = range.end;
+            }
+            assert_eq!(next, Alm::size(lmax, mmax));
+        }
     }
 }

@@ -318,12 +318,6 @@ impl SphericalTransform {
     /// `ring_map = Σ_lm a_lm·Y_lm` (overwritten).
     fn synthesise(&self, alm: &[Complex64], ring_map: &mut [f64]) {
         let (lmax, mmax) = (self.lmax, self.mmax);
-        let mut offsets = Vec::with_capacity(mmax + 1);
-        let mut offset = 0;
-        for m in 0..=mmax {
-            offsets.push(offset);
-            offset += lmax + 1 - m;
-        }
         let groups_per_chunk = CHUNK / GROUP;
         let mut phases = vec![GroupPhases::default(); (mmax + 1) * groups_per_chunk];
         for (chunk_index, chunk) in self.pairs.chunks(CHUNK).enumerate() {
@@ -334,7 +328,7 @@ impl SphericalTransform {
                 .enumerate()
                 .for_each(|(m, phases_m)| {
                     let coef = self.coefficients(m);
-                    let alm_m = &alm[offsets[m]..offsets[m] + lmax + 1 - m];
+                    let alm_m = &alm[Alm::order_range(lmax, m)];
                     for (g, (cos, sin)) in groups.iter().enumerate() {
                         let start = diagonal(m, self.norms[m], sin);
                         let mut acc = Synthesis {
