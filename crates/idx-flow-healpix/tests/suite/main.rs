@@ -4,3 +4,4 @@
 
 mod graph_files;
 mod graphs;
+mod sht;
