@@ -20,6 +20,7 @@
 
 mod centers;
 mod faces;
+mod interpolation;
 
 pub(crate) use centers::RingCenters;
 

@@ -1,7 +1,8 @@
 //! Pixel geometry against healpy, every grid of every
 //! `healpix_geometry*.safetensors` file as its own tests
 //! (`healpy::FILE::nsideN::CHECK`): pixel centres, RING <-> NESTED,
-//! neighbours, and the pixel of random directions. The nsides and orderings
+//! neighbours, the pixel of random directions, and bilinear interpolation
+//! weights (`::interpolation`, where a file holds `nside{N}.interp.*`). The nsides and orderings
 //! come from the files, so any fixture set of the generators runs
 //! (`IDX_FLOW_FIXTURES`).
 //!
@@ -146,6 +147,53 @@ fn ang2pix_equals_healpy(f: &SafetensorsFile, nside: u32) {
     }
 }
 
+/// `(pixel, weight)` with the weights of a repeated pixel summed and zero
+/// weights dropped: at a pixel centre a floor may fall either way and pick
+/// another zero-weight neighbour, which changes nothing interpolated.
+fn weight_by_pixel(pixels: &[i64], weights: &[f64]) -> Vec<(i64, f64)> {
+    let mut out: Vec<(i64, f64)> = Vec::new();
+    for (&p, &w) in pixels.iter().zip(weights) {
+        match out.iter_mut().find(|(q, _)| *q == p) {
+            Some(slot) => slot.1 += w,
+            None => out.push((p, w)),
+        }
+    }
+    out.retain(|(_, w)| w.abs() > 1e-13);
+    out.sort_by_key(|&(p, _)| p);
+    out
+}
+
+/// healpy's `get_interp_weights` at every direction of `nside{N}.interp.*`,
+/// in RING and, where the grid has it, NESTED order (its pixels taken back
+/// to RING).
+fn interpolation_equals_healpy(f: &SafetensorsFile, nside: u32) {
+    let (theta, _) = f.f64(&format!("nside{nside}.interp.theta")).unwrap();
+    let (phi, _) = f.f64(&format!("nside{nside}.interp.phi")).unwrap();
+    let (pixels, _) = f.i64(&format!("nside{nside}.interp.ring_pix")).unwrap();
+    let (weights, _) = f.f64(&format!("nside{nside}.interp.weights")).unwrap();
+    assert_eq!(pixels.len(), 4 * theta.len());
+    let mut grids = vec![HealpixGrid::ring(nside).unwrap()];
+    grids.extend(HealpixGrid::nested(nside).ok());
+    for grid in grids {
+        for i in 0..theta.len() {
+            let (p, w) = grid.interpolation_weights(theta[i], phi[i]).unwrap();
+            let ring: Vec<i64> = p.iter().map(|&q| grid.to_ring(q).unwrap() as i64).collect();
+            let ours = weight_by_pixel(&ring, &w);
+            let want = weight_by_pixel(&pixels[4 * i..4 * i + 4], &weights[4 * i..4 * i + 4]);
+            let same = ours.len() == want.len()
+                && ours
+                    .iter()
+                    .zip(&want)
+                    .all(|(a, b)| a.0 == b.0 && (a.1 - b.1).abs() <= 1e-12);
+            assert!(
+                same,
+                "{grid} direction ({}, {}): {ours:?} vs healpy {want:?}",
+                theta[i], phi[i]
+            );
+        }
+    }
+}
+
 fn main() {
     type Check = fn(&SafetensorsFile, u32);
     let checks: [(&str, Check); 4] = [
@@ -169,6 +217,20 @@ fn main() {
                     move || run(&file, nside),
                 ));
             }
+        }
+    }
+    for (name, file) in fixtures::open_all_named("healpix_geometry") {
+        let file = Arc::new(file);
+        for prefix in fixtures::prefixes(&file, ".interp.theta") {
+            let nside: u32 = prefix
+                .trim_start_matches("nside")
+                .parse()
+                .expect("nside{N} prefix");
+            let file = file.clone();
+            all.push(trials::case(
+                format!("healpy::{name}::nside{nside}::interpolation"),
+                move || interpolation_equals_healpy(&file, nside),
+            ));
         }
     }
     let graphs = Arc::new(fixtures::open("connection_indices.safetensors"));
