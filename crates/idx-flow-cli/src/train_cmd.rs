@@ -272,6 +272,15 @@ pub fn run(args: TrainArgs) -> Result<(), String> {
                 "result   held-out PSNR {:.2} dB (MSE {:.3e}, {}), train PSNR {:.2} dB, compression {:.1}x",
                 m.heldout_psnr_db, m.heldout_mse, m.heldout, m.train_psnr_db, m.compression_ratio
             );
+            for b in &m.baselines {
+                println!(
+                    "baseline {}: held-out PSNR {:.2} dB at compression {:.1}x ({:+.2} dB for the model)",
+                    b.describe(),
+                    b.heldout_psnr_db,
+                    b.compression_ratio,
+                    m.heldout_psnr_db - b.heldout_psnr_db
+                );
+            }
             println!(
                 "time     {:.1} s training ({:.1} samples/s), {:.1} s in all, peak memory {}",
                 m.train_seconds,
@@ -280,7 +289,7 @@ pub fn run(args: TrainArgs) -> Result<(), String> {
                 crate::alloc_stats::peak_rss_text()
             );
             println!(
-                "wrote    {0}/metrics.json, {0}/normalisation.json, {0}/input.png, {0}/reconstruction.png, {0}/error.png, {0}/loss.png, {0}/model.safetensors, {0}/checkpoints/",
+                "wrote    {0}/metrics.json, {0}/normalisation.json, {0}/input.png, {0}/reconstruction.png, {0}/error.png, {0}/loss.png, {0}/rate_distortion.png, {0}/model.safetensors, {0}/checkpoints/",
                 out.display()
             );
             Ok(())

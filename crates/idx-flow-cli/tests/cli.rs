@@ -272,6 +272,8 @@ fn train_checkpoint_resume_and_plot() {
     let (ok, stdout, stderr) = run_owned(&tiny("6", "3", &a));
     assert!(ok, "{stderr}");
     assert!(stdout.contains("held-out PSNR"), "{stdout}");
+    assert!(stdout.contains("baseline SH truncation lmax"), "{stdout}");
+    assert!(stdout.contains("baseline pooled to nside"), "{stdout}");
     for f in [
         "metrics.json",
         "config.json",
@@ -286,7 +288,13 @@ fn train_checkpoint_resume_and_plot() {
     ] {
         assert!(a.join(f).is_file(), "{f} missing");
     }
-    for png in ["input.png", "reconstruction.png", "error.png", "loss.png"] {
+    for png in [
+        "input.png",
+        "reconstruction.png",
+        "error.png",
+        "loss.png",
+        "rate_distortion.png",
+    ] {
         let bytes = std::fs::read(a.join(png)).unwrap();
         assert!(bytes.starts_with(b"\x89PNG") && bytes.len() > 2000, "{png}");
     }
@@ -299,6 +307,13 @@ fn train_checkpoint_resume_and_plot() {
     assert_eq!(m["compression_ratio"], 12.0);
     assert_eq!(m["backend"], "flex (CPU)");
     assert!(m["heldout_psnr_db"].as_f64().unwrap() > 5.0, "{m}");
+    let methods: Vec<&str> = m["baselines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["method"].as_str().unwrap())
+        .collect();
+    assert_eq!(methods, ["sh_truncation", "pooled_interpolated"], "{m}");
 
     // Resume from the checkpoint the straight run wrote at step 3.
     let b = dir.path().join("b");

@@ -11,7 +11,13 @@ const GRID: Rgb<u8> = Rgb([225, 225, 225]);
 const RAW: Rgb<u8> = Rgb([160, 190, 230]);
 const SMOOTH: Rgb<u8> = Rgb([20, 70, 160]);
 
-fn line(img: &mut RgbImage, (x0, y0): (f64, f64), (x1, y1): (f64, f64), c: Rgb<u8>, thick: i64) {
+pub(crate) fn line(
+    img: &mut RgbImage,
+    (x0, y0): (f64, f64),
+    (x1, y1): (f64, f64),
+    c: Rgb<u8>,
+    thick: i64,
+) {
     let n = ((x1 - x0).abs().max((y1 - y0).abs()).ceil() as usize).max(1);
     for i in 0..=n {
         let t = i as f64 / n as f64;

@@ -1,5 +1,6 @@
 //! Pictures: HEALPix maps in the Mollweide projection with colour bars
-//! ([`mollweide`]), loss curves ([`chart`]), PNG files written atomically.
+//! ([`mollweide`]), loss curves ([`chart`]), rate–distortion curves
+//! ([`rate_distortion`]), PNG files written atomically.
 //! Text is drawn with a built-in bitmap font ([`font`]), so pictures need no
 //! system fonts.
 //!
@@ -19,6 +20,7 @@ pub mod chart;
 pub mod colormap;
 pub mod font;
 pub mod mollweide;
+pub mod rate_distortion;
 
 use std::path::Path;
 

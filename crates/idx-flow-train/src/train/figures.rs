@@ -1,10 +1,11 @@
 //! The pictures of a training run, drawn with [`plot`](crate::plot) from the
-//! run's data.
+//! run's data, and its rate–distortion picture beside the runs next to it.
 
 use std::path::Path;
 
 use crate::Result;
 use crate::data::{Sample, SphereDataset};
+use crate::train::Metrics;
 
 /// Width of the run figures' maps.
 pub const FIGURE_WIDTH: u32 = 800;
@@ -81,5 +82,83 @@ pub fn write_run_figures(
     crate::plot::save_png(
         &crate::plot::chart::loss_curve(losses, 800, 450, "TRAINING LOSS (MSE)"),
         &out.join("loss.png"),
+    )
+}
+
+/// The finished runs beside `out` (its parent's other subdirectories) that
+/// were evaluated as `metrics` was: the same data, grid and held-out
+/// samples. Directories whose `metrics.json` is missing or unreadable are
+/// not runs of this kind and are passed over.
+fn sibling_runs(out: &Path, metrics: &Metrics) -> Vec<Metrics> {
+    let Some(parent) = out.parent() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return Vec::new();
+    };
+    let own = out.file_name();
+    let mut runs: Vec<(std::ffi::OsString, Metrics)> = entries
+        .flatten()
+        .filter(|e| Some(e.file_name().as_os_str()) != own)
+        .filter_map(|e| {
+            let text = std::fs::read_to_string(e.path().join("metrics.json")).ok()?;
+            let m: Metrics = serde_json::from_str(&text).ok()?;
+            let comparable = m.data == metrics.data
+                && m.source == metrics.source
+                && m.nside == metrics.nside
+                && m.heldout == metrics.heldout
+                && m.psnr_peak == metrics.psnr_peak;
+            comparable.then(|| (e.file_name(), m))
+        })
+        .collect();
+    // Directory order is the file system's; sort for a reproducible picture.
+    runs.sort_by(|a, b| a.0.cmp(&b.0));
+    runs.into_iter().map(|(_, m)| m).collect()
+}
+
+/// `rate_distortion.png` in `out`: held-out PSNR against compression for this
+/// run (large marker), the comparable finished runs beside it (the model's
+/// curve: runs at several latent sizes), and the classical compressors of
+/// `metrics.baseline_curves`.
+pub fn write_rate_distortion(out: &Path, metrics: &Metrics) -> Result<()> {
+    use crate::plot::rate_distortion::{Series, rate_distortion};
+    use crate::train::BaselineMethod;
+    let here = (metrics.compression_ratio, metrics.heldout_psnr_db);
+    let mut model: Vec<(f64, f64)> = sibling_runs(out, metrics)
+        .iter()
+        .map(|m| (m.compression_ratio, m.heldout_psnr_db))
+        .collect();
+    model.push(here);
+    let curve = |method: BaselineMethod| -> Vec<(f64, f64)> {
+        metrics
+            .baseline_curves
+            .iter()
+            .filter(|b| b.method == method)
+            .map(|b| (b.compression_ratio, b.heldout_psnr_db))
+            .collect()
+    };
+    let series = [
+        Series {
+            label: "AUTOENCODER (THIS RUN, RUNS BESIDE IT)".into(),
+            colour: image::Rgb([200, 40, 40]),
+            points: model,
+            highlight: vec![here],
+        },
+        Series {
+            label: "SPHERICAL-HARMONIC TRUNCATION".into(),
+            colour: image::Rgb([30, 90, 200]),
+            points: curve(BaselineMethod::ShTruncation),
+            highlight: vec![],
+        },
+        Series {
+            label: "POOLED, BILINEAR BACK".into(),
+            colour: image::Rgb([230, 140, 20]),
+            points: curve(BaselineMethod::PooledInterpolated),
+            highlight: vec![],
+        },
+    ];
+    crate::plot::save_png(
+        &rate_distortion(&series, 800, 500, "HELD-OUT PSNR AGAINST COMPRESSION"),
+        &out.join("rate_distortion.png"),
     )
 }

@@ -2,6 +2,8 @@
 
 use serde::{Deserialize, Serialize};
 
+use super::baselines::Baseline;
+
 /// The figures of a finished run. Errors are on the data's scale (images: `[0, 1]`);
 /// `PSNR = 10·log10(psnr_peak² / MSE)`.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -56,6 +58,14 @@ pub struct Metrics {
     pub wall_seconds: f64,
     /// Training samples per second (`steps · batch / train_seconds`).
     pub samples_per_s: f64,
+    /// The classical compressors at the latent's size on the same held-out
+    /// samples: the spherical-harmonic truncation keeping at most as many
+    /// values, and the pooled grid nearest in size.
+    #[serde(default)]
+    pub baselines: Vec<Baseline>,
+    /// Both compressors over a range of sizes (the rate–distortion picture's curves).
+    #[serde(default)]
+    pub baseline_curves: Vec<Baseline>,
 }
 
 /// `10·log10(peak² / mse)`.

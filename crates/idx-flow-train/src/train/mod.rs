@@ -4,6 +4,7 @@
 //!
 //! - [`config`]: [`TrainConfig`], the whole run as one JSON-serialisable burn config.
 //! - [`run`]: [`train`], the loop (AdamW, cosine schedule), evaluation and output files.
+//! - [`baselines`]: the classical compressors every run is measured against.
 //! - [`checkpoint`]: atomic checkpoints and `--resume`.
 //! - [`device`]: backends by name.
 //! - [`figures`]: the run's pictures (input, reconstruction, error, loss).
@@ -37,6 +38,7 @@
 //! ```
 
 pub mod apply;
+pub mod baselines;
 pub mod checkpoint;
 pub mod config;
 pub mod device;
@@ -46,6 +48,7 @@ pub mod run;
 pub mod step;
 pub mod trained;
 
+pub use baselines::{Baseline, BaselineMethod};
 pub use config::TrainConfig;
 pub use metrics::{Metrics, psnr};
 pub use run::{HELDOUT_SEED, Progress, TrainOptions, TrainOutcome, heldout_rotation, train};

@@ -173,7 +173,8 @@ fn heldout_samples(
 }
 
 /// Trains `config` on `data`, writing `normalisation.json`, checkpoints and,
-/// at the end, `metrics.json`, the pictures and the final model into
+/// at the end, `metrics.json` (with the classical baselines), the pictures
+/// (with `rate_distortion.png`) and the final model into
 /// `options.out`. `progress` is called after every step. The samples of the
 /// coming steps are read by a background thread ([`Prefetch`]).
 pub fn train(
@@ -368,6 +369,14 @@ pub fn train(
     let tail = (losses.len() / 10).max(1);
     let train_mse = losses[losses.len() - tail..].iter().sum::<f64>() / tail as f64;
     let peak = data.peak();
+    let latent_values = config.model.latent_shape().iter().product();
+    let (baselines, baseline_curves) = super::baselines::evaluate_around(
+        latent_values,
+        data.grid(),
+        data.channels(),
+        &heldout,
+        peak,
+    )?;
     state_dict(&eval_model)?.save(out.join("model.safetensors"))?;
     super::figures::write_run_figures(out, data, &heldout[0], &recon[0], &losses)?;
 
@@ -397,7 +406,10 @@ pub fn train(
         train_seconds,
         wall_seconds: started.elapsed().as_secs_f64(),
         samples_per_s: (config.steps * config.batch) as f64 / train_seconds.max(1e-9),
+        baselines,
+        baseline_curves,
     };
+    super::figures::write_rate_distortion(out, &metrics)?;
     let json = serde_json::to_vec_pretty(&metrics)
         .map_err(|e| Error::format(out.join("metrics.json"), e.to_string()))?;
     write_bytes_atomically(&out.join("metrics.json"), &json)?;

@@ -2,6 +2,7 @@
 //! and resume, pictures.
 
 mod apply;
+mod baselines;
 mod data;
 mod datasets;
 mod models;
