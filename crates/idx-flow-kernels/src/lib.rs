@@ -18,6 +18,10 @@
 //! source for wgpu and cuda). The per-edge weights `w` are constants: no
 //! gradient flows into them (in every layer they are fixed buffers).
 //!
+//! Beside them, on the CPU: the native FFT ([`fft`]), the spherical-harmonic
+//! transforms of HEALPix maps ([`sht`]), fused activations ([`pointwise`]) and
+//! normalisations ([`norm`]), each with its own backward.
+//!
 //! The plain tensor-op version ([`KernelPath::Reference`]: `select`, then
 //! `matmul`, in `idx-flow-nn`'s `GraphIndices`) stays as the reference the
 //! tests compare against. How the kernels run (the path, tensor cores, GPU
@@ -88,6 +92,7 @@ pub mod hermitian;
 pub mod norm;
 mod options;
 pub mod pointwise;
+pub mod sht;
 pub mod skinny;
 
 use std::sync::atomic::{AtomicU64, Ordering};

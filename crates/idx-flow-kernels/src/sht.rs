@@ -1,0 +1,369 @@
+//! Spherical-harmonic transforms of HEALPix maps as differentiable backend
+//! operations, so that spectral layers on the sphere can be trained: the
+//! synthesis `alm → map` (healpy's `alm2map`) and the analysis
+//! `map → alm` (healpy's `map2alm`, with its Jacobi `iter`), each with its
+//! transpose as the backward.
+//!
+//! Maps are `[B, npix]` in the plan's grid and the given ordering;
+//! coefficients are `[B, n_alm, 2]`, `(re, im)` pairs in healpy's layout
+//! ([`Alm::index_of`]). The fields are real, so the map depends only on
+//! `a_lm` with `m ≥ 0`, and the imaginary part of each `a_l0` is ignored (its
+//! gradient is zero).
+//!
+//! Both directions are linear. With `S` the synthesis and `C` the
+//! one-step analysis (`4π/npix · Σ_p map_p Y*_lm(p)`), the analysis with
+//! `iter` steps is `T = Σ_{j≤iter} (I − C·S)^j·C`, and the transposes (with
+//! the real and imaginary parts as separate real inputs) are
+//! `Sᵀ = D·(complex adjoint of S)` where `D` doubles `m > 0` and drops
+//! `Im a_l0`, `Cᵀ = 4π/npix · S·D⁺` (`D⁺` halves `m > 0`, drops `Im a_l0`), and
+//! `Tᵀ = Cᵀ·Σ_{j≤iter} (I − Sᵀ·Cᵀ)^j`. Each is a fixed number of the plan's
+//! transforms, in float64 inside, float32 at the tensor boundary.
+//!
+//! The transform runs on burn's CPU backend ([`available`]); rows are
+//! transformed in parallel on rayon's pool, with the same bits on any
+//! number of threads.
+//!
+//! ```
+//! use std::sync::Arc;
+//! use burn::tensor::{Device, Tensor, TensorData};
+//! use idx_flow_healpix::geometry::Ordering;
+//! use idx_flow_healpix::sht::SphericalTransform;
+//! use idx_flow_kernels::sht::{alm2map, map2alm};
+//!
+//! let device = Device::default();
+//! let plan = Arc::new(SphericalTransform::new(8, 16, None)?);
+//! let map = Tensor::<2>::from_data(TensorData::new(vec![1.0f32; 768], [1, 768]), &device);
+//! let alm = map2alm(map, &plan, Ordering::Nested, 3)?;        // [1, 153, 2]
+//! assert_eq!(alm.dims(), [1, 153, 2]);
+//! let back = alm2map(alm, &plan, Ordering::Nested)?;           // [1, 768]
+//! let values: Vec<f32> = back.into_data().iter().collect();
+//! // HEALPix quadrature is not exact: 3e-4 off after 3 iterations at lmax = 2·nside.
+//! let worst = values.iter().fold(0f32, |m, v| m.max((v - 1.0).abs()));
+//! assert!(worst < 1e-3, "{worst}");
+//! # Ok::<(), idx_flow_kernels::Error>(())
+//! ```
+
+use std::sync::Arc;
+
+use burn::backend::tensor::FloatTensor;
+use burn::backend::{Backend, Dispatch, backend_extension};
+use burn::tensor::Tensor;
+use burn_flex::{Flex, FlexTensor};
+use rayon::prelude::*;
+
+use crate::cpu::{f32_tensor, floats, output};
+use crate::pointwise::{on_flex, require_flex};
+use crate::{Error, Result};
+use idx_flow_healpix::geometry::Ordering;
+use idx_flow_healpix::sht::{Alm, Complex64, SphericalTransform};
+
+/// Which linear map of the plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ShtDirection {
+    /// `alm [B, n_alm, 2] → map [B, npix]`.
+    Synthesis,
+    /// `map [B, npix] → alm [B, n_alm, 2]` with `iter` Jacobi steps.
+    Analysis {
+        /// healpy's `iter` (3 by default there).
+        iter: usize,
+    },
+}
+
+/// One transform: the plan, the maps' ordering, the direction, and whether
+/// its transpose is applied instead (the backward of the other).
+#[derive(Clone)]
+pub struct ShtSpec {
+    /// Rings, FFT plans and recursion coefficients of `nside` and `lmax`.
+    pub plan: Arc<SphericalTransform>,
+    /// Pixel order of the maps.
+    pub ordering: Ordering,
+    /// The linear map.
+    pub direction: ShtDirection,
+    /// Apply its transpose: maps and coefficients swap places.
+    pub transpose: bool,
+}
+
+impl std::fmt::Debug for ShtSpec {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShtSpec")
+            .field("nside", &self.plan.nside())
+            .field("lmax", &self.plan.lmax())
+            .field("mmax", &self.plan.mmax())
+            .field("ordering", &self.ordering)
+            .field("direction", &self.direction)
+            .field("transpose", &self.transpose)
+            .finish()
+    }
+}
+
+impl ShtSpec {
+    /// The transpose of this map (its gradient).
+    pub fn transposed(&self) -> Self {
+        Self {
+            transpose: !self.transpose,
+            ..self.clone()
+        }
+    }
+
+    /// Whether the input is a map (otherwise coefficients).
+    fn reads_maps(&self) -> bool {
+        matches!(self.direction, ShtDirection::Analysis { .. }) != self.transpose
+    }
+
+    fn npix(&self) -> usize {
+        12 * self.plan.nside() as usize * self.plan.nside() as usize
+    }
+
+    fn n_alm(&self) -> usize {
+        Alm::size(self.plan.lmax(), self.plan.mmax())
+    }
+
+    /// The output shape for an input of `shape`, or an error naming the mismatch.
+    pub fn output_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
+        let (want, out): (Vec<usize>, Vec<usize>) = match shape.first() {
+            Some(&b) if self.reads_maps() => (vec![b, self.npix()], vec![b, self.n_alm(), 2]),
+            Some(&b) => (vec![b, self.n_alm(), 2], vec![b, self.npix()]),
+            None => (vec![], vec![]),
+        };
+        if want.is_empty() || shape != want.as_slice() {
+            let expected = if self.reads_maps() {
+                format!("maps [B, {}]", self.npix())
+            } else {
+                format!("coefficients [B, {}, 2]", self.n_alm())
+            };
+            return Err(Error::Shape {
+                context: format!("spherical-harmonic transform {self:?}"),
+                expected,
+                got: format!("{shape:?}"),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// The transform as a backend operation.
+#[backend_extension(Flex, Autodiff)]
+pub trait ShtKernels: Backend {
+    /// `x` transformed as `spec` says (shapes checked by the caller).
+    fn sht(x: FloatTensor<Self>, spec: ShtSpec) -> FloatTensor<Self>;
+}
+
+/// `D` (`halve = false`: `m > 0` doubled) or `D⁺` (`halve = true`), in place;
+/// both drop `Im a_l0`.
+fn scale_orders(alm: &mut [Complex64], lmax: usize, halve: bool) {
+    let factor = if halve { 0.5 } else { 2.0 };
+    for v in &mut alm[..=lmax] {
+        v.im = 0.0;
+    }
+    for v in &mut alm[lmax + 1..] {
+        *v *= factor;
+    }
+}
+
+/// The real linear maps of one row, in float64.
+struct Row<'a> {
+    plan: &'a SphericalTransform,
+    ordering: Ordering,
+}
+
+impl Row<'_> {
+    fn alm(&self, values: Vec<Complex64>) -> Result<Alm> {
+        Alm::from_values(self.plan.lmax(), self.plan.mmax(), values)
+    }
+
+    /// `S`.
+    fn synthesis(&self, alm: Vec<Complex64>) -> Result<Vec<f64>> {
+        self.plan.alm2map(&self.alm(alm)?, self.ordering)
+    }
+
+    /// `Sᵀ`.
+    fn synthesis_t(&self, map: &[f64]) -> Result<Vec<Complex64>> {
+        let mut alm = self.plan.alm2map_adjoint(map, self.ordering)?.into_values();
+        scale_orders(&mut alm, self.plan.lmax(), false);
+        Ok(alm)
+    }
+
+    /// `Cᵀ = 4π/npix · S·D⁺`.
+    fn analysis1_t(&self, mut alm: Vec<Complex64>) -> Result<Vec<f64>> {
+        scale_orders(&mut alm, self.plan.lmax(), true);
+        let weight = 4.0 * std::f64::consts::PI / (12.0 * (self.plan.nside() as f64).powi(2));
+        let mut map = self.synthesis(alm)?;
+        map.iter_mut().for_each(|v| *v *= weight);
+        Ok(map)
+    }
+
+    /// `Tᵀ = Cᵀ·Σ_{j≤iter} (I − Sᵀ·Cᵀ)^j`.
+    fn analysis_t(&self, alm: Vec<Complex64>, iter: usize) -> Result<Vec<f64>> {
+        let mut term = alm.clone();
+        let mut sum = alm;
+        for _ in 0..iter {
+            let back = self.synthesis_t(&self.analysis1_t(term.clone())?)?;
+            for ((t, b), s) in term.iter_mut().zip(&back).zip(&mut sum) {
+                *t -= *b;
+                *s += *t;
+            }
+        }
+        self.analysis1_t(sum)
+    }
+}
+
+/// `spec` applied to `rows` rows of `x` (f32), each read and written in float64.
+pub fn transform(x: &[f32], rows: usize, spec: &ShtSpec) -> Result<Vec<f32>> {
+    let row = Row {
+        plan: &spec.plan,
+        ordering: spec.ordering,
+    };
+    let (in_len, out_len) = if spec.reads_maps() {
+        (spec.npix(), 2 * spec.n_alm())
+    } else {
+        (2 * spec.n_alm(), spec.npix())
+    };
+    let pairs = |v: &[f32]| -> Vec<Complex64> {
+        v.chunks_exact(2)
+            .map(|p| Complex64::new(p[0] as f64, p[1] as f64))
+            .collect()
+    };
+    let flat = |alm: Vec<Complex64>| -> Vec<f32> {
+        alm.iter()
+            .flat_map(|c| [c.re as f32, c.im as f32])
+            .collect()
+    };
+    let out: Vec<Vec<f32>> = x
+        .par_chunks(in_len)
+        .take(rows)
+        .map(|input| -> Result<Vec<f32>> {
+            let map = || input.iter().map(|&v| v as f64).collect::<Vec<f64>>();
+            let to_f32 = |m: Vec<f64>| m.into_iter().map(|v| v as f32).collect();
+            Ok(match (spec.direction, spec.transpose) {
+                (ShtDirection::Synthesis, false) => to_f32(row.synthesis(pairs(input))?),
+                (ShtDirection::Synthesis, true) => flat(row.synthesis_t(&map())?),
+                (ShtDirection::Analysis { iter }, false) => flat(
+                    spec.plan
+                        .map2alm(&map(), spec.ordering, iter)?
+                        .into_values(),
+                ),
+                (ShtDirection::Analysis { iter }, true) => {
+                    to_f32(row.analysis_t(pairs(input), iter)?)
+                }
+            })
+        })
+        .collect::<Result<_>>()?;
+    debug_assert!(out.iter().all(|r| r.len() == out_len));
+    Ok(out.concat())
+}
+
+impl ShtKernels for Flex {
+    fn sht(x: FlexTensor, spec: ShtSpec) -> FlexTensor {
+        let shape = x.layout().shape().to_vec();
+        let out_shape = spec
+            .output_shape(&shape)
+            .expect("SHT shapes are checked before dispatch");
+        let (x, dtype) = f32_tensor(x);
+        output(
+            transform(floats(&x), shape[0], &spec).expect("SHT shapes are checked before dispatch"),
+            out_shape,
+            dtype,
+        )
+    }
+}
+
+mod autodiff {
+    use burn::backend::autodiff::Autodiff;
+    use burn::backend::autodiff::checkpoint::base::Checkpointer;
+    use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
+    use burn::backend::autodiff::grads::Gradients;
+    use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+    use burn::backend::tensor::FloatTensor;
+
+    use super::{ShtKernels, ShtSpec};
+
+    /// The gradient of a linear map is its transpose applied to the output gradient.
+    #[derive(Debug)]
+    struct ShtBackward;
+
+    impl<B: ShtKernels> Backward<B, 1> for ShtBackward {
+        /// The transposed transform.
+        type State = ShtSpec;
+
+        fn backward(
+            self,
+            ops: Ops<Self::State, 1>,
+            grads: &mut Gradients,
+            _checkpointer: &mut Checkpointer,
+        ) {
+            let [x_node] = ops.parents;
+            let dy = grads.consume::<B>(&ops.node);
+            if let Some(node) = x_node {
+                grads.register::<B>(node.id, B::sht(dy, ops.state));
+            }
+        }
+    }
+
+    impl<B: ShtKernels, C: CheckpointStrategy> ShtKernels for Autodiff<B, C> {
+        fn sht(x: FloatTensor<Self>, spec: ShtSpec) -> FloatTensor<Self> {
+            match ShtBackward
+                .prepare::<C>([x.node()])
+                .compute_bound()
+                .stateful()
+            {
+                OpsKind::Tracked(prep) => {
+                    let y = B::sht(x.into_primitive(), spec.clone());
+                    prep.finish(spec.transposed(), y)
+                }
+                OpsKind::UnTracked(prep) => prep.finish(B::sht(x.into_primitive(), spec)),
+            }
+        }
+    }
+}
+
+/// Whether the transforms run on tensors of `device` (burn's CPU backend,
+/// with or without autodiff).
+pub fn available(device: &burn::tensor::Device) -> bool {
+    on_flex(device)
+}
+
+fn run<const DI: usize, const DO: usize>(x: Tensor<DI>, spec: ShtSpec) -> Result<Tensor<DO>> {
+    require_flex(&x.device(), "the spherical-harmonic transforms run")?;
+    spec.output_shape(&x.dims())?;
+    Ok(Tensor::from_dispatch(Dispatch::sht(
+        x.into_dispatch(),
+        spec,
+    )))
+}
+
+/// Maps `[B, npix]` (in `ordering`) from coefficients `[B, n_alm, 2]`:
+/// healpy's `alm2map`, differentiable.
+pub fn alm2map(
+    alm: Tensor<3>,
+    plan: &Arc<SphericalTransform>,
+    ordering: Ordering,
+) -> Result<Tensor<2>> {
+    run(
+        alm,
+        ShtSpec {
+            plan: plan.clone(),
+            ordering,
+            direction: ShtDirection::Synthesis,
+            transpose: false,
+        },
+    )
+}
+
+/// Coefficients `[B, n_alm, 2]` of maps `[B, npix]` (in `ordering`):
+/// healpy's `map2alm` with `iter` Jacobi steps, differentiable.
+pub fn map2alm(
+    map: Tensor<2>,
+    plan: &Arc<SphericalTransform>,
+    ordering: Ordering,
+    iter: usize,
+) -> Result<Tensor<3>> {
+    run(
+        map,
+        ShtSpec {
+            plan: plan.clone(),
+            ordering,
+            direction: ShtDirection::Analysis { iter },
+            transpose: false,
+        },
+    )
+}
