@@ -34,7 +34,12 @@ fn ring_info(nside: u64, ring: u64) -> RingInfo {
     } else {
         let z = (2 * nside - north) as f64 * 2.0 / (3 * nside) as f64;
         let start = 2 * nside * (nside - 1) + (north - nside) * 4 * nside;
-        (start, 4 * nside, z.acos(), (north - nside).is_multiple_of(2))
+        (
+            start,
+            4 * nside,
+            z.acos(),
+            (north - nside).is_multiple_of(2),
+        )
     };
     if north != ring {
         theta = PI - theta;
