@@ -6,10 +6,17 @@ use image::{Rgb, RgbImage};
 use super::colormap::tick_label;
 use super::font::{HEIGHT, draw_text, draw_text_centered, text_width};
 
-const INK: Rgb<u8> = Rgb([20, 20, 20]);
-const GRID: Rgb<u8> = Rgb([225, 225, 225]);
+pub(crate) const INK: Rgb<u8> = Rgb([20, 20, 20]);
+pub(crate) const GRID: Rgb<u8> = Rgb([225, 225, 225]);
 const RAW: Rgb<u8> = Rgb([160, 190, 230]);
 const SMOOTH: Rgb<u8> = Rgb([20, 70, 160]);
+
+/// Pixel `(x, y)` set to `c` where it lies inside `img`.
+pub(crate) fn put_clipped(img: &mut RgbImage, x: i64, y: i64, c: Rgb<u8>) {
+    if x >= 0 && y >= 0 && (x as u32) < img.width() && (y as u32) < img.height() {
+        img.put_pixel(x as u32, y as u32, c);
+    }
+}
 
 pub(crate) fn line(
     img: &mut RgbImage,
@@ -27,10 +34,7 @@ pub(crate) fn line(
         );
         for dx in 0..thick {
             for dy in 0..thick {
-                let (px, py) = (x + dx - thick / 2, y + dy - thick / 2);
-                if px >= 0 && py >= 0 && (px as u32) < img.width() && (py as u32) < img.height() {
-                    img.put_pixel(px as u32, py as u32, c);
-                }
+                put_clipped(img, x + dx - thick / 2, y + dy - thick / 2, c);
             }
         }
     }

@@ -4,12 +4,9 @@
 
 use image::{Rgb, RgbImage};
 
-use super::chart::line;
+use super::chart::{GRID, INK, line, put_clipped};
 use super::colormap::{nice_ticks, tick_label};
 use super::font::{HEIGHT, draw_text, draw_text_centered, text_width};
-
-const INK: Rgb<u8> = Rgb([20, 20, 20]);
-const GRID: Rgb<u8> = Rgb([225, 225, 225]);
 
 /// One curve of the picture.
 #[derive(Clone, Debug)]
@@ -27,10 +24,7 @@ pub struct Series {
 fn marker(img: &mut RgbImage, (x, y): (f64, f64), half: i64, colour: Rgb<u8>) {
     for dx in -half..=half {
         for dy in -half..=half {
-            let (px, py) = (x.round() as i64 + dx, y.round() as i64 + dy);
-            if px >= 0 && py >= 0 && (px as u32) < img.width() && (py as u32) < img.height() {
-                img.put_pixel(px as u32, py as u32, colour);
-            }
+            put_clipped(img, x.round() as i64 + dx, y.round() as i64 + dy, colour);
         }
     }
 }
