@@ -87,6 +87,23 @@ pub fn pooled_nside(values: usize, channels: usize, nside: u32) -> Option<u32> {
         .min_by(|&a, &b| distance(a).total_cmp(&distance(b)))
 }
 
+/// An error unless every sample holds `npix·channels` values (and as many
+/// validity flags, when it has them).
+fn check_samples(grid: HealpixGrid, channels: usize, samples: &[Sample]) -> Result<()> {
+    let want = grid.npix() as usize * channels;
+    for (i, s) in samples.iter().enumerate() {
+        let flags = s.valid.as_ref().map_or(want, Vec::len);
+        if channels == 0 || s.values.len() != want || flags != want {
+            return Err(crate::Error::Shape {
+                context: format!("baseline sample {i}"),
+                expected: format!("{want} values and flags ({grid}, {channels} channel(s))"),
+                got: format!("{} values, {flags} flags", s.values.len()),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// The squared error summed over `sample`'s valid values and their count.
 fn squared_error(sample: &Sample, approx: &[f64]) -> (f64, usize) {
     let mut sum = 0.0;
@@ -128,6 +145,7 @@ pub fn sh_truncation(
     samples: &[Sample],
     lmax: usize,
 ) -> Result<Vec<Vec<f64>>> {
+    check_samples(grid, channels, samples)?;
     let plan = SphericalTransform::new(grid.nside(), lmax, None)?;
     samples
         .iter()
@@ -149,12 +167,23 @@ pub fn sh_truncation(
 /// Every sample averaged over NESTED children down to `coarse` and
 /// interpolated back bilinearly at the fine pixel centres (`[N, C]`, NESTED).
 /// A coarse pixel without a valid child takes the channel's valid mean.
+/// `grid` is NESTED and `coarse` a smaller power of two.
 pub fn pooled_interpolated(
     grid: HealpixGrid,
     channels: usize,
     samples: &[Sample],
     coarse: u32,
 ) -> Result<Vec<Vec<f64>>> {
+    check_samples(grid, channels, samples)?;
+    if coarse >= grid.nside() {
+        return Err(crate::Error::arg(
+            "nside",
+            format!(
+                "pooling goes to a coarser grid: got nside {coarse}, expected below {}",
+                grid.nside()
+            ),
+        ));
+    }
     let coarse_grid = HealpixGrid::nested(coarse)?;
     let npix = grid.npix() as usize;
     let ncoarse = coarse_grid.npix() as usize;

@@ -124,3 +124,27 @@ fn sizes_follow_the_value_counts() {
     assert_eq!(pooled_nside(100, 1, 64), Some(4)); // 192 values beat 48
     assert_eq!(pooled_nside(100, 1, 1), None);
 }
+
+#[test]
+fn samples_and_sizes_that_do_not_fit_are_errors() {
+    let grid = HealpixGrid::nested(8).unwrap();
+    let short = Sample {
+        values: vec![0.0; 700],
+        valid: None,
+    };
+    let e = evaluate(BaselineMethod::ShTruncation, 4, grid, 1, &[short], 1.0).unwrap_err();
+    assert!(e.to_string().contains("768 values"), "{e}");
+    let flags = Sample {
+        values: vec![0.0; 768],
+        valid: Some(vec![true; 10]),
+    };
+    let e = pooled_interpolated(grid, 1, &[flags], 2).unwrap_err();
+    assert!(e.to_string().contains("10 flags"), "{e}");
+    let fine = Sample {
+        values: vec![0.0; 768],
+        valid: None,
+    };
+    let e = pooled_interpolated(grid, 1, std::slice::from_ref(&fine), 8).unwrap_err();
+    assert!(e.to_string().contains("expected below 8"), "{e}");
+    assert!(evaluate(BaselineMethod::ShTruncation, 24, grid, 1, &[fine], 1.0).is_err());
+}
