@@ -218,6 +218,13 @@ pub fn transform(x: &[f32], rows: usize, spec: &ShtSpec) -> Result<Vec<f32>> {
     } else {
         (2 * spec.n_alm(), spec.npix())
     };
+    if x.len() != rows * in_len {
+        return Err(Error::Shape {
+            context: format!("spherical-harmonic transform {spec:?}"),
+            expected: format!("{rows} rows of {in_len} values"),
+            got: format!("{} values", x.len()),
+        });
+    }
     let pairs = |v: &[f32]| -> Vec<Complex64> {
         v.chunks_exact(2)
             .map(|p| Complex64::new(p[0] as f64, p[1] as f64))
@@ -230,7 +237,6 @@ pub fn transform(x: &[f32], rows: usize, spec: &ShtSpec) -> Result<Vec<f32>> {
     };
     let out: Vec<Vec<f32>> = x
         .par_chunks(in_len)
-        .take(rows)
         .map(|input| -> Result<Vec<f32>> {
             let map = || input.iter().map(|&v| v as f64).collect::<Vec<f64>>();
             let to_f32 = |m: Vec<f64>| m.into_iter().map(|v| v as f32).collect();

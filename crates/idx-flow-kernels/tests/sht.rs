@@ -9,7 +9,7 @@ use std::sync::Arc;
 use burn::tensor::{Device, Tensor, TensorData};
 use idx_flow_healpix::geometry::Ordering;
 use idx_flow_healpix::sht::{Alm, Complex64, SphericalTransform};
-use idx_flow_kernels::sht::{alm2map, map2alm};
+use idx_flow_kernels::sht::{ShtDirection, ShtSpec, alm2map, map2alm, transform};
 use idx_flow_testing::rng::Rng;
 
 /// `(nside, lmax, mmax)` of the cases: small enough for dense matrices.
