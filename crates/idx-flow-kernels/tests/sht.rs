@@ -142,4 +142,15 @@ fn shapes_that_do_not_fit_are_errors() {
         e.contains("coefficients [B, 45, 2]") && e.contains("[1, 44, 2]"),
         "{e}"
     );
+    let spec = ShtSpec {
+        plan,
+        ordering: Ordering::Ring,
+        direction: ShtDirection::Synthesis,
+        transpose: false,
+    };
+    let e = transform(&[0.0; 89], 1, &spec).unwrap_err().to_string();
+    assert!(
+        e.contains("1 rows of 90 values") && e.contains("89 values"),
+        "{e}"
+    );
 }
