@@ -32,6 +32,8 @@ fn main() {
         Activation::Silu,
         Activation::Tanh,
         Activation::Sigmoid,
+        Activation::Selu,
+        Activation::Elu,
     ] {
         let fwd = |f: fn(Tensor<4>, Activation) -> Tensor<4>| {
             1e3 * median_seconds(

@@ -1,5 +1,5 @@
-//! Activations at memory speed: GELU (tanh and erf forms), SiLU, tanh and
-//! sigmoid as one fused element-wise operation each way (forward, and the
+//! Activations at memory speed: GELU (tanh and erf forms), SiLU, tanh,
+//! sigmoid, SELU and ELU as one fused element-wise operation each way (forward, and the
 //! backward's `dy · f'(x)` in one pass), on all cores.
 //!
 //! burn's CPU backend (flex) computes `tanh`, `erf` and `powi` one value at a
@@ -48,6 +48,11 @@ pub enum Activation {
     Tanh = 3,
     /// `σ(x) = 1/(1 + e^{−x})`.
     Sigmoid = 4,
+    /// `λ·x` for `x > 0`, `λ·α·(e^x − 1)` otherwise, with PyTorch's
+    /// `λ ≈ 1.0507` and `α ≈ 1.6733` (self-normalising).
+    Selu = 5,
+    /// `x` for `x > 0`, `e^x − 1` otherwise (α = 1).
+    Elu = 6,
 }
 
 impl Activation {
@@ -57,7 +62,9 @@ impl Activation {
             1 => Activation::GeluErf,
             2 => Activation::Silu,
             3 => Activation::Tanh,
-            _ => Activation::Sigmoid,
+            4 => Activation::Sigmoid,
+            5 => Activation::Selu,
+            _ => Activation::Elu,
         }
     }
 }
@@ -143,6 +150,26 @@ fn normal_cdf(x: f32) -> f32 {
     if x < 0.0 { half_erfc } else { 1.0 - half_erfc }
 }
 
+/// `e^x − 1` for `x ≤ 0`: the Taylor series up to `x⁹` above −0.5, where
+/// `e^x − 1` would cancel, `e^x − 1` below; both computed, one selected.
+#[inline(always)]
+fn expm1_negative(x: f32) -> f32 {
+    let near = x
+        * (1.0
+            + x * (0.5
+                + x * (0.166_666_67
+                    + x * (0.041_666_668
+                        + x * (0.008_333_334
+                            + x * (0.001_388_889
+                                + x * (1.984_127e-4
+                                    + x * (2.480_158_7e-5 + x * 2.755_732e-6))))))));
+    if x > -0.5 { near } else { exp(x) - 1.0 }
+}
+
+/// SELU's `λ` and `α` (PyTorch's, to float32).
+const SELU_SCALE: f32 = 1.050_701;
+const SELU_ALPHA: f32 = 1.673_263_2;
+
 const SQRT_2_OVER_PI: f32 = 0.797_884_6;
 const GELU_CUBIC: f32 = 0.044_715;
 const FRAC_1_SQRT_2PI: f32 = 0.398_942_3;
@@ -158,6 +185,21 @@ fn forward(kind: Activation, x: f32) -> f32 {
         Activation::Silu => x * sigmoid_pair(x).0,
         Activation::Tanh => tanh(x),
         Activation::Sigmoid => sigmoid_pair(x).0,
+        Activation::Selu => {
+            SELU_SCALE
+                * if x > 0.0 {
+                    x
+                } else {
+                    SELU_ALPHA * expm1_negative(x.min(0.0))
+                }
+        }
+        Activation::Elu => {
+            if x > 0.0 {
+                x
+            } else {
+                expm1_negative(x.min(0.0))
+            }
+        }
     }
 }
 
@@ -180,6 +222,22 @@ fn derivative(kind: Activation, x: f32) -> f32 {
         Activation::Sigmoid => {
             let (s, r) = sigmoid_pair(x);
             s * r
+        }
+        // At 0 the left-hand derivative, as PyTorch's `elu_backward` takes it.
+        Activation::Selu => {
+            SELU_SCALE
+                * if x > 0.0 {
+                    1.0
+                } else {
+                    SELU_ALPHA * exp(x.min(0.0))
+                }
+        }
+        Activation::Elu => {
+            if x > 0.0 {
+                1.0
+            } else {
+                exp(x.min(0.0))
+            }
         }
     }
 }
@@ -212,6 +270,14 @@ macro_rules! for_each_kind {
             }
             Activation::Sigmoid => {
                 const $k: Activation = Activation::Sigmoid;
+                $body
+            }
+            Activation::Selu => {
+                const $k: Activation = Activation::Selu;
+                $body
+            }
+            Activation::Elu => {
+                const $k: Activation = Activation::Elu;
                 $body
             }
         }
@@ -390,5 +456,7 @@ pub fn reference<const D: usize>(x: Tensor<D>, kind: Activation) -> Tensor<D> {
         Activation::Silu => act::silu(x),
         Activation::Tanh => x.tanh(),
         Activation::Sigmoid => act::sigmoid(x),
+        Activation::Selu => act::selu(x),
+        Activation::Elu => act::elu(x, 1.0),
     }
 }

@@ -4,12 +4,14 @@
 use burn::tensor::{DType, Device, Tensor, TensorData};
 use idx_flow_kernels::pointwise::{Activation, activation, reference};
 
-const ALL: [Activation; 5] = [
+const ALL: [Activation; 7] = [
     Activation::GeluTanh,
     Activation::GeluErf,
     Activation::Silu,
     Activation::Tanh,
     Activation::Sigmoid,
+    Activation::Selu,
+    Activation::Elu,
 ];
 
 /// erf in float64: the Maclaurin series below 3, the asymptotic series of
@@ -53,6 +55,22 @@ fn exact(kind: Activation, x: f64) -> (f64, f64) {
         Activation::Silu => (x * s, s * (1.0 + x * (1.0 - s))),
         Activation::Tanh => (x.tanh(), 1.0 - x.tanh().powi(2)),
         Activation::Sigmoid => (s, s * (1.0 - s)),
+        // PyTorch's constants; at 0 the left-hand derivative, as PyTorch takes it.
+        Activation::Selu => {
+            let (scale, alpha) = (1.050_700_987_355_480_5, 1.673_263_242_354_377_3);
+            if x > 0.0 {
+                (scale * x, scale)
+            } else {
+                (scale * alpha * x.exp_m1(), scale * alpha * x.exp())
+            }
+        }
+        Activation::Elu => {
+            if x > 0.0 {
+                (x, 1.0)
+            } else {
+                (x.exp_m1(), x.exp())
+            }
+        }
     }
 }
 

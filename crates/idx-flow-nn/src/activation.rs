@@ -79,11 +79,11 @@ impl Activation {
     pub fn forward<const D: usize>(self, x: Tensor<D>) -> Tensor<D> {
         match self {
             Activation::Relu => act::relu(x),
-            Activation::Selu => act::selu(x),
+            Activation::Selu => activation(x, Kernel::Selu),
             Activation::LeakyRelu => act::leaky_relu(x, 0.01),
             // Fused kernels on the CPU (idx_flow_kernels::pointwise).
             Activation::Gelu => activation(x, Kernel::GeluErf),
-            Activation::Elu => act::elu(x, 1.0),
+            Activation::Elu => activation(x, Kernel::Elu),
             Activation::Tanh => activation(x, Kernel::Tanh),
             Activation::Sigmoid => activation(x, Kernel::Sigmoid),
             Activation::Swish => activation(x, Kernel::Silu),
