@@ -45,10 +45,10 @@ pub struct TrainArgs {
     /// nside of the training grid (a power of two; default 64).
     #[arg(long)]
     nside: Option<u32>,
-    /// Optimiser steps (default 1000).
+    /// Optimiser steps (default 3600).
     #[arg(long)]
     steps: Option<usize>,
-    /// Samples (random rotations) per step (default 4).
+    /// Samples (random rotations) per step (default 2).
     #[arg(long)]
     batch: Option<usize>,
     /// Seed of the initialisation and the rotations (default 0).
@@ -66,13 +66,13 @@ pub struct TrainArgs {
     /// Backend: cpu (burn's flex, default), wgpu or cuda (need the features of the same names).
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Encoder graphs: children (default), knn or stencil.
+    /// Encoder graphs: stencil (default), children or knn.
     #[arg(long)]
     graph: Option<String>,
-    /// Channels after each downsampling, comma-separated; the count is the depth (default 16,32,64).
+    /// Channels after each downsampling, comma-separated; the count is the depth (default 16,32).
     #[arg(long, value_delimiter = ',')]
     widths: Option<Vec<usize>>,
-    /// Latent channels on the coarsest grid (default 8).
+    /// Latent channels on the coarsest grid (default 2).
     #[arg(long)]
     latent: Option<usize>,
     /// Threads per step (data-parallel shards of the batch; default 2 for a batch of 4 or more, use 1 on a GPU).
