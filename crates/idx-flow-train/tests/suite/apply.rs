@@ -281,7 +281,9 @@ fn a_batch_of_two_needs_no_workers_option() {
     let cfg = TrainConfig::new().with_batch(2);
     cfg.validate().unwrap();
     assert_eq!(cfg.workers(), 1);
-    assert_eq!(TrainConfig::new().workers(), 2);
+    assert_eq!(TrainConfig::new().with_batch(4).workers(), 2);
+    // The default batch, 2, trains on one worker.
+    assert_eq!(TrainConfig::new().workers(), 1);
     let e = cfg
         .with_workers(Some(2))
         .validate()
