@@ -20,8 +20,12 @@
 
 use rustfft::num_complex::Complex64;
 
-/// Ring pairs per group: the lanes the recursion runs on together.
-pub(crate) const GROUP: usize = 16;
+/// Ring pairs per group: the lanes the recursion runs on together. The
+/// analysis sums its lanes once per degree, so wider groups spread that sum
+/// over more rings: at nside 1024 (lmax 2048, one thread) 32 lanes analysed
+/// in 1.74 s against 2.61 s with 16 and 2.05 s with 64, whose lane arrays no
+/// longer fit the vector registers.
+pub(crate) const GROUP: usize = 32;
 pub(crate) type Lanes = [f64; GROUP];
 
 const SCALE_BITS: i32 = 600;
@@ -124,7 +128,7 @@ pub(crate) fn diagonal(m: usize, norm: f64, sin_theta: &Lanes) -> (Lanes, Lanes)
 }
 
 /// One pair group's phases at one `m`: `sym = north + south`, `anti = north − south`.
-#[derive(Clone, Copy, Default)]
+#[derive(Clone, Copy)]
 pub(crate) struct GroupPhases {
     pub sym_re: Lanes,
     pub sym_im: Lanes,
@@ -132,23 +136,39 @@ pub(crate) struct GroupPhases {
     pub anti_im: Lanes,
 }
 
+// By hand: the standard library derives `Default` only for arrays of at most 32.
+impl Default for GroupPhases {
+    fn default() -> Self {
+        let zero = [0.0; GROUP];
+        GroupPhases {
+            sym_re: zero,
+            sym_im: zero,
+            anti_re: zero,
+            anti_im: zero,
+        }
+    }
+}
+
 #[inline(always)]
 fn madd<const FMA: bool>(a: f64, b: f64, c: f64) -> f64 {
     if FMA { a.mul_add(b, c) } else { a * b + c }
 }
 
-/// Sum of 16 lanes as a tree (vectorisable, and the same order everywhere).
+/// Sum of the lanes as a tree of halves (vectorisable, and the same order everywhere).
 #[inline(always)]
 fn lane_sum(v: &Lanes) -> f64 {
-    let mut half = [0.0; 8];
-    for i in 0..8 {
-        half[i] = v[i] + v[i + 8];
+    let mut half = [0.0; GROUP / 2];
+    for i in 0..GROUP / 2 {
+        half[i] = v[i] + v[i + GROUP / 2];
     }
-    let mut quarter = [0.0; 4];
-    for i in 0..4 {
-        quarter[i] = half[i] + half[i + 4];
+    let mut width = GROUP / 2;
+    while width > 4 {
+        width /= 2;
+        for i in 0..width {
+            half[i] += half[i + width];
+        }
     }
-    (quarter[0] + quarter[2]) + (quarter[1] + quarter[3])
+    (half[0] + half[2]) + (half[1] + half[3])
 }
 
 /// Two recursion steps: `lo = λ_l, hi = λ_{l+1}` become `λ_{l+2}, λ_{l+3}`.
@@ -385,7 +405,7 @@ mod tests {
         assert!((reference(2, 0, x) - y20).abs() < 1e-15);
         assert!((reference(2, 1, x) - y21).abs() < 1e-15);
 
-        let lanes: Lanes = std::array::from_fn(|i| -0.95 + 0.12 * i as f64);
+        let lanes: Lanes = std::array::from_fn(|i| -0.95 + 1.9 * i as f64 / (GROUP - 1) as f64);
         let sines = lanes.map(|x| (1.0 - x * x).sqrt());
         for m in [0usize, 1, 5, 30] {
             let lmax = 61;
@@ -427,7 +447,7 @@ mod tests {
         // 10⁻³ most λ_mm underflow a double by hundreds of orders: every m
         // must come in through the scaling for the sum to close.
         let l = 4095;
-        let thetas: Lanes = std::array::from_fn(|i| 1e-3 * 2f64.powi(i as i32 * 11 / 16));
+        let thetas: Lanes = std::array::from_fn(|i| 1e-3 * 2f64.powi((i * 11 / GROUP) as i32));
         let x = thetas.map(f64::cos);
         let sines = thetas.map(f64::sin);
         let norms = diagonal_norms(l);

@@ -16,9 +16,9 @@ fn alm_bits(alm: &Alm) -> Vec<(u64, u64)> {
 
 #[test]
 fn transforms_are_bitwise_independent_of_the_thread_count() {
-    // nside 64 has 255 rings: 128 ring pairs, more than one chunk of them
-    // (64 pairs); mmax < lmax too.
-    let (nside, lmax, mmax) = (64, 100, 80);
+    // nside 128 has 511 rings: 256 ring pairs, more than one chunk of them
+    // (128 pairs, 4 groups of 32); mmax < lmax too.
+    let (nside, lmax, mmax) = (128, 100, 80);
     let plan = SphericalTransform::new(nside, lmax, Some(mmax)).unwrap();
     let mut rng = Rng::seeded(3);
     let map: Vec<f64> = rng
