@@ -21,10 +21,10 @@
 use rustfft::num_complex::Complex64;
 
 /// Ring pairs per group: the lanes the recursion runs on together. The
-/// analysis sums its lanes once per degree, so wider groups spread that sum
-/// over more rings: at nside 1024 (lmax 2048, one thread) 32 lanes analysed
-/// in 1.74 s against 2.61 s with 16 and 2.05 s with 64, whose lane arrays no
-/// longer fit the vector registers.
+/// analysis folds its lanes to one vector once per degree, so wider groups
+/// spread that over more rings: at nside 1024 (lmax 2048, one thread, lanes
+/// summed per group) 32 lanes analysed in 1.74 s against 2.61 s with 16 and
+/// 2.05 s with 64, whose lane arrays no longer fit the vector registers.
 pub(crate) const GROUP: usize = 32;
 pub(crate) type Lanes = [f64; GROUP];
 
@@ -154,23 +154,6 @@ fn madd<const FMA: bool>(a: f64, b: f64, c: f64) -> f64 {
     if FMA { a.mul_add(b, c) } else { a * b + c }
 }
 
-/// Sum of the lanes as a tree of halves (vectorisable, and the same order everywhere).
-#[inline(always)]
-fn lane_sum(v: &Lanes) -> f64 {
-    let mut half = [0.0; GROUP / 2];
-    for i in 0..GROUP / 2 {
-        half[i] = v[i] + v[i + GROUP / 2];
-    }
-    let mut width = GROUP / 2;
-    while width > 4 {
-        width /= 2;
-        for i in 0..width {
-            half[i] += half[i + width];
-        }
-    }
-    (half[0] + half[2]) + (half[1] + half[3])
-}
-
 /// Two recursion steps: `lo = λ_l, hi = λ_{l+1}` become `λ_{l+2}, λ_{l+3}`.
 #[inline(always)]
 fn step2<const FMA: bool>(
@@ -219,11 +202,41 @@ pub(crate) trait Accumulate {
     fn add(&mut self, l_offset: usize, lam: &Lanes, even: bool);
 }
 
-/// Analysis: `alm[l] += Σ_lanes λ_l · phase`.
+/// Analysis: `partial[l] += λ_l · phase`, the lanes folded to 8 by vertical
+/// adds; [`reduce_partial`] sums the 8 into the coefficients once all the
+/// groups of a chunk are in, so the horizontal sum is paid once per degree
+/// and chunk instead of once per degree and group.
 pub(crate) struct Analysis<'a> {
     pub phases: &'a GroupPhases,
-    /// The coefficients of this `m`, `l = m..=lmax`.
-    pub alm: &'a mut [Complex64],
+    /// `[re, im]` partial sums of this `m`, `l = m..=lmax`.
+    pub partial: &'a mut [[[f64; 8]; 2]],
+}
+
+/// The lanes folded to 8 by halves (vertical adds).
+#[inline(always)]
+fn fold_to_8(v: &Lanes) -> [f64; 8] {
+    let mut half = [0.0; GROUP / 2];
+    for i in 0..GROUP / 2 {
+        half[i] = v[i] + v[i + GROUP / 2];
+    }
+    let mut width = GROUP / 2;
+    while width > 8 {
+        width /= 2;
+        for i in 0..width {
+            half[i] += half[i + width];
+        }
+    }
+    std::array::from_fn(|i| half[i])
+}
+
+/// `alm[l] += Σ partial[l]` (a tree over the 8, the same order everywhere),
+/// and the partial sums zeroed for the next chunk.
+pub(crate) fn reduce_partial(partial: &mut [[[f64; 8]; 2]], alm: &mut [Complex64]) {
+    let sum8 = |v: &[f64; 8]| ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
+    for (p, a) in partial.iter_mut().zip(alm) {
+        *a += Complex64::new(sum8(&p[0]), sum8(&p[1]));
+        *p = [[0.0; 8]; 2];
+    }
 }
 
 impl Accumulate for Analysis<'_> {
@@ -240,7 +253,12 @@ impl Accumulate for Analysis<'_> {
             sum_re[i] = lam[i] * re[i];
             sum_im[i] = lam[i] * im[i];
         }
-        self.alm[l_offset] += Complex64::new(lane_sum(&sum_re), lane_sum(&sum_im));
+        let (re8, im8) = (fold_to_8(&sum_re), fold_to_8(&sum_im));
+        let slot = &mut self.partial[l_offset];
+        for i in 0..8 {
+            slot[0][i] += re8[i];
+            slot[1][i] += im8[i];
+        }
     }
 }
 

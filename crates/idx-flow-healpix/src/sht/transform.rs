@@ -10,7 +10,7 @@ use rustfft::num_complex::Complex64;
 use super::alm::Alm;
 use super::legendre::{
     Analysis, GROUP, GroupPhases, Lanes, Synthesis, analyse_group, coefficient_count, diagonal,
-    diagonal_norms, recursion_coefficients, synthesise_group,
+    diagonal_norms, recursion_coefficients, reduce_partial, synthesise_group,
 };
 use super::phases::{FftScratch, RingFfts};
 use super::rings::{RingPair, ring_pairs};
@@ -301,17 +301,23 @@ impl SphericalTransform {
             }
             let groups = &self.groups[chunk_index * groups_per_chunk
                 ..(chunk_index * groups_per_chunk + chunk.len().div_ceil(GROUP))];
-            by_order.par_iter_mut().enumerate().for_each(|(m, alm_m)| {
-                let coef = self.coefficients(m);
-                for (g, (cos, sin)) in groups.iter().enumerate() {
-                    let start = diagonal(m, self.norms[m], sin);
-                    let mut acc = Analysis {
-                        phases: &phases[m * groups_per_chunk + g],
-                        alm: alm_m,
-                    };
-                    analyse_group(m, lmax, coef, cos, start, &mut acc);
-                }
-            });
+            by_order.par_iter_mut().enumerate().for_each_init(
+                Vec::new,
+                |partial: &mut Vec<[[f64; 8]; 2]>, (m, alm_m)| {
+                    partial.clear();
+                    partial.resize(alm_m.len(), [[0.0; 8]; 2]);
+                    let coef = self.coefficients(m);
+                    for (g, (cos, sin)) in groups.iter().enumerate() {
+                        let start = diagonal(m, self.norms[m], sin);
+                        let mut acc = Analysis {
+                            phases: &phases[m * groups_per_chunk + g],
+                            partial,
+                        };
+                        analyse_group(m, lmax, coef, cos, start, &mut acc);
+                    }
+                    reduce_partial(partial, alm_m);
+                },
+            );
         }
     }
 
