@@ -199,34 +199,17 @@ fn rescale(
 pub(crate) trait Accumulate {
     /// `lam = λ_l` of every lane (weighted: 0 for lanes below range), `even`
     /// when `l − m` is even.
-    fn add(&mut self, l_offset: usize, lam: &Lanes, even: bool);
+    fn add<const FMA: bool>(&mut self, l_offset: usize, lam: &Lanes, even: bool);
 }
 
-/// Analysis: `partial[l] += λ_l · phase`, the lanes folded to 8 by vertical
-/// adds; [`reduce_partial`] sums the 8 into the coefficients once all the
+/// Analysis: `partial[l] += λ_l · phase`, the lanes folded to 8 by
+/// multiply-adds; [`reduce_partial`] sums the 8 into the coefficients once all the
 /// groups of a chunk are in, so the horizontal sum is paid once per degree
 /// and chunk instead of once per degree and group.
 pub(crate) struct Analysis<'a> {
     pub phases: &'a GroupPhases,
     /// `[re, im]` partial sums of this `m`, `l = m..=lmax`.
     pub partial: &'a mut [[[f64; 8]; 2]],
-}
-
-/// The lanes folded to 8 by halves (vertical adds).
-#[inline(always)]
-fn fold_to_8(v: &Lanes) -> [f64; 8] {
-    let mut half = [0.0; GROUP / 2];
-    for i in 0..GROUP / 2 {
-        half[i] = v[i] + v[i + GROUP / 2];
-    }
-    let mut width = GROUP / 2;
-    while width > 8 {
-        width /= 2;
-        for i in 0..width {
-            half[i] += half[i + width];
-        }
-    }
-    std::array::from_fn(|i| half[i])
 }
 
 /// `alm[l] += Σ partial[l]` (a tree over the 8, the same order everywhere),
@@ -241,24 +224,21 @@ pub(crate) fn reduce_partial(partial: &mut [[[f64; 8]; 2]], alm: &mut [Complex64
 
 impl Accumulate for Analysis<'_> {
     #[inline(always)]
-    fn add(&mut self, l_offset: usize, lam: &Lanes, even: bool) {
+    fn add<const FMA: bool>(&mut self, l_offset: usize, lam: &Lanes, even: bool) {
         let (re, im) = if even {
             (&self.phases.sym_re, &self.phases.sym_im)
         } else {
             (&self.phases.anti_re, &self.phases.anti_im)
         };
-        let mut sum_re = [0.0; GROUP];
-        let mut sum_im = [0.0; GROUP];
-        for i in 0..GROUP {
-            sum_re[i] = lam[i] * re[i];
-            sum_im[i] = lam[i] * im[i];
+        // One multiply-add per vector of 8 lanes into the partial sums.
+        let [mut acc_re, mut acc_im] = self.partial[l_offset];
+        for k in 0..GROUP / 8 {
+            for i in 0..8 {
+                acc_re[i] = madd::<FMA>(lam[8 * k + i], re[8 * k + i], acc_re[i]);
+                acc_im[i] = madd::<FMA>(lam[8 * k + i], im[8 * k + i], acc_im[i]);
+            }
         }
-        let (re8, im8) = (fold_to_8(&sum_re), fold_to_8(&sum_im));
-        let slot = &mut self.partial[l_offset];
-        for i in 0..8 {
-            slot[0][i] += re8[i];
-            slot[1][i] += im8[i];
-        }
+        self.partial[l_offset] = [acc_re, acc_im];
     }
 }
 
@@ -270,7 +250,7 @@ pub(crate) struct Synthesis<'a> {
 
 impl Accumulate for Synthesis<'_> {
     #[inline(always)]
-    fn add(&mut self, l_offset: usize, lam: &Lanes, even: bool) {
+    fn add<const FMA: bool>(&mut self, l_offset: usize, lam: &Lanes, even: bool) {
         let a = self.alm[l_offset];
         let (re, im) = if even {
             (&mut self.phases.sym_re, &mut self.phases.sym_im)
@@ -309,12 +289,12 @@ fn recurse<const FMA: bool, A: Accumulate>(
             for i in 0..GROUP {
                 lam[i] = lo[i] * weights[i];
             }
-            acc.add(l - m, &lam, true);
+            acc.add::<FMA>(l - m, &lam, true);
             if l < lmax {
                 for i in 0..GROUP {
                     lam[i] = hi[i] * weights[i];
                 }
-                acc.add(l + 1 - m, &lam, false);
+                acc.add::<FMA>(l + 1 - m, &lam, false);
             }
         }
         step2::<FMA>(x, &mut lo, &mut hi, coef[l + 1 - m], coef[l + 2 - m]);
@@ -323,13 +303,13 @@ fn recurse<const FMA: bool, A: Accumulate>(
     }
     // Every lane in range: no more checks.
     while l < lmax {
-        acc.add(l - m, &lo, true);
-        acc.add(l + 1 - m, &hi, false);
+        acc.add::<FMA>(l - m, &lo, true);
+        acc.add::<FMA>(l + 1 - m, &hi, false);
         step2::<FMA>(x, &mut lo, &mut hi, coef[l + 1 - m], coef[l + 2 - m]);
         l += 2;
     }
     if l == lmax {
-        acc.add(l - m, &lo, true);
+        acc.add::<FMA>(l - m, &lo, true);
     }
 }
 
@@ -409,7 +389,7 @@ mod tests {
 
     struct Record(Vec<(usize, Lanes, bool)>);
     impl Accumulate for Record {
-        fn add(&mut self, l_offset: usize, lam: &Lanes, even: bool) {
+        fn add<const FMA: bool>(&mut self, l_offset: usize, lam: &Lanes, even: bool) {
             self.0.push((l_offset, *lam, even));
         }
     }
@@ -451,7 +431,7 @@ mod tests {
     /// Keeps `λ_lm` at one `l` of every lane.
     struct At(usize, Lanes);
     impl Accumulate for At {
-        fn add(&mut self, l_offset: usize, lam: &Lanes, _even: bool) {
+        fn add<const FMA: bool>(&mut self, l_offset: usize, lam: &Lanes, _even: bool) {
             if l_offset == self.0 {
                 self.1 = *lam;
             }
