@@ -212,13 +212,11 @@ pub(crate) struct Analysis<'a> {
     pub partial: &'a mut [[[f64; 8]; 2]],
 }
 
-/// `alm[l] += Σ partial[l]` (a tree over the 8, the same order everywhere),
-/// and the partial sums zeroed for the next chunk.
-pub(crate) fn reduce_partial(partial: &mut [[[f64; 8]; 2]], alm: &mut [Complex64]) {
+/// `alm[l] += Σ partial[l]` (a tree over the 8, the same order everywhere).
+pub(crate) fn reduce_partial(partial: &[[[f64; 8]; 2]], alm: &mut [Complex64]) {
     let sum8 = |v: &[f64; 8]| ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
-    for (p, a) in partial.iter_mut().zip(alm) {
+    for (p, a) in partial.iter().zip(alm) {
         *a += Complex64::new(sum8(&p[0]), sum8(&p[1]));
-        *p = [[0.0; 8]; 2];
     }
 }
 

@@ -304,6 +304,7 @@ impl SphericalTransform {
             by_order.par_iter_mut().enumerate().for_each_init(
                 Vec::new,
                 |partial: &mut Vec<[[f64; 8]; 2]>, (m, alm_m)| {
+                    // Zeroed here for every chunk and order.
                     partial.clear();
                     partial.resize(alm_m.len(), [[0.0; 8]; 2]);
                     let coef = self.coefficients(m);
