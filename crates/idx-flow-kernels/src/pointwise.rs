@@ -251,35 +251,14 @@ const CHUNK: usize = 1 << 14;
 /// body the compiler vectorises.
 macro_rules! for_each_kind {
     ($kind:expr, |$k:ident| $body:expr) => {
+        for_each_kind!(@arms $kind, $k, $body; GeluTanh, GeluErf, Silu, Tanh, Sigmoid, Selu, Elu)
+    };
+    (@arms $kind:expr, $k:ident, $body:expr; $($variant:ident),+) => {
         match $kind {
-            Activation::GeluTanh => {
-                const $k: Activation = Activation::GeluTanh;
+            $(Activation::$variant => {
+                const $k: Activation = Activation::$variant;
                 $body
-            }
-            Activation::GeluErf => {
-                const $k: Activation = Activation::GeluErf;
-                $body
-            }
-            Activation::Silu => {
-                const $k: Activation = Activation::Silu;
-                $body
-            }
-            Activation::Tanh => {
-                const $k: Activation = Activation::Tanh;
-                $body
-            }
-            Activation::Sigmoid => {
-                const $k: Activation = Activation::Sigmoid;
-                $body
-            }
-            Activation::Selu => {
-                const $k: Activation = Activation::Selu;
-                $body
-            }
-            Activation::Elu => {
-                const $k: Activation = Activation::Elu;
-                $body
-            }
+            })+
         }
     };
 }
