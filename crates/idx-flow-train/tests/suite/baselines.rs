@@ -11,6 +11,14 @@ use idx_flow_train::train::{BaselineMethod, psnr};
 
 /// Two channels on NESTED nside 16: `1 + x + z/2` (degree 1) and `x·y − z²`
 /// (degree 2), interleaved `[N, C]`.
+/// `len` values equal to `value`, none masked.
+fn filled(value: f32, len: usize) -> Sample {
+    Sample {
+        values: vec![value; len],
+        valid: None,
+    }
+}
+
 fn smooth_sample(grid: HealpixGrid) -> Sample {
     let values = grid
         .centers()
@@ -55,10 +63,7 @@ fn truncation_keeps_a_band_limited_field_and_reports_its_size() {
 #[test]
 fn pooling_averages_children_and_interpolates_back() {
     let grid = HealpixGrid::nested(8).unwrap();
-    let constant = Sample {
-        values: vec![0.25; 768],
-        valid: None,
-    };
+    let constant = filled(0.25, 768);
     let out = pooled_interpolated(grid, 1, std::slice::from_ref(&constant), 2).unwrap();
     assert!(out[0].iter().all(|v| (v - 0.25).abs() < 1e-12));
     // A field varying inside coarse pixels is not kept exactly.
@@ -128,10 +133,7 @@ fn sizes_follow_the_value_counts() {
 #[test]
 fn samples_and_sizes_that_do_not_fit_are_errors() {
     let grid = HealpixGrid::nested(8).unwrap();
-    let short = Sample {
-        values: vec![0.0; 700],
-        valid: None,
-    };
+    let short = filled(0.0, 700);
     let e = evaluate(BaselineMethod::ShTruncation, 4, grid, 1, &[short], 1.0).unwrap_err();
     assert!(e.to_string().contains("768 values"), "{e}");
     let flags = Sample {
@@ -140,10 +142,7 @@ fn samples_and_sizes_that_do_not_fit_are_errors() {
     };
     let e = pooled_interpolated(grid, 1, &[flags], 2).unwrap_err();
     assert!(e.to_string().contains("10 flags"), "{e}");
-    let fine = Sample {
-        values: vec![0.0; 768],
-        valid: None,
-    };
+    let fine = filled(0.0, 768);
     let e = pooled_interpolated(grid, 1, std::slice::from_ref(&fine), 8).unwrap_err();
     assert!(e.to_string().contains("expected below 8"), "{e}");
     assert!(evaluate(BaselineMethod::ShTruncation, 24, grid, 1, &[fine], 1.0).is_err());
