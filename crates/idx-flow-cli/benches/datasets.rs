@@ -147,6 +147,17 @@ fn main() {
             maps.to_str().unwrap(),
             "--steps",
             &steps,
+            // The model and batch the figures in docs/performance.md were
+            // measured with (the default until 2026-12-05), pinned so that
+            // they stay comparable when the default changes.
+            "--widths",
+            "16,32,64",
+            "--latent",
+            "8",
+            "--graph",
+            "children",
+            "--batch",
+            "4",
             "--checkpoint-every",
             "0",
             "--out",
