@@ -319,7 +319,12 @@ fn train_checkpoint_resume_and_plot() {
     let b = dir.path().join("b");
     let ckpt = b.join("checkpoints/step-00000003");
     std::fs::create_dir_all(&ckpt).unwrap();
-    for f in ["model.safetensors", "optimizer.bpk", "state.json"] {
+    for f in [
+        "model.safetensors",
+        "optimizer.bpk",
+        "state.json",
+        "checksums.json",
+    ] {
         std::fs::copy(a.join("checkpoints/step-00000003").join(f), ckpt.join(f)).unwrap();
     }
     std::fs::write(b.join("checkpoints/latest"), "step-00000003").unwrap();
@@ -349,6 +354,54 @@ fn train_checkpoint_resume_and_plot() {
     args.extend(["--resume", "--lr", "0.001"].map(String::from));
     let (ok, _, stderr) = run_owned(&args);
     assert!(!ok && stderr.contains("another config"), "{stderr}");
+
+    // A damaged newest checkpoint is passed over with a warning: the run goes
+    // back to step 3 and ends exactly as the straight run did.
+    let c = dir.path().join("c");
+    for step in ["step-00000003", "step-00000006"] {
+        let (from, to) = (
+            a.join("checkpoints").join(step),
+            c.join("checkpoints").join(step),
+        );
+        std::fs::create_dir_all(&to).unwrap();
+        for f in [
+            "model.safetensors",
+            "optimizer.bpk",
+            "state.json",
+            "checksums.json",
+        ] {
+            std::fs::copy(from.join(f), to.join(f)).unwrap();
+        }
+    }
+    let damage = |file: &std::path::Path| {
+        let mut bytes = std::fs::read(file).unwrap();
+        let middle = bytes.len() / 2;
+        bytes[middle] ^= 0x10;
+        std::fs::write(file, bytes).unwrap();
+    };
+    damage(&c.join("checkpoints/step-00000006/optimizer.bpk"));
+    let mut args = tiny("6", "3", &c);
+    args.push("--resume".into());
+    let (ok, _, stderr) = run_owned(&args);
+    assert!(ok, "{stderr}");
+    assert!(
+        stderr.contains("warning")
+            && stderr.contains("step-00000006")
+            && stderr.contains("optimizer.bpk")
+            && stderr.contains("resuming from step 3"),
+        "{stderr}"
+    );
+    assert_eq!(
+        std::fs::read(a.join("model.safetensors")).unwrap(),
+        std::fs::read(c.join("model.safetensors")).unwrap(),
+        "weights after resuming from the older checkpoint differ"
+    );
+    // With no intact checkpoint left, --resume stops rather than starting afresh.
+    for step in ["step-00000003", "step-00000006"] {
+        damage(&c.join("checkpoints").join(step).join("model.safetensors"));
+    }
+    let (ok, _, stderr) = run_owned(&args);
+    assert!(!ok && stderr.contains("no intact checkpoint"), "{stderr}");
 
     // Plot a FITS map and an .npy map.
     let grid = idx_flow::geometry::HealpixGrid::ring(8).unwrap();

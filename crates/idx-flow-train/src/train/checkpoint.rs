@@ -5,13 +5,24 @@
 //! directory and renamed into place, then `checkpoints/latest` (the name of the
 //! newest one) is replaced atomically, so an interrupted write never leaves a
 //! checkpoint that `--resume` would read. The two newest checkpoints are kept.
+//!
+//! Each checkpoint also holds `checksums.json` (length and SHA-256 of its
+//! three files, see [`super::checksums`]). [`latest_intact_checkpoint`]
+//! verifies them: a damaged checkpoint is passed over, with the reason, for
+//! the newest intact one, and when none is intact resuming stops with an error
+//! rather than starting afresh.
 
 use std::path::{Path, PathBuf};
 
+use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
 
+use super::checksums::{verify_checksums, write_checksums};
 use crate::{Error, Result};
 use idx_flow_healpix::io::write_bytes_atomically;
+
+/// The files of a checkpoint, each covered by its `checksums.json`.
+pub const CHECKPOINT_FILES: [&str; 3] = ["state.json", "model.safetensors", "optimizer.bpk"];
 
 /// The small JSON part of a checkpoint.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -70,6 +81,7 @@ pub fn write_checkpoint(
         let json = serde_json::to_vec_pretty(state)
             .map_err(|e| Error::format(tmp.state(), e.to_string()))?;
         write_bytes_atomically(&tmp.state(), &json)?;
+        write_checksums(&tmp.dir, &CHECKPOINT_FILES)?;
         if final_dir.exists() {
             std::fs::remove_dir_all(&final_dir).map_err(|e| Error::io(&final_dir, e))?;
         }
@@ -100,23 +112,34 @@ pub fn write_checkpoint(
     Ok(final_dir)
 }
 
-/// The newest checkpoint under `root` and its state, or an error saying none is there.
-pub fn latest_checkpoint(root: &Path) -> Result<(CheckpointFiles, CheckpointState)> {
-    let latest = root.join("latest");
-    let name = std::fs::read_to_string(&latest).map_err(|e| {
-        Error::io(
-            &latest,
-            std::io::Error::new(
-                e.kind(),
-                format!("no checkpoint to resume from ({e}); run without --resume first"),
-            ),
-        )
-    })?;
+/// A checkpoint that passed its checks, and the newer ones that did not.
+#[derive(Debug)]
+pub struct IntactCheckpoint {
+    /// Its files.
+    pub files: CheckpointFiles,
+    /// Its `state.json`.
+    pub state: CheckpointState,
+    /// Newer checkpoints passed over, newest first, each with what was wrong
+    /// (for a warning: the run goes back to `state.step`).
+    pub damaged: Vec<(PathBuf, Error)>,
+}
+
+/// The step of a checkpoint directory's name (`step-00001200` → 1200).
+fn step_of(name: &str) -> Option<usize> {
+    let digits = name.strip_prefix("step-")?;
+    (!digits.is_empty() && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// Reads and checks one checkpoint: its checksums, then its state.
+pub fn read_checkpoint(dir: &Path) -> Result<(CheckpointFiles, CheckpointState)> {
     let files = CheckpointFiles {
-        dir: root.join(name.trim()),
+        dir: dir.to_path_buf(),
     };
-    let text = std::fs::read_to_string(files.state()).map_err(|e| Error::io(files.state(), e))?;
-    let state: CheckpointState = serde_json::from_str(&text)
+    verify_checksums(dir, &CHECKPOINT_FILES)?;
+    let text = std::fs::read(files.state()).map_err(|e| Error::io(files.state(), e))?;
+    let state: CheckpointState = serde_json::from_slice(&text)
         .map_err(|e| Error::format(files.state(), format!("not a checkpoint state: {e}")))?;
     if state.losses.len() != state.step {
         return Err(Error::format(
@@ -128,5 +151,86 @@ pub fn latest_checkpoint(root: &Path) -> Result<(CheckpointFiles, CheckpointStat
             ),
         ));
     }
+    let named = dir.file_name().and_then(|n| n.to_str()).and_then(step_of);
+    if named.is_some_and(|n| n != state.step) {
+        return Err(Error::format(
+            files.state(),
+            format!(
+                "records step {} but the directory is named for step {}",
+                state.step,
+                named.unwrap_or_default()
+            ),
+        ));
+    }
     Ok((files, state))
+}
+
+/// The newest checkpoint under `root` (`<out>/checkpoints`) whose files match
+/// their checksums, with the newer ones that did not. Checkpoints are found by
+/// their directory names (`step-NNNNNNNN`), so a damaged or missing `latest`
+/// file loses nothing. Errors when there is no checkpoint, or none intact.
+pub fn latest_intact_checkpoint(root: &Path) -> Result<IntactCheckpoint> {
+    let no_checkpoint = |why: String| {
+        Error::io(
+            root,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no checkpoint to resume from ({why}); run without --resume first"),
+            ),
+        )
+    };
+    let entries = std::fs::read_dir(root).map_err(|e| no_checkpoint(e.to_string()))?;
+    let mut dirs: Vec<(usize, PathBuf)> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.is_dir())
+        .filter_map(|p| {
+            let step = step_of(p.file_name()?.to_str()?)?;
+            Some((step, p))
+        })
+        .collect();
+    if dirs.is_empty() {
+        return Err(no_checkpoint("no step-* directory".into()));
+    }
+    dirs.sort_by(|a, b| b.0.cmp(&a.0));
+    let mut damaged = Vec::new();
+    for (_, dir) in dirs {
+        match read_checkpoint(&dir) {
+            Ok((files, state)) => {
+                return Ok(IntactCheckpoint {
+                    files,
+                    state,
+                    damaged,
+                });
+            }
+            Err(e) => damaged.push((dir, e)),
+        }
+    }
+    let reasons: Vec<String> = damaged
+        .iter()
+        .map(|(dir, e)| format!("{}: {e}", dir.display()))
+        .collect();
+    Err(Error::format(
+        root,
+        format!(
+            "no intact checkpoint to resume from; every one is damaged: {}. \
+             Start afresh without --resume, or restore the files",
+            reasons.join("; ")
+        ),
+    ))
+}
+
+/// Writes the optimiser's state (burn's burnpack record) to `path`, atomically.
+pub fn save_optimizer(optim: &ModuleOptimizer, path: &Path) -> Result<()> {
+    let bytes = optim
+        .into_bytes()
+        .map_err(|e| Error::format(path, format!("cannot serialise the optimiser state: {e}")))?;
+    write_bytes_atomically(path, &bytes)
+}
+
+/// Reads an optimiser state written by [`save_optimizer`] into `optim`.
+pub fn load_optimizer(optim: ModuleOptimizer, path: &Path) -> Result<ModuleOptimizer> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    optim
+        .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
+        .map_err(|e| Error::format(path, format!("not an optimiser state: {e}")))
 }

@@ -40,6 +40,7 @@
 pub mod apply;
 pub mod baselines;
 pub mod checkpoint;
+pub mod checksums;
 pub mod config;
 pub mod device;
 pub mod figures;

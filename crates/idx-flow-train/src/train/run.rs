@@ -1,7 +1,7 @@
 //! The training loop: AdamW under a cosine schedule on random rotations of the
 //! data, checkpoints, resume, interruption, evaluation and the output files.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering as AtomicOrdering};
 use std::time::{Duration, Instant};
 
@@ -10,7 +10,9 @@ use burn::optim::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::tensor::Device;
 
-use super::checkpoint::{CheckpointState, latest_checkpoint, write_checkpoint};
+use super::checkpoint::{
+    CheckpointState, latest_intact_checkpoint, load_optimizer, save_optimizer, write_checkpoint,
+};
 use super::config::TrainConfig;
 use super::metrics::{Metrics, psnr};
 use super::step::{gradients, precise_batch_norm, reconstruct};
@@ -44,11 +46,19 @@ pub struct TrainOptions<'a> {
     /// How long a step waits for its batch before the run fails with
     /// [`Error::Timeout`] (a hung file system must not hang training silently).
     pub read_timeout: Duration,
+    /// Where warnings go (a damaged checkpoint passed over on `--resume`);
+    /// by default standard error.
+    pub warn: &'a (dyn Fn(&str) + Sync),
+}
+
+fn warn_on_stderr(message: &str) {
+    eprintln!("warning: {message}");
 }
 
 impl TrainOptions<'_> {
     /// Options writing into `out` on the default device (burn's flex CPU
-    /// backend), not resuming, 4 batches read ahead, a 120 s read limit.
+    /// backend), not resuming, 4 batches read ahead, a 120 s read limit,
+    /// warnings on standard error.
     pub fn new(out: impl Into<PathBuf>) -> Self {
         Self {
             out: out.into(),
@@ -58,6 +68,7 @@ impl TrainOptions<'_> {
             stop: None,
             prefetch: 4,
             read_timeout: Duration::from_secs(120),
+            warn: &warn_on_stderr,
         }
     }
 }
@@ -115,20 +126,6 @@ fn lr_schedule(
         .with_min_lr(config.min_learning_rate)
         .init()
         .map_err(|e| Error::arg("learning_rate", e))
-}
-
-fn save_optimizer(optim: &ModuleOptimizer, path: &Path) -> Result<()> {
-    let bytes = optim
-        .into_bytes()
-        .map_err(|e| Error::format(path, format!("cannot serialise the optimiser state: {e}")))?;
-    write_bytes_atomically(path, &bytes)
-}
-
-fn load_optimizer(optim: ModuleOptimizer, path: &Path) -> Result<ModuleOptimizer> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    optim
-        .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
-        .map_err(|e| Error::format(path, format!("not an optimiser state: {e}")))
 }
 
 /// The held-out samples of a run, and what they are (for `metrics.json`).
@@ -251,7 +248,15 @@ pub fn train(
     let mut train_seconds = 0.0;
 
     if options.resume {
-        let (files, state) = latest_checkpoint(&ckpt_root)?;
+        let intact = latest_intact_checkpoint(&ckpt_root)?;
+        for (dir, why) in &intact.damaged {
+            (options.warn)(&format!(
+                "checkpoint {} is damaged and passed over ({why}); resuming from step {} instead",
+                dir.display(),
+                intact.state.step
+            ));
+        }
+        let (files, state) = (intact.files, intact.state);
         if state.config != config.identity_json() {
             return Err(Error::format(
                 files.state(),
@@ -419,5 +424,7 @@ pub fn train(
             .unwrap_or_default()
             .as_bytes(),
     )?;
+    // Last, so that a run directory with checksums is complete.
+    super::checksums::write_checksums(out, &super::trained::RUN_FILES)?;
     Ok(TrainOutcome::Finished(Box::new(metrics)))
 }

@@ -6,7 +6,9 @@
 //!
 //! A run directory holds `config.json`, `normalisation.json` and
 //! `model.safetensors` (the evaluation-mode weights), as
-//! [`train`](super::train) writes them.
+//! [`train`](super::train) writes them, and `checksums.json` with their
+//! SHA-256: [`TrainedModel::load`] refuses a run whose files no longer match
+//! (a run written before checksums were recorded has none and loads unchecked).
 //!
 //! ```no_run
 //! use burn::tensor::Device;
@@ -32,6 +34,9 @@ use crate::{Error, Result};
 use idx_flow_core::StateDict;
 use idx_flow_core::state_dict::load_state_dict;
 use idx_flow_healpix::geometry::HealpixGrid;
+
+/// The files of a finished run that its `checksums.json` covers.
+pub const RUN_FILES: [&str; 3] = ["model.safetensors", "config.json", "normalisation.json"];
 
 /// A trained autoencoder with the normalisation of its training data.
 pub struct TrainedModel {
@@ -86,6 +91,9 @@ impl TrainedModel {
                 run,
                 "a run directory without a model (no model.safetensors): train the run to its end first",
             ));
+        }
+        if run.join(super::checksums::CHECKSUMS_FILE).exists() {
+            super::checksums::verify_checksums(run, &RUN_FILES)?;
         }
         let config = TrainConfig::from_json(&read_file(&run.join("config.json"), "config.json")?)
             .map_err(|e| Error::format(run.join("config.json"), e.to_string()))?;

@@ -11,7 +11,9 @@ use idx_flow_train::data::npy::NpyWriter;
 use idx_flow_train::data::{HealpixMaps, SphereDataset, SphereSource};
 use idx_flow_train::models::AutoencoderConfig;
 use idx_flow_train::train::apply::{ApplyOptions, apply};
-use idx_flow_train::train::checkpoint::{CheckpointState, latest_checkpoint, write_checkpoint};
+use idx_flow_train::train::checkpoint::{
+    CheckpointState, latest_intact_checkpoint, write_checkpoint,
+};
 use idx_flow_train::train::{TrainConfig, TrainOptions, TrainOutcome, TrainedModel, train};
 
 /// `t` smooth 2-channel maps on nside 8 (RING) that change with the time index.
@@ -244,6 +246,23 @@ fn apply_refuses_a_run_without_a_model_and_data_of_other_channels() {
     .unwrap_err()
     .to_string();
     assert!(e.contains("expected a .npy or .fits"), "{e}");
+    // A flipped bit in the weights still parses: the checksum catches it.
+    let weights = run.join("model.safetensors");
+    let genuine = std::fs::read(&weights).unwrap();
+    let mut flipped = genuine.clone();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x04;
+    std::fs::write(&weights, &flipped).unwrap();
+    let e = TrainedModel::load(&run, &Device::default())
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        e.contains("model.safetensors") && e.contains("damaged"),
+        "{e}"
+    );
+    std::fs::write(&weights, &genuine).unwrap();
+    TrainedModel::load(&run, &Device::default()).unwrap();
     std::fs::remove_file(run.join("normalisation.json")).unwrap();
     let e = TrainedModel::load(&run, &Device::default())
         .err()
@@ -269,8 +288,13 @@ fn checkpoint_losses_read_back_bit_for_bit() {
         train_seconds: 1.0 / 3.0,
         config: serde_json::json!({}),
     };
-    write_checkpoint(dir.path(), &state, |_| Ok(())).unwrap();
-    let (_, back) = latest_checkpoint(dir.path()).unwrap();
+    write_checkpoint(dir.path(), &state, |f| {
+        std::fs::write(f.model(), b"weights").unwrap();
+        std::fs::write(f.optimizer(), b"moments").unwrap();
+        Ok(())
+    })
+    .unwrap();
+    let back = latest_intact_checkpoint(dir.path()).unwrap().state;
     for (a, b) in losses.iter().zip(&back.losses) {
         assert_eq!(a.to_bits(), b.to_bits(), "{a} read back as {b}");
     }
