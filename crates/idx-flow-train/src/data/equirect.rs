@@ -43,6 +43,11 @@ pub struct EquirectImage {
 }
 
 impl EquirectImage {
+    /// Pixels an image file may declare per byte of it: deflate (PNG)
+    /// expands a byte to at most 1032, and JPEG codes at least a bit per 8×8
+    /// block, so a file declaring more is damaged (or a decompression bomb).
+    pub const MAX_PIXELS_PER_BYTE: usize = 1032;
+
     /// An image from `[H, W, C]` values.
     pub fn new(width: usize, height: usize, channels: usize, data: Vec<f32>) -> Result<Self> {
         if width < 2 || height < 2 || channels == 0 {
@@ -79,9 +84,30 @@ impl EquirectImage {
 
     /// Decodes a PNG or JPEG (8 or 16 bit, grey or colour; alpha is dropped) to `[0, 1]`.
     /// `name` is used in error messages.
+    ///
+    /// An image whose header declares more than [`Self::MAX_PIXELS_PER_BYTE`]
+    /// pixels per byte of the file is refused before anything is decoded.
     pub fn decode(bytes: &[u8], name: &Path) -> Result<Self> {
-        let img = image::load_from_memory(bytes)
-            .map_err(|e| Error::format(name, format!("cannot decode as PNG or JPEG: {e}")))?;
+        let cannot = |e: image::ImageError| {
+            Error::format(name, format!("cannot decode as PNG or JPEG: {e}"))
+        };
+        let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+            .with_guessed_format()
+            .map_err(|e| Error::format(name, format!("cannot read: {e}")))?;
+        let (w, h) = reader.into_dimensions().map_err(cannot)?;
+        let pixels = w as u64 * h as u64;
+        if pixels > (Self::MAX_PIXELS_PER_BYTE * bytes.len()) as u64 {
+            return Err(Error::format(
+                name,
+                format!(
+                    "the image header declares {w} × {h} pixels, more than a {}-byte PNG or JPEG can hold \
+                     (at most {} pixels per byte); the file is damaged",
+                    bytes.len(),
+                    Self::MAX_PIXELS_PER_BYTE
+                ),
+            ));
+        }
+        let img = image::load_from_memory(bytes).map_err(cannot)?;
         let (w, h) = (img.width() as usize, img.height() as usize);
         let grey = matches!(
             img.color(),

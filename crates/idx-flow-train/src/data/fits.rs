@@ -24,8 +24,13 @@ use idx_flow_healpix::geometry::Ordering;
 
 const BLOCK: usize = 2880;
 const CARD: usize = 80;
+/// The FITS standard's limit on NAXIS and TFIELDS.
+const MAX_AXES_OR_FIELDS: usize = 999;
 
 /// One header: keyword → raw value text (quotes kept), and its length in bytes.
+///
+/// Cards are read as bytes: a damaged card (non-ASCII bytes) gives a value
+/// that fails to parse where it matters, never a slice inside a character.
 fn read_header(
     bytes: &[u8],
     start: usize,
@@ -34,20 +39,22 @@ fn read_header(
     let mut cards = HashMap::new();
     let mut pos = start;
     loop {
-        if pos + CARD > bytes.len() {
+        let Some(card) = bytes.get(pos..pos + CARD) else {
             return Err(Error::format(
                 path,
-                "FITS header without END card (truncated file?)",
+                format!(
+                    "FITS header starting at byte {start} has no END card before the end of the file (truncated file?)"
+                ),
             ));
-        }
-        let card = String::from_utf8_lossy(&bytes[pos..pos + CARD]).into_owned();
+        };
         pos += CARD;
-        let key = card[..8].trim().to_string();
+        let key = String::from_utf8_lossy(&card[..8]).trim().to_string();
         if key == "END" {
             break;
         }
-        if card.len() >= 10 && &card[8..10] == "= " {
-            let raw = card[10..].trim();
+        if &card[8..10] == b"= " {
+            let raw = String::from_utf8_lossy(&card[10..]);
+            let raw = raw.trim();
             // Strip a trailing comment outside quotes.
             let value = if let Some(rest) = raw.strip_prefix('\'') {
                 match rest.find('\'') {
@@ -65,14 +72,27 @@ fn read_header(
 }
 
 fn int_card(cards: &HashMap<String, String>, key: &str, path: &Path) -> Result<i64> {
-    cards
+    let value = cards
         .get(key)
-        .ok_or_else(|| Error::format(path, format!("FITS header lacks {key}")))?
-        .parse::<i64>()
-        .map_err(|_| {
+        .ok_or_else(|| Error::format(path, format!("FITS header lacks {key}")))?;
+    value.parse::<i64>().map_err(|_| {
+        Error::format(
+            path,
+            format!("FITS header {key} = {value} is not an integer"),
+        )
+    })
+}
+
+/// A size from the header: a non-negative integer no larger than `max`.
+fn size_card(cards: &HashMap<String, String>, key: &str, max: usize, path: &Path) -> Result<usize> {
+    let value = int_card(cards, key, path)?;
+    usize::try_from(value)
+        .ok()
+        .filter(|&v| v <= max)
+        .ok_or_else(|| {
             Error::format(
                 path,
-                format!("FITS header {key} = {} is not an integer", cards[key]),
+                format!("FITS header {key} = {value}, expected an integer from 0 to {max}"),
             )
         })
 }
@@ -88,20 +108,22 @@ fn parse_tform(tform: &str, path: &Path) -> Result<(usize, char)> {
     let t = tform.trim_matches('\'').trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let repeat = if split == 0 {
-        1
+        Some(1)
     } else {
-        t[..split].parse().unwrap_or(0)
+        t[..split].parse::<usize>().ok()
     };
     let code = t[split..].chars().next().unwrap_or(' ');
-    if !matches!(code, 'E' | 'D' | 'B' | 'I' | 'J' | 'K') || repeat == 0 {
-        return Err(Error::format(
+    match repeat {
+        Some(repeat) if repeat > 0 && matches!(code, 'E' | 'D' | 'B' | 'I' | 'J' | 'K') => {
+            Ok((repeat, code))
+        }
+        _ => Err(Error::format(
             path,
             format!(
-                "FITS column format {t}: expected a numeric column (E, D, B, I, J or K with a repeat count)"
+                "FITS column format {t}: expected a numeric column (E, D, B, I, J or K with a positive repeat count)"
             ),
-        ));
+        )),
     }
-    Ok((repeat, code))
 }
 
 fn width(code: char) -> usize {
@@ -124,39 +146,56 @@ fn decode(code: char, b: &[u8]) -> f64 {
     }
 }
 
+/// `a · b`, or an error naming the sizes when it overflows (a damaged header).
+fn product(a: usize, b: usize, what: &str, path: &Path) -> Result<usize> {
+    a.checked_mul(b).ok_or_else(|| {
+        Error::format(
+            path,
+            format!("FITS header sizes overflow: {what} = {a} × {b} (damaged header?)"),
+        )
+    })
+}
+
 /// Reads every column of the first binary table of `path` as one channel of a
 /// full-sky HEALPix map.
 pub fn read_healpix_fits(path: &Path) -> Result<HealpixMaps> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    read_healpix_fits_bytes(&bytes, path)
+}
+
+/// [`read_healpix_fits`] on the content of a file already in memory; `path`
+/// names it in errors.
+pub fn read_healpix_fits_bytes(bytes: &[u8], path: &Path) -> Result<HealpixMaps> {
     if !bytes.starts_with(b"SIMPLE  =") {
         return Err(Error::format(
             path,
             "not a FITS file (expected SIMPLE = T at the start)",
         ));
     }
-    let (primary, len) = read_header(&bytes, 0, path)?;
+    let (primary, len) = read_header(bytes, 0, path)?;
     // Skip the primary data unit, if any.
-    let naxis = int_card(&primary, "NAXIS", path).unwrap_or(0);
+    let naxis = size_card(&primary, "NAXIS", MAX_AXES_OR_FIELDS, path).unwrap_or(0);
     let bitpix = int_card(&primary, "BITPIX", path)
         .unwrap_or(8)
-        .unsigned_abs() as usize;
-    let data_len = if naxis == 0 {
-        0
-    } else {
-        (1..=naxis)
-            .map(|i| int_card(&primary, &format!("NAXIS{i}"), path).unwrap_or(0) as usize)
-            .product::<usize>()
-            * bitpix
-            / 8
-    };
-    let ext = len + data_len.div_ceil(BLOCK) * BLOCK;
-    if ext >= bytes.len() {
-        return Err(Error::format(
-            path,
-            "FITS file has no extension; expected a BINTABLE of HEALPix maps (healpy write_map)",
-        ));
+        .unsigned_abs()
+        .min(64) as usize;
+    let mut data_len = if naxis == 0 { 0 } else { bitpix / 8 };
+    for i in 1..=naxis {
+        let n = size_card(&primary, &format!("NAXIS{i}"), bytes.len(), path)?;
+        data_len = product(data_len, n, "the primary data size", path)?;
     }
-    let (cards, hlen) = read_header(&bytes, ext, path)?;
+    let ext = data_len
+        .div_ceil(BLOCK)
+        .checked_mul(BLOCK)
+        .and_then(|d| d.checked_add(len))
+        .filter(|&e| e < bytes.len())
+        .ok_or_else(|| {
+            Error::format(
+                path,
+                "FITS file has no extension; expected a BINTABLE of HEALPix maps (healpy write_map)",
+            )
+        })?;
+    let (cards, hlen) = read_header(bytes, ext, path)?;
     if str_card(&cards, "XTENSION").as_deref() != Some("BINTABLE") {
         return Err(Error::format(
             path,
@@ -183,26 +222,31 @@ pub fn read_healpix_fits(path: &Path) -> Result<HealpixMaps> {
             ));
         }
     };
-    let row_bytes = int_card(&cards, "NAXIS1", path)? as usize;
-    let rows = int_card(&cards, "NAXIS2", path)? as usize;
-    let fields = int_card(&cards, "TFIELDS", path)? as usize;
+    let row_bytes = size_card(&cards, "NAXIS1", bytes.len(), path)?;
+    let rows = size_card(&cards, "NAXIS2", bytes.len(), path)?;
+    let fields = size_card(&cards, "TFIELDS", MAX_AXES_OR_FIELDS, path)?;
     if fields == 0 {
-        return Err(Error::format(path, "FITS table has no columns"));
+        return Err(Error::format(
+            path,
+            "FITS table has no columns (TFIELDS = 0)",
+        ));
     }
     let mut cols = Vec::with_capacity(fields);
-    let mut offset = 0;
+    let mut offset = 0usize;
     for i in 1..=fields {
         let tform = cards
             .get(&format!("TFORM{i}"))
             .ok_or_else(|| Error::format(path, format!("FITS header lacks TFORM{i}")))?;
         let (repeat, code) = parse_tform(tform, path)?;
         cols.push((offset, repeat, code));
-        offset += repeat * width(code);
+        offset = product(repeat, width(code), "a column's width", path)?
+            .checked_add(offset)
+            .ok_or_else(|| Error::format(path, "FITS column widths overflow (damaged header?)"))?;
     }
     if offset != row_bytes {
         return Err(Error::format(
             path,
-            format!("FITS rows are {row_bytes} bytes but the columns add up to {offset}"),
+            format!("FITS rows are {row_bytes} bytes (NAXIS1) but the columns add up to {offset}"),
         ));
     }
     let repeat = cols[0].1;
@@ -212,20 +256,23 @@ pub fn read_healpix_fits(path: &Path) -> Result<HealpixMaps> {
             "FITS columns of different lengths; expected one map per column",
         ));
     }
-    let npix = rows * repeat;
     let data_start = ext + hlen;
-    if data_start + rows * row_bytes > bytes.len() {
+    let table_bytes = product(rows, row_bytes, "the table size", path)?;
+    if data_start.saturating_add(table_bytes) > bytes.len() {
         return Err(Error::format(
             path,
             format!(
-                "FITS table is truncated: expected {} bytes of data",
-                rows * row_bytes
+                "FITS table is truncated: expected {table_bytes} bytes of data ({rows} rows of {row_bytes}), the file holds {}",
+                bytes.len().saturating_sub(data_start)
             ),
         ));
     }
-    let nside = nside_of_length(npix, "the FITS map")?;
+    // rows · repeat ≤ rows · row_bytes, which fits: no overflow.
+    let npix = rows * repeat;
+    let nside =
+        nside_of_length(npix, "the FITS map").map_err(|e| Error::format(path, e.to_string()))?;
     if let Ok(declared) = int_card(&cards, "NSIDE", path)
-        && declared as u64 != nside as u64
+        && declared != i64::from(nside)
     {
         return Err(Error::format(
             path,

@@ -140,6 +140,17 @@ impl NpyHeader {
                 ));
             }
         };
+        // The length is checked against the file before anything is allocated.
+        let file_len = file.metadata().map_err(|e| Error::io(path, e))?.len();
+        if (start + len) as u64 > file_len {
+            return Err(Error::format(
+                path,
+                format!(
+                    "truncated .npy header: it declares {len} bytes of header, the file holds {}",
+                    file_len.saturating_sub(start as u64)
+                ),
+            ));
+        }
         let mut text = vec![0u8; len];
         if read_at_most(&file, &mut text, start as u64, path)? < len {
             return Err(Error::format(path, "truncated .npy header"));
@@ -193,14 +204,17 @@ impl NpyHeader {
 }
 
 fn parse_descr(descr: &str) -> Option<(Dtype, bool)> {
-    let (order, rest) = descr.split_at(1);
+    // `get` rather than `split_at`: a damaged descriptor may be empty or
+    // start with a character of several bytes.
+    let order = descr.get(..1)?;
+    let rest = descr.get(1..)?;
     let big = match order {
         ">" => true,
         "<" | "|" | "=" => cfg!(target_endian = "big") && order == "=",
         _ => return None,
     };
-    let (kind, size) = rest.split_at(1);
-    let size: usize = size.parse().ok()?;
+    let kind = rest.get(..1)?;
+    let size: usize = rest.get(1..)?.parse().ok()?;
     let dtype = match (kind, size) {
         ("f", 2) => Dtype::F16,
         ("f", 4) => Dtype::F32,
@@ -280,12 +294,15 @@ impl NpyMaps {
         })?;
         let file = File::open(path).map_err(|e| Error::io(path, e))?;
         let have = file.metadata().map_err(|e| Error::io(path, e))?.len();
-        let need = (samples * channels * npix * header.dtype.size()) as u64;
-        if have < header.data_offset + need {
+        let need = [samples, channels, npix, header.dtype.size()]
+            .iter()
+            .try_fold(1u64, |acc, &n| acc.checked_mul(n as u64))
+            .unwrap_or(u64::MAX);
+        if have < header.data_offset.saturating_add(need) {
             return Err(Error::format(
                 path,
                 format!(
-                    "truncated: the header says {:?} {} ({need} bytes of data), the file holds {} bytes of data",
+                    "the header says shape {:?} of {} ({need} bytes of data) but the file holds only {} bytes of data (a truncated file, or a header with the wrong shape)",
                     header.shape,
                     header.dtype.name(),
                     have.saturating_sub(header.data_offset)

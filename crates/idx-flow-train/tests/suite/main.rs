@@ -3,6 +3,7 @@
 
 mod apply;
 mod baselines;
+mod corruption;
 mod data;
 mod datasets;
 mod models;
