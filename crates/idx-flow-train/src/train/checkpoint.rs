@@ -191,7 +191,7 @@ pub fn latest_intact_checkpoint(root: &Path) -> Result<IntactCheckpoint> {
     if dirs.is_empty() {
         return Err(no_checkpoint("no step-* directory".into()));
     }
-    dirs.sort_by(|a, b| b.0.cmp(&a.0));
+    dirs.sort_by_key(|d| std::cmp::Reverse(d.0));
     let mut damaged = Vec::new();
     for (_, dir) in dirs {
         match read_checkpoint(&dir) {

@@ -97,7 +97,7 @@ fn corrupted_npy_maps_give_errors_not_panics() {
     // A header promising far more than the file holds says so, without allocating it.
     let mut text =
         "{'descr': '<f4', 'fortran_order': False, 'shape': (9999999999, 3, 192), }".to_string();
-    while (text.len() + 11) % 64 != 0 {
+    while !(text.len() + 11).is_multiple_of(64) {
         text.push(' ');
     }
     text.push('\n');
