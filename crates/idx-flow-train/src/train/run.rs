@@ -226,6 +226,12 @@ pub fn train(
         // A fresh run: checkpoints of an earlier run in this directory would mix with ours.
         std::fs::remove_dir_all(&ckpt_root).map_err(|e| Error::io(&ckpt_root, e))?;
     }
+    // The checksums of an earlier finished run here would not match the files
+    // this run rewrites; they are written again when it finishes.
+    let stale = out.join(super::checksums::CHECKSUMS_FILE);
+    if stale.exists() {
+        std::fs::remove_file(&stale).map_err(|e| Error::io(&stale, e))?;
+    }
     let norm_json = serde_json::to_vec_pretty(data.normalisation())
         .map_err(|e| Error::format(out.join("normalisation.json"), e.to_string()))?;
     write_bytes_atomically(&out.join("normalisation.json"), &norm_json)?;
