@@ -95,17 +95,7 @@ fn corrupted_npy_maps_give_errors_not_panics() {
         }
     }
     // A header promising far more than the file holds says so, without allocating it.
-    let mut text =
-        "{'descr': '<f4', 'fortran_order': False, 'shape': (9999999999, 3, 192), }".to_string();
-    while !(text.len() + 11).is_multiple_of(64) {
-        text.push(' ');
-    }
-    text.push('\n');
-    let mut header = b"\x93NUMPY\x01\x00".to_vec();
-    header.extend_from_slice(&(text.len() as u16).to_le_bytes());
-    header.extend_from_slice(text.as_bytes());
-    header.extend_from_slice(&[0u8; 4096]);
-    std::fs::write(&damaged_path, &header).unwrap();
+    crate::datasets::raw_npy(&damaged_path, "<f4", &[9_999_999_999, 3, 192], &[0u8; 4096]);
     let e = HealpixMaps::open(&damaged_path, false)
         .unwrap_err()
         .to_string();

@@ -17,7 +17,7 @@ use idx_flow_train::data::zarr::ZarrMaps;
 use idx_flow_train::data::{DataOptions, HealpixMaps, Rotation, SphereDataset, SphereSource};
 
 /// Writes a `.npy` file by hand: header with `descr` and `shape`, then `data`.
-fn raw_npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) {
+pub(crate) fn raw_npy(path: &Path, descr: &str, shape: &[usize], data: &[u8]) {
     let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
     let shape = if dims.len() == 1 {
         format!("({},)", dims[0])
