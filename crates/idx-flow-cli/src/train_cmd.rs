@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 use idx_flow::data::{SphereDataset, SphereSource};
+use idx_flow::distributed::Collective;
 use idx_flow::models::GraphKind;
 use idx_flow::train::{TrainConfig, TrainOptions, TrainOutcome, device, train};
 use indicatif::{ProgressBar, ProgressStyle};
@@ -81,13 +82,70 @@ pub struct TrainArgs {
     /// Peak learning rate (default 3e-3).
     #[arg(long)]
     lr: Option<f64>,
+    /// Under mpirun (the `mpi` feature): seconds a rank waits for the others at
+    /// an exchange before the run fails naming the rank that did not arrive.
+    #[arg(long, default_value_t = 300.0)]
+    peer_timeout: f64,
 }
 
 fn e(err: idx_flow::Error) -> String {
     err.to_string()
 }
 
+/// Prints on the process that reports: the only one, or rank 0 of a
+/// data-parallel run.
+macro_rules! say {
+    ($lead:expr, $($arg:tt)*) => {
+        if $lead {
+            println!($($arg)*);
+        }
+    };
+}
+
 pub fn run(args: TrainArgs) -> Result<(), String> {
+    if !(args.peer_timeout > 0.0 && args.peer_timeout.is_finite()) {
+        return Err(format!(
+            "--peer-timeout: expected a positive number of seconds, got {}",
+            args.peer_timeout
+        ));
+    }
+    #[cfg(feature = "mpi")]
+    if idx_flow::distributed::mpi::MpiWorld::launched() {
+        let world = idx_flow::distributed::mpi::MpiWorld::init(std::time::Duration::from_secs_f64(
+            args.peer_timeout,
+        ))
+        .map_err(e)?;
+        return match run_rank(args, Some(&world)) {
+            Ok(()) => Ok(()),
+            Err(message) if world.ranks() > 1 => {
+                // A rank that failed must not finalise MPI (an exchange may
+                // still hold its buffers, and the other ranks would wait for
+                // it): report, then end every rank.
+                eprintln!(
+                    "error: rank {} of {}: {message}",
+                    world.rank_index(),
+                    world.ranks()
+                );
+                world.abort(if message == INTERRUPTED { 130 } else { 1 });
+            }
+            Err(message) => Err(message),
+        };
+    }
+    if let Some(ranks) = idx_flow::distributed::launched_ranks().filter(|&n| n > 1) {
+        // Without the feature every rank would train alone into the same
+        // output directory.
+        return Err(format!(
+            "started as one of {ranks} MPI ranks, but this idx-flow was built without MPI; \
+             rebuild with `cargo build --release -p idx-flow-cli --features mpi` \
+             (scripts/install-mpi.sh installs OpenMPI), or run it without mpirun"
+        ));
+    }
+    run_rank(args, None)
+}
+
+fn run_rank(args: TrainArgs, collective: Option<&dyn Collective>) -> Result<(), String> {
+    let lead = collective.is_none_or(|c| c.rank() == 0);
+    let ranks = collective.map_or(1, |c| c.size());
     let started = Instant::now();
     let from_file = args.config.is_some();
     let mut config = match &args.config {
@@ -202,8 +260,14 @@ pub fn run(args: TrainArgs) -> Result<(), String> {
     }
 
     let m = &config.model;
-    println!("data     {} ({describe}) on {}", config.data, data.grid());
-    println!(
+    say!(
+        lead,
+        "data     {} ({describe}) on {}",
+        config.data,
+        data.grid()
+    );
+    say!(
+        lead,
         "split    {} training map(s), {} validation map(s), {}",
         data.train_indices().len(),
         data.val_indices().len(),
@@ -213,24 +277,30 @@ pub fn run(args: TrainArgs) -> Result<(), String> {
             "no rotations"
         }
     );
-    println!(
+    say!(
+        lead,
         "model    autoencoder, {} graphs, widths {:?}, latent {:?} per sample, compression {:.1}x",
         m.graph.as_str(),
         m.widths,
         m.latent_shape(),
         m.compression_ratio()
     );
-    println!(
-        "training {} steps x {} samples ({} workers), AdamW lr {:.0e} cosine to {:.0e}, seed {}, {backend}{}",
+    let parallel = if ranks > 1 {
+        format!("{ranks} ranks x {} workers", config.workers.unwrap_or(1))
+    } else {
+        format!("{} workers", config.workers())
+    };
+    say!(
+        lead,
+        "training {} steps x {} samples ({parallel}), AdamW lr {:.0e} cosine to {:.0e}, seed {}, {backend}{}",
         config.steps,
         config.batch,
-        config.workers(),
         config.learning_rate,
         config.min_learning_rate,
         config.seed,
         if args.resume { ", resuming" } else { "" }
     );
-    println!("output   {}", out.display());
+    say!(lead, "output   {}", out.display());
 
     let bar = ProgressBar::new(config.steps as u64);
     bar.set_style(
@@ -239,11 +309,15 @@ pub fn run(args: TrainArgs) -> Result<(), String> {
         )
         .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
+    if !lead {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
     let options = TrainOptions {
         resume: args.resume,
         device,
         backend,
         stop: Some(&stop),
+        collective,
         ..TrainOptions::new(out.clone())
     };
     let outcome = train(&config, &data, &options, &mut |p| {
@@ -255,6 +329,13 @@ pub fn run(args: TrainArgs) -> Result<(), String> {
     });
     bar.finish_and_clear();
     match outcome.map_err(e)? {
+        TrainOutcome::Replica { interrupted, .. } => {
+            if interrupted {
+                Err(INTERRUPTED.into())
+            } else {
+                Ok(())
+            }
+        }
         TrainOutcome::Interrupted { step, checkpoint } => {
             eprintln!(
                 "interrupted at step {step}/{}: checkpoint {}; continue with the same options and --resume",

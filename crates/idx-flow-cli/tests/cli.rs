@@ -602,3 +602,24 @@ fn kernel_variables_are_read_by_the_command_and_bad_values_are_errors() {
         );
     }
 }
+
+/// A build without the `mpi` feature, started by mpirun as one of several
+/// ranks, refuses to train alone into the shared output directory.
+#[cfg(not(feature = "mpi"))]
+#[test]
+fn train_under_mpirun_without_the_mpi_feature_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_idx-flow"))
+        .args(["train", "--nside", "8", "--steps", "2", "--out"])
+        .arg(dir.path().join("run"))
+        .env("OMPI_COMM_WORLD_SIZE", "2")
+        .output()
+        .expect("run idx-flow");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("built without MPI") && stderr.contains("--features mpi"),
+        "{stderr}"
+    );
+    assert!(!dir.path().join("run").exists());
+}

@@ -59,6 +59,11 @@ pub enum Error {
         seconds: f64,
     },
 
+    /// The processes of a distributed run cannot work together: they were
+    /// started with different options, or one of them failed.
+    #[error("distributed run: {0}")]
+    Distributed(String),
+
     /// Arrays whose shapes do not fit together.
     #[error("shape mismatch in {context}: expected {expected}, got {got}")]
     Shape {

@@ -14,6 +14,7 @@
 #![warn(missing_docs)]
 
 pub mod data;
+pub mod distributed;
 pub mod models;
 pub mod plot;
 pub mod train;

@@ -13,7 +13,7 @@
 //! | [`spectral`] | `idx-flow-spectral` | `spectral` | spectrans's spectral token mixing and hybrid transformer blocks |
 //! | [`pde`] | `idx-flow-pde` | `pde` | pdequinox's physics convolutions and architectures on regular grids |
 //! | [`equivariant`] | `idx-flow-equivariant` | `equivariant` | ginjax's layers on geometric images |
-//! | [`data`], [`models`], [`train`], [`plot`] | `idx-flow-train` | `train` | map data, the HEALPix autoencoder, training, pictures |
+//! | [`data`], [`models`], [`train`], [`plot`], [`distributed`] | `idx-flow-train` | `train` (`mpi` for MPI) | map data, the HEALPix autoencoder, training, pictures, data-parallel training |
 //!
 //! `wgpu`, `vulkan` and `cuda` turn on burn's GPU backends and the CubeCL kernels.
 //!
@@ -64,7 +64,7 @@ pub use idx_flow_pde as pde;
 pub use idx_flow_equivariant as equivariant;
 
 #[cfg(feature = "train")]
-pub use idx_flow_train::{data, models, plot, train};
+pub use idx_flow_train::{data, distributed, models, plot, train};
 
 /// The README's examples, compiled as doc tests so that they stay true.
 #[cfg(all(

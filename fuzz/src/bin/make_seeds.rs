@@ -16,9 +16,8 @@ use idx_flow_healpix::io::SafetensorsWriter;
 use idx_flow_train::data::fits::write_healpix_fits;
 use idx_flow_train::data::npy::NpyWriter;
 use idx_flow_train::train::TrainConfig;
-use idx_flow_train::train::checkpoint::{
-    CHECKPOINT_FILES, CheckpointState, save_optimizer, write_checkpoint,
-};
+use idx_flow_train::train::checkpoint::{CHECKPOINT_FILES, CheckpointState, write_checkpoint};
+use idx_flow_train::train::optimizer_state::save_optimizer;
 
 fn seed(target: &str, name: &str, bytes: &[u8]) {
     let dir = Path::new("seeds").join(target);

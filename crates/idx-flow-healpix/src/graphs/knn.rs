@@ -412,6 +412,24 @@ impl Search {
         self.finish(idx, dist);
     }
 
+    /// The k nearest input pixels of output pixel `p` into `idx`, `dist`.
+    fn query_pixel(
+        &mut self,
+        buckets: &Buckets,
+        output: &HealpixGrid,
+        out_centers: &RingCenters,
+        p: u64,
+        idx: &mut [i64],
+        dist: &mut [f64],
+    ) {
+        let (lon, lat) = output.center_lonlat(p);
+        let ring = match output.ordering() {
+            Ordering::Ring => p,
+            Ordering::Nested => output.to_ring(p).unwrap_or(p),
+        };
+        self.query(buckets, lon, lat, &out_centers.vec(ring), idx, dist);
+    }
+
     /// Writes the k nearest as (index, angle), ties ordered by index.
     fn finish(&mut self, idx: &mut [i64], dist: &mut [f64]) {
         // Angles, then runs of ties (relative 1e-12, chained) ordered by index.
@@ -466,18 +484,11 @@ pub(super) fn knn(
             |search, (task, (idx, dist))| {
                 let first = task * ROWS_PER_TASK;
                 for r in 0..idx.len() / k {
-                    let p = (first + r) as u64;
-                    let (lon, lat) = output.center_lonlat(p);
-                    let ring = match output.ordering() {
-                        Ordering::Ring => p,
-                        Ordering::Nested => output.to_ring(p).unwrap_or(p),
-                    };
-                    let q = out_centers.vec(ring);
-                    search.query(
+                    search.query_pixel(
                         &buckets,
-                        lon,
-                        lat,
-                        &q,
+                        &output,
+                        &out_centers,
+                        (first + r) as u64,
                         &mut idx[r * k..(r + 1) * k],
                         &mut dist[r * k..(r + 1) * k],
                     );
@@ -490,6 +501,38 @@ pub(super) fn knn(
             },
         );
     ConnectionGraph::from_parts(input, output, k, indices, distances, None)
+}
+
+/// The `k` nearest input pixels of the output pixels `rows` only (indices,
+/// row after row), as [`knn`] finds them.
+pub(super) fn knn_rows(
+    input: HealpixGrid,
+    output: HealpixGrid,
+    rows: &[usize],
+    k: usize,
+) -> Result<Vec<i64>> {
+    let n_in = input.npix();
+    if k == 0 || k as u64 > n_in {
+        return Err(Error::InvalidK {
+            k,
+            expected: format!("between 1 and the {n_in} pixels of the input grid ({input})"),
+        });
+    }
+    let buckets = Buckets::new(&input);
+    let out_centers = RingCenters::new(output.nside());
+    let mut indices = vec![0i64; rows.len() * k];
+    let mut distances = vec![0f64; rows.len() * k];
+    indices
+        .par_chunks_mut(k)
+        .zip(distances.par_chunks_mut(k))
+        .zip(rows.par_iter())
+        .for_each_init(
+            || Search::new(k),
+            |search, ((idx, dist), &row)| {
+                search.query_pixel(&buckets, &output, &out_centers, row as u64, idx, dist);
+            },
+        );
+    Ok(indices)
 }
 
 impl ConnectionGraph {

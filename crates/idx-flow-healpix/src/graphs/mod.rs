@@ -20,11 +20,15 @@
 //! # Ok::<(), idx_flow_healpix::Error>(())
 //! ```
 
+mod balltree;
 mod hierarchy;
+mod idx_flow_order;
 mod knn;
+mod nth_element;
 mod stencil;
 mod weights;
 
+pub use idx_flow_order::healpy_pix2ang_ring;
 pub use weights::{
     Interpolation, ResolutionInfo, WeightMethod, get_weights, resolution_info, upsampling_weights,
 };

@@ -14,6 +14,7 @@ use std::path::Path;
 use ndarray::{Array0, Array2, ArrayD};
 use ndarray_npy::{NpzReader, NpzWriter};
 
+use super::npz_sizes::check_npz_member_sizes;
 use super::{SafetensorsFile, SafetensorsWriter, write_atomically};
 use crate::error::{Error, Result};
 use crate::geometry::{HealpixGrid, Ordering};
@@ -90,7 +91,19 @@ fn expect_2d(
     Ok((shape[0], shape[1]))
 }
 
+/// Every member `read_npz` reads.
+const NPZ_KEYS: [&str; 7] = [
+    "indices",
+    "distances_km",
+    "weights",
+    "nside_in",
+    "nside_out",
+    "ordering_in",
+    "ordering_out",
+];
+
 fn read_npz(path: &Path) -> Result<RawGraph> {
+    check_npz_member_sizes(path, &NPZ_KEYS)?;
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
     let mut npz = NpzReader::new(BufReader::new(file))
         .map_err(|e| Error::format(path, format!("not a readable .npz archive: {e}")))?;

@@ -2,6 +2,7 @@
 //! or `.safetensors`.
 
 mod graph_file;
+mod npz_sizes;
 mod tensors;
 
 pub use tensors::{SafetensorsFile, SafetensorsWriter, TensorData};

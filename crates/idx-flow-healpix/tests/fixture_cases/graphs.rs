@@ -78,6 +78,27 @@ pub fn knn_case(f: &SafetensorsFile, tag: &str, ni: u32, no: u32, k: usize) {
     }
 }
 
+/// The same graph chosen and ordered as idx_flow does
+/// (`ConnectionGraph::knn_idx_flow`): every index equal to idx_flow's, ties
+/// included, and the distances to the last bits of numpy's arcsin.
+pub fn knn_idx_flow_case(f: &SafetensorsFile, tag: &str, ni: u32, no: u32, k: usize) {
+    let graph = ConnectionGraph::knn_idx_flow(ni, no, k).unwrap();
+    let (ref_idx, shape) = f.i64(&format!("{tag}.indices")).unwrap();
+    let (ref_km, _) = f.f64(&format!("{tag}.distances_km")).unwrap();
+    assert_eq!(shape, vec![graph.n_out(), k], "{tag}");
+    for row in 0..graph.n_out() {
+        let r = row * k..(row + 1) * k;
+        assert_eq!(
+            graph.row_indices(row),
+            &ref_idx[r.clone()],
+            "{tag} row {row}"
+        );
+    }
+    for (i, (a, b)) in graph.distances_km().iter().zip(&ref_km).enumerate() {
+        assert!((a - b).abs() <= 1e-9, "{tag}[{i}]: {a} vs {b} km");
+    }
+}
+
 /// idx_flow's weights of one tag, every method the file holds, against ours
 /// (a test of its own in `fixture_cases`); at least one method.
 pub fn weights_case(f: &SafetensorsFile, tag: &str, ni: u32, no: u32, k: usize) {

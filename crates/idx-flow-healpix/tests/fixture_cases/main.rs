@@ -54,6 +54,17 @@ fn orderings(f: &SafetensorsFile, nside: u32) -> Vec<(Ordering, &'static str)> {
 }
 
 fn pixel_centres_equal_healpy(f: &SafetensorsFile, nside: u32) {
+    // healpy's own arithmetic (behind idx_flow-ordered graphs): equal bits.
+    let (theta, _) = f.f64(&format!("nside{nside}.ring.theta")).unwrap();
+    let (phi, _) = f.f64(&format!("nside{nside}.ring.phi")).unwrap();
+    for (p, (t, ph)) in theta.iter().zip(&phi).enumerate() {
+        let ours = idx_flow_healpix::graphs::healpy_pix2ang_ring(nside as u64, p as u64);
+        assert_eq!(
+            ours,
+            (*t, *ph),
+            "nside {nside} RING pixel {p}: healpy's bits"
+        );
+    }
     for (ordering, tag) in orderings(f, nside) {
         let grid = HealpixGrid::new(nside, ordering).unwrap();
         let (theta, _) = f.f64(&format!("nside{nside}.{tag}.theta")).unwrap();
@@ -239,6 +250,11 @@ fn main() {
         all.push(trials::case(
             format!("idx_flow_graph::{tag}::knn"),
             move || graphs::knn_case(&file, &tag2, ni, no, k),
+        ));
+        let (file, tag2) = (graphs.clone(), tag.clone());
+        all.push(trials::case(
+            format!("idx_flow_graph::{tag}::knn_idx_flow_order"),
+            move || graphs::knn_idx_flow_case(&file, &tag2, ni, no, k),
         ));
         let file = graphs.clone();
         all.push(trials::case(

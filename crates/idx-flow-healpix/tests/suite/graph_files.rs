@@ -182,3 +182,40 @@ fn safetensors_with_wrong_dtype_is_a_clear_error() {
         "{msg}"
     );
 }
+
+/// The fuzzer's finding: a 2 kB `.npz` whose `distances_km` member declares a
+/// 662 MB `.npy` header, which ndarray-npy allocated before reading. A shape
+/// larger than its member was the same allocation one step later. Both are
+/// now refused from the header, naming the member and the sizes.
+#[test]
+fn an_npz_member_declaring_more_than_it_holds_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("g.npz");
+    std::fs::write(&p, include_bytes!("data/npz-shape-beyond-member.npz")).unwrap();
+    let msg = format_message(ConnectionGraph::load(&p));
+    assert!(msg.contains("'distances_km'"), "{msg}");
+    assert!(msg.contains("declares 662372470 bytes"), "{msg}");
+    assert!(msg.contains("holds only 512"), "{msg}");
+
+    // The same shape in a well-formed archive written by ndarray-npy.
+    let good = sample();
+    let p = dir.path().join("big.npz");
+    good.save(&p).unwrap();
+    let mut bytes = std::fs::read(&p).unwrap();
+    let shape = format!("({}, {})", good.indices().len() / good.k(), good.k());
+    let at = bytes
+        .windows(shape.len())
+        .position(|w| w == shape.as_bytes())
+        .expect("the saved graph's indices shape");
+    // A one-dimensional tuple of the same number of characters, so the
+    // header stays well formed.
+    let huge = format!("({},)", "9".repeat(shape.len() - 3));
+    bytes[at..at + shape.len()].copy_from_slice(huge.as_bytes());
+    std::fs::write(&p, &bytes).unwrap();
+    let msg = format_message(ConnectionGraph::load(&p));
+    let expected = format!(
+        "'indices': the header says shape [{}]",
+        &huge[1..huge.len() - 2]
+    );
+    assert!(msg.contains(&expected), "{msg}");
+}

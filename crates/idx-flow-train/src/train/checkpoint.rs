@@ -14,7 +14,6 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::optim::ModuleOptimizer;
 use serde::{Deserialize, Serialize};
 
 use super::checksums::{verify_checksums, write_checksums};
@@ -219,18 +218,70 @@ pub fn latest_intact_checkpoint(root: &Path) -> Result<IntactCheckpoint> {
     ))
 }
 
-/// Writes the optimiser's state (burn's burnpack record) to `path`, atomically.
-pub fn save_optimizer(optim: &ModuleOptimizer, path: &Path) -> Result<()> {
-    let bytes = optim
-        .into_bytes()
-        .map_err(|e| Error::format(path, format!("cannot serialise the optimiser state: {e}")))?;
-    write_bytes_atomically(path, &bytes)
+/// The checkpoint a run resumes from, read into memory: rank 0 of a
+/// distributed run reads it and hands the same bytes to every other rank, so
+/// that only rank 0 needs the output directory.
+pub(crate) struct ResumePoint {
+    pub files: CheckpointFiles,
+    pub state: CheckpointState,
+    pub model: Vec<u8>,
+    pub optimizer: Vec<u8>,
 }
 
-/// Reads an optimiser state written by [`save_optimizer`] into `optim`.
-pub fn load_optimizer(optim: ModuleOptimizer, path: &Path) -> Result<ModuleOptimizer> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    optim
-        .from_bytes(burn::tensor::Bytes::from_bytes_vec(bytes))
-        .map_err(|e| Error::format(path, format!("not an optimiser state: {e}")))
+impl ResumePoint {
+    /// Reads the model and optimiser files of a checkpoint that passed its checks.
+    pub fn read(intact: IntactCheckpoint) -> Result<Self> {
+        let read = |p: PathBuf| std::fs::read(&p).map_err(|e| Error::io(p, e));
+        Ok(Self {
+            model: read(intact.files.model())?,
+            optimizer: read(intact.files.optimizer())?,
+            files: intact.files,
+            state: intact.state,
+        })
+    }
+
+    /// Four length-prefixed frames: the directory, `state.json`, the model
+    /// and the optimiser state.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let state = serde_json::to_vec(&self.state)
+            .map_err(|e| Error::format(self.files.state(), e.to_string()))?;
+        let dir = self.files.dir.to_string_lossy().into_owned().into_bytes();
+        let mut out = Vec::new();
+        for frame in [&dir, &state, &self.model, &self.optimizer] {
+            out.extend_from_slice(&(frame.len() as u64).to_le_bytes());
+            out.extend_from_slice(frame);
+        }
+        Ok(out)
+    }
+
+    /// Reads what [`to_bytes`](Self::to_bytes) wrote.
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self> {
+        let bad = || Error::Distributed("rank 0's checkpoint arrived damaged".into());
+        let mut frames = Vec::with_capacity(4);
+        let mut rest = bytes;
+        for _ in 0..4 {
+            let (len, tail) = rest.split_first_chunk::<8>().ok_or_else(bad)?;
+            let len = usize::try_from(u64::from_le_bytes(*len)).map_err(|_| bad())?;
+            if tail.len() < len {
+                return Err(bad());
+            }
+            let (frame, tail) = tail.split_at(len);
+            frames.push(frame.to_vec());
+            rest = tail;
+        }
+        let optimizer = frames.pop().ok_or_else(bad)?;
+        let model = frames.pop().ok_or_else(bad)?;
+        let state = frames.pop().ok_or_else(bad)?;
+        let dir =
+            PathBuf::from(String::from_utf8_lossy(&frames.pop().ok_or_else(bad)?).into_owned());
+        let files = CheckpointFiles { dir };
+        let state = serde_json::from_slice(&state)
+            .map_err(|e| Error::format(files.state(), e.to_string()))?;
+        Ok(Self {
+            files,
+            state,
+            model,
+            optimizer,
+        })
+    }
 }

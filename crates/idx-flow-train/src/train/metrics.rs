@@ -24,6 +24,14 @@ pub struct Metrics {
     pub nside: u32,
     /// Trainable parameters.
     pub parameters: usize,
+    /// Processes of the data-parallel run (1 for a single process; runs
+    /// written before it existed read as 1).
+    #[serde(default = "one")]
+    pub world_size: usize,
+    /// Seconds rank 0 spent in exchanges with the other ranks during
+    /// training (waiting for them included; 0 for a single process).
+    #[serde(default)]
+    pub exchange_seconds: f64,
     /// Values in / values in the latent.
     pub compression_ratio: f64,
     /// Latent shape per sample, `[N_latent, channels]`.
@@ -71,4 +79,8 @@ pub struct Metrics {
 /// `10·log10(peak² / mse)`.
 pub fn psnr(mse: f64, peak: f64) -> f64 {
     10.0 * (peak * peak / mse).log10()
+}
+
+fn one() -> usize {
+    1
 }

@@ -45,6 +45,7 @@ pub mod config;
 pub mod device;
 pub mod figures;
 pub mod metrics;
+pub mod optimizer_state;
 pub mod run;
 pub mod step;
 pub mod trained;

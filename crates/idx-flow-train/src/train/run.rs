@@ -10,19 +10,20 @@ use burn::optim::lr_scheduler::cosine::CosineAnnealingLrSchedulerConfig;
 use burn::optim::{AdamWConfig, ModuleOptimizer};
 use burn::tensor::Device;
 
-use super::checkpoint::{
-    CheckpointState, latest_intact_checkpoint, load_optimizer, save_optimizer, write_checkpoint,
-};
+use super::checkpoint::{CheckpointState, ResumePoint, latest_intact_checkpoint, write_checkpoint};
 use super::config::TrainConfig;
 use super::metrics::{Metrics, psnr};
-use super::step::{gradients, precise_batch_norm, reconstruct};
+use super::optimizer_state::{load_optimizer_bytes, save_optimizer};
+use super::step::{agree_on_step, check_finite, gradients, precise_batch_norm, reconstruct};
 use crate::data::loader::{Prefetch, TrainingPlan};
 use crate::data::{Rotation, Sample, SphereDataset};
+use crate::distributed::{self, Collective};
 use crate::models::HealpixAutoencoder;
 use crate::{Error, Result};
 use idx_flow_core::StateDict;
 use idx_flow_core::rng::SplitMix64;
 use idx_flow_core::state_dict::{load_state_dict, state_dict};
+use idx_flow_healpix::io::SafetensorsFile;
 use idx_flow_healpix::io::write_bytes_atomically;
 
 /// Seed of the held-out rotations: fixed, so that runs with different seeds are
@@ -49,6 +50,9 @@ pub struct TrainOptions<'a> {
     /// Where warnings go (a damaged checkpoint passed over on `--resume`);
     /// by default standard error.
     pub warn: &'a (dyn Fn(&str) + Sync),
+    /// The ranks of a data-parallel run this process is one of
+    /// ([`crate::distributed`]); `None` (the default) trains alone.
+    pub collective: Option<&'a dyn Collective>,
 }
 
 fn warn_on_stderr(message: &str) {
@@ -69,6 +73,7 @@ impl TrainOptions<'_> {
             prefetch: 4,
             read_timeout: Duration::from_secs(120),
             warn: &warn_on_stderr,
+            collective: None,
         }
     }
 }
@@ -99,6 +104,16 @@ pub enum TrainOutcome {
         step: usize,
         /// The checkpoint directory.
         checkpoint: PathBuf,
+    },
+    /// A rank other than 0 of a data-parallel run did its part; rank 0
+    /// wrote the checkpoints and outputs.
+    Replica {
+        /// This process's rank.
+        rank: usize,
+        /// Steps done.
+        step: usize,
+        /// Whether the run was interrupted rather than finished.
+        interrupted: bool,
     },
 }
 
@@ -219,24 +234,68 @@ pub fn train(
             ),
         ));
     }
+    // A data-parallel run: `ranks` processes of `workers` workers each, every
+    // rank on its contiguous share of each batch; only rank 0 writes.
+    let world = options.collective.filter(|w| w.size() > 1);
+    let (rank, ranks) = world.map_or((0, 1), |w| (w.rank(), w.size()));
+    let writes = rank == 0;
+    let workers = match world {
+        Some(_) => config.workers.unwrap_or(1),
+        None => config.workers(),
+    };
+    if world.is_some() && !config.batch.is_multiple_of(ranks * workers) {
+        return Err(Error::arg(
+            "batch",
+            format!(
+                "a batch of {} cannot be split evenly over {ranks} ranks of {workers} workers; use a multiple of {}",
+                config.batch,
+                ranks * workers
+            ),
+        ));
+    }
+    let per_rank = config.batch / ranks;
+    if world.is_some() && per_rank < 2 * workers {
+        return Err(Error::arg(
+            "batch",
+            format!(
+                "a batch of {} over {ranks} ranks of {workers} workers gives each worker {} sample(s), \
+                 and batch norm needs at least 2; use a batch of at least {}",
+                config.batch,
+                per_rank / workers,
+                2 * ranks * workers
+            ),
+        ));
+    }
     let out = &options.out;
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
     let ckpt_root = out.join("checkpoints");
-    if !options.resume && ckpt_root.exists() {
+    let norm_json = serde_json::to_vec_pretty(data.normalisation())
+        .map_err(|e| Error::format(out.join("normalisation.json"), e.to_string()))?;
+    if let Some(w) = world {
+        let identity = format!(
+            "{}\n{}\n{}",
+            config.identity_json(),
+            data.source().describe(),
+            String::from_utf8_lossy(&norm_json)
+        );
+        distributed::check_same_run(w, &identity)?;
+    }
+    if writes {
+        std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    }
+    if writes && !options.resume && ckpt_root.exists() {
         // A fresh run: checkpoints of an earlier run in this directory would mix with ours.
         std::fs::remove_dir_all(&ckpt_root).map_err(|e| Error::io(&ckpt_root, e))?;
     }
     // The checksums of an earlier finished run here would not match the files
     // this run rewrites; they are written again when it finishes.
     let stale = out.join(super::checksums::CHECKSUMS_FILE);
-    if stale.exists() {
+    if writes && stale.exists() {
         std::fs::remove_file(&stale).map_err(|e| Error::io(&stale, e))?;
     }
-    let norm_json = serde_json::to_vec_pretty(data.normalisation())
-        .map_err(|e| Error::format(out.join("normalisation.json"), e.to_string()))?;
-    write_bytes_atomically(&out.join("normalisation.json"), &norm_json)?;
+    if writes {
+        write_bytes_atomically(&out.join("normalisation.json"), &norm_json)?;
+    }
     let device = options.device.clone().autodiff();
-    let workers = config.workers();
     let rotate = config.rotates(data.source().samples());
 
     // The weights come from a generator of our own, seeded by the run's seed:
@@ -248,21 +307,41 @@ pub fn train(
     // race to update them) and set exactly after it, see `precise_batch_norm`.
     let mut model = idx_flow_core::init::with_seed(config.seed, || config.model.init(&device))?
         .with_batch_norm_momentum(0.0);
+    if let Some(w) = world {
+        model = distributed::broadcast_parameters(model, w)?;
+    }
     let mut optim = optimizer(config);
     let mut schedule = lr_schedule(config)?;
     let mut losses: Vec<f64> = Vec::with_capacity(config.steps);
     let mut train_seconds = 0.0;
 
     if options.resume {
-        let intact = latest_intact_checkpoint(&ckpt_root)?;
-        for (dir, why) in &intact.damaged {
-            (options.warn)(&format!(
-                "checkpoint {} is damaged and passed over ({why}); resuming from step {} instead",
-                dir.display(),
-                intact.state.step
-            ));
-        }
-        let (files, state) = (intact.files, intact.state);
+        let point = if writes {
+            let intact = latest_intact_checkpoint(&ckpt_root)?;
+            for (dir, why) in &intact.damaged {
+                (options.warn)(&format!(
+                    "checkpoint {} is damaged and passed over ({why}); resuming from step {} instead",
+                    dir.display(),
+                    intact.state.step
+                ));
+            }
+            Some(ResumePoint::read(intact)?)
+        } else {
+            None
+        };
+        let point = match world {
+            // A single process is rank 0 and has read it.
+            None => point.ok_or_else(|| {
+                Error::Distributed("the checkpoint to resume from was not read".into())
+            })?,
+            Some(w) => {
+                let bytes = point.map(|p| p.to_bytes()).transpose()?;
+                let bytes =
+                    distributed::broadcast_bytes_from_root(w, bytes, "rank 0's checkpoint")?;
+                ResumePoint::from_bytes(&bytes)?
+            }
+        };
+        let (files, state) = (point.files, point.state);
         if state.config != config.identity_json() {
             return Err(Error::format(
                 files.state(),
@@ -270,11 +349,12 @@ pub fn train(
                  resume with the same options (checkpoint_every may differ)",
             ));
         }
+        let weights = SafetensorsFile::from_bytes(files.model(), point.model)?;
         model = load_state_dict(
             model.with_fresh_running_stats(),
-            &StateDict::load(files.model())?,
+            &StateDict::from_safetensors(&weights, "")?,
         )?;
-        optim = load_optimizer(optim, &files.optimizer())?;
+        optim = load_optimizer_bytes(optim, point.optimizer, &files.optimizer(), &model)?;
         for _ in 0..state.step {
             schedule.step();
         }
@@ -301,42 +381,65 @@ pub fn train(
     let render = |items: &[(usize, Rotation)]| -> Result<Vec<Sample>> {
         items.iter().map(|(t, r)| data.render(*t, r)).collect()
     };
+    let per_sample = data.npix() * data.channels();
+    let mut exchange_seconds = 0.0;
     // The loop owns the model (each step consumes it) and hands it back.
     let (model, interrupted) = std::thread::scope(|scope| -> Result<_> {
         let mut model = model;
         let mut plan = TrainingPlan::new(config.seed, config.batch, rotate, data.train_indices());
+        let share_of_rank = rank * per_rank..(rank + 1) * per_rank;
         let batches = Prefetch::start(
             scope,
             first_step..config.steps,
             options.prefetch,
             options.read_timeout,
-            move |step| render(&plan.items(step)),
+            move |step| render(&plan.items(step)[share_of_rank.clone()]),
         );
         while losses.len() < config.steps {
             let step = losses.len();
-            if options.stop.is_some_and(|s| s.load(AtomicOrdering::SeqCst)) {
+            let samples = batches.next(step)?;
+            let stop = options.stop.is_some_and(|s| s.load(AtomicOrdering::SeqCst));
+            let exchange = Instant::now();
+            let (stop, share) = agree_on_step(world, stop, &samples, per_sample, step)?;
+            if world.is_some() {
+                exchange_seconds += exchange.elapsed().as_secs_f64();
+            }
+            if stop {
                 train_seconds += session.elapsed().as_secs_f64();
-                let dir = checkpoint(&model, &optim, &losses, train_seconds)?;
-                let outcome = TrainOutcome::Interrupted {
-                    step,
-                    checkpoint: dir,
+                let outcome = if writes {
+                    TrainOutcome::Interrupted {
+                        step,
+                        checkpoint: checkpoint(&model, &optim, &losses, train_seconds)?,
+                    }
+                } else {
+                    TrainOutcome::Replica {
+                        rank,
+                        step,
+                        interrupted: true,
+                    }
                 };
                 return Ok((model, Some(outcome)));
             }
-            let samples = batches.next(step)?;
-            let (grads, loss_value) = gradients(&model, data, &samples, workers, &device)?;
-            if !loss_value.is_finite() {
-                return Err(Error::arg(
-                    "learning_rate",
-                    format!(
-                        "the loss became {loss_value} at step {}; lower the learning rate",
-                        step + 1
-                    ),
-                ));
-            }
+            let (grads, loss_value) = gradients(&model, data, &samples, workers, share, &device)?;
             let lr = schedule.step();
             let lr_value = lr.base();
-            model = optim.step_multi(lr, model, grads);
+            let loss_value = match world {
+                None => {
+                    check_finite(loss_value, step)?;
+                    model = optim.step_multi(lr, model, grads);
+                    loss_value
+                }
+                Some(w) => {
+                    let what = format!("step {}'s", step + 1);
+                    let exchange = Instant::now();
+                    let (grads, loss) =
+                        distributed::all_reduce_gradients(&model, grads, loss_value, w, &what)?;
+                    exchange_seconds += exchange.elapsed().as_secs_f64();
+                    check_finite(loss, step)?;
+                    model = optim.step(lr, model, grads);
+                    loss
+                }
+            };
             losses.push(loss_value);
 
             let done = losses.len();
@@ -348,7 +451,8 @@ pub fn train(
                 lr: lr_value,
                 samples_per_s: ((done - first_step) * config.batch) as f64 / elapsed.max(1e-9),
             });
-            if config.checkpoint_every > 0
+            if writes
+                && config.checkpoint_every > 0
                 && done.is_multiple_of(config.checkpoint_every)
                 && done < config.steps
             {
@@ -361,13 +465,21 @@ pub fn train(
     if let Some(outcome) = interrupted {
         return Ok(outcome);
     }
+    if !writes {
+        return Ok(TrainOutcome::Replica {
+            rank,
+            step: losses.len(),
+            interrupted: false,
+        });
+    }
     train_seconds += session.elapsed().as_secs_f64();
     checkpoint(&model, &optim, &losses, train_seconds)?;
 
     // Evaluation and outputs. The batch-norm statistics come from batches of
-    // the training distribution past the last step, never trained on.
+    // the training distribution past the last step, never trained on, each
+    // one worker's shard (of all ranks' workers) as in training.
     let mut plan = TrainingPlan::new(config.seed, config.batch, rotate, data.train_indices());
-    let per = config.batch.div_ceil(workers);
+    let per = config.batch.div_ceil(ranks * workers);
     let bn_batches = (0..config.bn_batches)
         .map(|j| render(&plan.items(config.steps + j)[..per]))
         .collect::<Result<Vec<_>>>()?;
@@ -400,6 +512,8 @@ pub fn train(
         seed: config.seed,
         nside: config.model.nside,
         parameters: eval_model.num_params(),
+        world_size: ranks,
+        exchange_seconds,
         compression_ratio: config.model.compression_ratio(),
         latent_shape: config.model.latent_shape(),
         train_maps: data.train_indices().len(),

@@ -1,14 +1,16 @@
 //! One training step's arithmetic: batches as tensors, the masked loss, the
-//! gradients of a batch split over worker threads, evaluation-mode
-//! reconstruction, and the batch-norm statistics set after training.
+//! gradients of a batch split over worker threads (and what the ranks of a
+//! data-parallel run agree on first), evaluation-mode reconstruction, and
+//! the batch-norm statistics set after training.
 
 use burn::module::{Module, ModuleMapper, Param};
 use burn::optim::{GradientsParams, MultiGradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
 
-use crate::Result;
 use crate::data::{Sample, SphereDataset};
+use crate::distributed::Collective;
 use crate::models::HealpixAutoencoder;
+use crate::{Error, Result};
 
 /// A batch as tensors `[B, N, C]`: the normalised input, the target on the
 /// data's scale, and the valid-pixel weights (1 valid, 0 masked) when any
@@ -113,21 +115,36 @@ pub fn reconstruct(
     (sq / count.max(1) as f64, outs)
 }
 
-/// The gradients of the batch `samples` (loss: MSE over the valid values on
-/// the data's scale), the batch split into `workers` contiguous shards
-/// computed on scoped threads, and the loss. Each shard's loss is its share
-/// of the whole batch's mean, so the summed gradients are those of the batch.
+/// The whole batch a step's loss is the mean over, of which a process may
+/// hold a part (one rank's share of a data-parallel step).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct BatchShare {
+    /// Samples in the whole batch.
+    pub samples: usize,
+    /// Valid values in the whole batch (see [`valid_count`]).
+    pub valid: f64,
+    /// Whether any sample of the whole batch carries a mask (the loss then
+    /// weighs values by validity).
+    pub masked: bool,
+}
+
+/// The gradients of `samples`, part or all of the batch `share` (loss: MSE
+/// over the batch's valid values on the data's scale), split into `workers`
+/// contiguous shards computed on scoped threads, and their part of the loss.
+/// Each shard's loss is its share of the whole batch's mean, so the summed
+/// gradients (over shards, and over ranks) are those of the batch.
 pub(crate) fn gradients(
     model: &HealpixAutoencoder,
     data: &SphereDataset,
     samples: &[Sample],
     workers: usize,
+    share: BatchShare,
     device: &Device,
 ) -> Result<(MultiGradientsParams, f64)> {
     let per = samples.len().div_ceil(workers);
-    let masked = samples.iter().any(|s| s.valid.is_some());
+    let masked = share.masked;
     let refs: Vec<&Sample> = samples.iter().collect();
-    let total_valid = valid_count(&refs, data.npix() * data.channels()) as f64;
+    let total_valid = share.valid;
     let shard = |part: &[&Sample], model: HealpixAutoencoder| {
         let model = own_graph(model);
         let b = batch(data, part, masked, device);
@@ -137,7 +154,7 @@ pub(crate) fn gradients(
             Some(v) => (sq * v).sum() / total_valid,
             // Without masks, the mean of the shard weighted by its share of
             // the batch (the formula of earlier versions, kept for their figures).
-            None => sq.mean() * (part.len() as f64 / samples.len() as f64),
+            None => sq.mean() * (part.len() as f64 / share.samples as f64),
         };
         let value = scalar(loss.clone());
         (GradientsParams::from_grads(loss.backward(), &model), value)
@@ -203,4 +220,47 @@ pub(crate) fn precise_batch_norm(
         let _ = model.forward(b.x);
     }
     model.with_batch_norm_momentum(0.0)
+}
+
+/// A step whose loss is not finite stops the run (on every rank alike, as
+/// the loss is the all-reduced one).
+pub(crate) fn check_finite(loss: f64, step: usize) -> Result<()> {
+    if loss.is_finite() {
+        return Ok(());
+    }
+    Err(Error::arg(
+        "learning_rate",
+        format!(
+            "the loss became {loss} at step {}; lower the learning rate",
+            step + 1
+        ),
+    ))
+}
+
+/// Whether to stop before this step (an interrupt on any rank stops every
+/// rank at the same step) and the whole batch the loss is a mean over (its
+/// valid values summed over the ranks' shares).
+pub(crate) fn agree_on_step(
+    world: Option<&dyn Collective>,
+    stop: bool,
+    samples: &[Sample],
+    per_sample: usize,
+    step: usize,
+) -> Result<(bool, BatchShare)> {
+    let refs: Vec<&Sample> = samples.iter().collect();
+    let mut head = [
+        f64::from(u8::from(stop)),
+        samples.len() as f64,
+        valid_count(&refs, per_sample) as f64,
+        f64::from(u8::from(samples.iter().any(|s| s.valid.is_some()))),
+    ];
+    if let Some(w) = world {
+        w.all_reduce_sum_f64(&mut head, &format!("the start of step {}", step + 1))?;
+    }
+    let share = BatchShare {
+        samples: head[1] as usize,
+        valid: head[2],
+        masked: head[3] > 0.0,
+    };
+    Ok((head[0] > 0.0, share))
 }

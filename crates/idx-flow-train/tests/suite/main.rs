@@ -6,6 +6,8 @@ mod baselines;
 mod corruption;
 mod data;
 mod datasets;
+mod distributed;
 mod models;
+mod optimizer_state;
 mod plot;
 mod training;

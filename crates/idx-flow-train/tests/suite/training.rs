@@ -12,7 +12,8 @@ use idx_flow_train::train::{
     BaselineMethod, Metrics, TrainConfig, TrainOptions, TrainOutcome, train,
 };
 
-fn config() -> TrainConfig {
+/// A small run on nside 8 (shared with the distributed tests).
+pub(crate) fn config() -> TrainConfig {
     TrainConfig::new()
         .with_model(
             AutoencoderConfig::new()
