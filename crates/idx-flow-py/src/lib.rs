@@ -1,9 +1,11 @@
 //! The native part of the Python package `idx_flow_rs` (PyPI: idx-flow-rs):
-//! HEALPix connection graphs and pixel functions on numpy arrays. The
+//! HEALPix connection graphs and pixel functions on numpy arrays, and the
+//! fused gather kernels behind `idx_flow_rs.torch`. The
 //! Python layer (`python/idx_flow_rs/`) gives them idx_flow 0.2.1's and
 //! healpy's signatures (scalars, shapes, keyword defaults); the functions
 //! here take flat contiguous arrays and release the GIL while they work.
 
+mod gather;
 mod geometry;
 mod graphs;
 
@@ -53,6 +55,12 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(geometry::ang2pix, m)?)?;
     m.add_function(wrap_pyfunction!(geometry::neighbours, m)?)?;
     m.add_function(wrap_pyfunction!(geometry::convert, m)?)?;
+    m.add_function(wrap_pyfunction!(gather::reverse_graph, m)?)?;
+    m.add_function(wrap_pyfunction!(gather::gather_contract, m)?)?;
+    m.add_function(wrap_pyfunction!(gather::gather_contract_grad_input, m)?)?;
+    m.add_function(wrap_pyfunction!(gather::gather_contract_grad_kernel, m)?)?;
+    m.add_function(wrap_pyfunction!(gather::gather_sum, m)?)?;
+    m.add_function(wrap_pyfunction!(gather::gather_sum_grad_input, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -1,7 +1,7 @@
 """Typed signatures of the native module (Rust, pyo3); use the wrappers in
 ``idx_flow_rs`` instead, which take scalars and any array shape."""
 
-from typing import Any, Dict, Tuple
+from typing import Any, Dict, Optional, Tuple
 
 import numpy as np
 from numpy.typing import NDArray
@@ -31,3 +31,38 @@ def ang2pix(
 ) -> NDArray[np.int64]: ...
 def neighbours(nside: int, ipix: NDArray[np.int64], nest: bool) -> NDArray[np.int64]: ...
 def convert(nside: int, ipix: NDArray[np.int64], to_nest: bool) -> NDArray[np.int64]: ...
+
+# The fused gather kernels (C-contiguous float32 values, int64 graphs; used by
+# ``idx_flow_rs.torch``).
+def reverse_graph(
+    indices: NDArray[np.int64], n_in: int
+) -> Tuple[NDArray[np.int64], NDArray[np.int64]]: ...
+def gather_contract(
+    x: NDArray[np.float32],
+    indices: NDArray[np.int64],
+    edge_weights: Optional[NDArray[np.float32]],
+    kernel: NDArray[np.float32],
+    bias: Optional[NDArray[np.float32]],
+) -> NDArray[np.float32]: ...
+def gather_contract_grad_input(
+    dy: NDArray[np.float32],
+    rev_offsets: NDArray[np.int64],
+    rev_edges: NDArray[np.int64],
+    edge_weights: Optional[NDArray[np.float32]],
+    kernel: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+def gather_contract_grad_kernel(
+    x: NDArray[np.float32],
+    indices: NDArray[np.int64],
+    edge_weights: Optional[NDArray[np.float32]],
+    dy: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
+def gather_sum(
+    x: NDArray[np.float32], indices: NDArray[np.int64], weights: NDArray[np.float32]
+) -> NDArray[np.float32]: ...
+def gather_sum_grad_input(
+    dy: NDArray[np.float32],
+    rev_offsets: NDArray[np.int64],
+    rev_edges: NDArray[np.int64],
+    weights: NDArray[np.float32],
+) -> NDArray[np.float32]: ...
