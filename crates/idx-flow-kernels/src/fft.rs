@@ -222,7 +222,7 @@ const ROW_PAD: usize = 4;
 
 /// `rustfft`'s plan for `n` in one direction, from one process-wide planner
 /// (it caches plans and their twiddles).
-fn plan(n: usize, inverse: bool) -> Arc<dyn Fft<f32>> {
+pub(crate) fn plan(n: usize, inverse: bool) -> Arc<dyn Fft<f32>> {
     static PLANNER: OnceLock<Mutex<FftPlanner<f32>>> = OnceLock::new();
     let mut planner = PLANNER
         .get_or_init(|| Mutex::new(FftPlanner::new()))

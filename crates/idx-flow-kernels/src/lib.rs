@@ -18,9 +18,10 @@
 //! source for wgpu and cuda). The per-edge weights `w` are constants: no
 //! gradient flows into them (in every layer they are fixed buffers).
 //!
-//! Beside them, on the CPU: the native FFT ([`fft`]), the spherical-harmonic
-//! transforms of HEALPix maps ([`sht`]), fused activations ([`pointwise`]) and
-//! normalisations ([`norm`]), each with its own backward.
+//! Beside them, on the CPU: the native FFT ([`fft`]) and FNet's 2-D Fourier
+//! mixing ([`fourier2`]), the spherical-harmonic transforms of HEALPix maps
+//! ([`sht`]), fused activations ([`pointwise`]) and normalisations
+//! ([`norm`]), each with its own backward.
 //!
 //! The plain tensor-op version ([`KernelPath::Reference`]: `select`, then
 //! `matmul`, in `idx-flow-nn`'s `GraphIndices`) stays as the reference the
@@ -49,10 +50,12 @@ pub use idx_flow_healpix::{Error, Result};
 pub use options::{CubeTiling, KernelOptions, KernelPath, options, set_options};
 
 // Before the modules, which use it.
-/// Defines `fn $name` running `$body` compiled for AVX-512F or AVX2, the
-/// widest the CPU has, as is otherwise: the same operations in the same
-/// order (Rust never fuses a multiply and an add on its own), only wider
-/// vectors, so every path gives the same bits.
+/// Defines `fn $name` running `$body` compiled for AVX-512F or AVX2 with
+/// FMA, the widest the CPU has, as is otherwise: the same operations in the
+/// same order (Rust never fuses a multiply and an add on its own; an
+/// explicit `mul_add` is one instruction on the wide paths and a correctly
+/// rounded library call on the plain one), only wider vectors, so every
+/// path gives the same bits.
 macro_rules! with_wide_vectors {
     ($(#[$doc:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
         $(#[$doc])*
@@ -61,20 +64,24 @@ macro_rules! with_wide_vectors {
             fn body($($arg: $ty),*) $body
             #[cfg(target_arch = "x86_64")]
             {
-                #[target_feature(enable = "avx512f")]
+                #[target_feature(enable = "avx512f,fma")]
                 unsafe fn widest($($arg: $ty),*) {
                     body($($arg),*)
                 }
-                #[target_feature(enable = "avx2")]
+                #[target_feature(enable = "avx2,fma")]
                 unsafe fn wide($($arg: $ty),*) {
                     body($($arg),*)
                 }
-                if std::arch::is_x86_feature_detected!("avx512f") {
-                    // SAFETY: the CPU has AVX-512F.
+                if std::arch::is_x86_feature_detected!("avx512f")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has AVX-512F and FMA.
                     return unsafe { widest($($arg),*) };
                 }
-                if std::arch::is_x86_feature_detected!("avx2") {
-                    // SAFETY: the CPU has AVX2.
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has AVX2 and FMA.
                     return unsafe { wide($($arg),*) };
                 }
             }
@@ -89,7 +96,7 @@ mod cpu;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;
 pub mod fft;
-pub mod hermitian;
+pub mod fourier2;
 pub mod norm;
 mod options;
 pub mod pointwise;

@@ -25,7 +25,7 @@
 
 use burn::module::Module;
 use burn::tensor::{Device, Tensor};
-use idx_flow_kernels::hermitian;
+use idx_flow_kernels::fourier2::real_fft2;
 
 use super::fft::{DftPath, dft_seq, native};
 use super::transforms::{dft, to_tensor};
@@ -80,14 +80,9 @@ impl FourierMixing {
         let [_, n, h] = check_tokens("FourierMixing", &x, None)?;
         let device = x.device();
         if native(&device) {
-            // The hidden axis real to complex, keeping the H/2 + 1 columns a
-            // real signal's spectrum does not repeat; the real part along the
-            // sequence on those; the rest mirrored (Re X[s, h] = Re X[−s, −h]).
-            let half = h / 2 + 1;
-            let z =
-                native_fft::<3, 4>(x, FftSpec::new(2, h).real_input().orthonormal().keep(half))?;
-            let r = native_fft::<4, 3>(z, FftSpec::new(1, n).real_output().orthonormal())?;
-            return hermitian::extend(r, h);
+            // One fused transform, its own adjoint (the backward is the
+            // same transform of the gradient).
+            return real_fft2(x);
         }
         let (ch, sh) = dft_tensors(h, &device);
         let xh = along_hidden(x, Tensor::cat(vec![ch, sh], 1)); // [B, N, 2H]
