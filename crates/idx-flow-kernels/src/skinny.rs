@@ -9,10 +9,12 @@
 //! on every call, which at these shapes costs more than the arithmetic.
 //! Here each product streams `W` exactly once in row blocks, keeps the small
 //! operand (`x` or `dy`, `M` rows) in cache, and splits the work over
-//! rayon's pool in blocks chosen from the shapes alone. Every sum runs in a
-//! fixed order (eight interleaved lanes along the reduction, then a fixed
-//! tree; partial sums of fixed groups added in group order), so results do
-//! not depend on the number of threads or on the vector width.
+//! rayon's pool in blocks chosen from the shapes alone. Every product is a
+//! fused multiply-add (one rounding; one instruction on AVX2 and AVX-512,
+//! so that the products keep up with memory), and every sum runs in a fixed
+//! order (eight interleaved lanes along the reduction, then a fixed tree;
+//! partial sums of fixed groups added in group order), so results do not
+//! depend on the number of threads or on the vector width.
 //!
 //! ```
 //! use burn::tensor::{Device, Tensor, TensorData};
@@ -50,6 +52,11 @@ const LANES: usize = 8;
 /// Columns of the reduction axis per block of the small operand kept in
 /// cache (`M × K_BLOCK` floats: 64 kB at `M = 8`).
 const K_BLOCK: usize = 2048;
+
+/// Columns of the reduction axis per block of `x` in [`forward`]: `M ×
+/// FORWARD_K_BLOCK` floats (16 kB at `M = 8`) stay in the first-level cache
+/// while every row of the task's `W` block passes them.
+const FORWARD_K_BLOCK: usize = 512;
 
 /// Weight values per parallel task (whole rows of `W` per task, at least
 /// [`MIN_TASK_ROWS`] of them).
@@ -107,13 +114,13 @@ fn dots<const MB: usize>(acc: &mut [[f32; LANES]], xs: [&[f32]; MB], w: &[f32]) 
         for q in 0..MB {
             let xv = lane(xs[q], c);
             for j in 0..LANES {
-                a[q][j] += xv[j] * wv[j];
+                a[q][j] = xv[j].mul_add(wv[j], a[q][j]);
             }
         }
     }
     for q in 0..MB {
         for (j, (p, v)) in xs[q][whole..n].iter().zip(&w[whole..]).enumerate() {
-            a[q][j] += p * v;
+            a[q][j] = p.mul_add(*v, a[q][j]);
         }
     }
     acc[..MB].copy_from_slice(&a);
@@ -124,22 +131,93 @@ fn task_rows(k: usize) -> usize {
     (TASK_VALUES / k.max(1)).max(MIN_TASK_ROWS)
 }
 
+/// Rows of `x` interleaved per group in [`pack_rows`].
+const GROUP: usize = 8;
+
+/// `x`'s rows in groups of [`GROUP`], interleaved lane block by lane block:
+/// value `j` of lane block `c` of row `q` of group `g` at
+/// `((g·chunks + c)·GROUP + q)·LANES + j`, where `chunks = k / LANES` (the
+/// `k mod LANES` tail columns and the `m mod GROUP` last rows stay in `x`).
+/// The forward then reads one contiguous stream of `x` per row group
+/// instead of eight, through one pointer.
+fn pack_rows(x: &[f32], m: usize, k: usize) -> Vec<f32> {
+    let chunks = k / LANES;
+    let mut packed = Vec::with_capacity(m / GROUP * GROUP * chunks * LANES);
+    for g in 0..m / GROUP {
+        for c in 0..chunks {
+            for q in 0..GROUP {
+                let at = (g * GROUP + q) * k + c * LANES;
+                packed.extend_from_slice(&x[at..at + LANES]);
+            }
+        }
+    }
+    packed
+}
+
+/// `acc[q] += x_q·w` for the [`GROUP`] rows of one packed group (`packed`:
+/// their lane blocks for the columns of `w`, see [`pack_rows`]), lane by
+/// lane: the same lanes and order as [`dots`], so the result is the same.
+#[inline(always)]
+fn packed_dots(acc: &mut [[f32; LANES]], packed: &[f32], w: &[f32]) {
+    let mut a = [[0.0f32; LANES]; GROUP];
+    a.copy_from_slice(&acc[..GROUP]);
+    for (xs, wv) in packed
+        .chunks_exact(GROUP * LANES)
+        .zip(w.chunks_exact(LANES))
+    {
+        for (q, aq) in a.iter_mut().enumerate() {
+            let xv = lane(xs, q * LANES);
+            for j in 0..LANES {
+                aq[j] = xv[j].mul_add(wv[j], aq[j]);
+            }
+        }
+    }
+    acc[..GROUP].copy_from_slice(&a);
+}
+
+/// The operands of one task of [`forward`]: `x` `[M, K]` and its packed
+/// row groups, the task's rows `w` of W.
+struct ForwardTask<'a> {
+    x: &'a [f32],
+    packed: &'a [f32],
+    w: &'a [f32],
+    m: usize,
+    k: usize,
+}
+
 with_wide_vectors! {
-    /// One task of [`forward`]: the rows `wt` of W against every row of `x`,
+    /// One task of [`forward`]: the rows of W against every row of `x`,
     /// block by block of k, into lanes `acc` `[rows, M]`.
-    fn forward_task(x: &[f32], wt: &[f32], m: usize, k: usize, acc: &mut [[f32; LANES]]) {
-        for k0 in (0..k).step_by(K_BLOCK) {
-            let k1 = (k0 + K_BLOCK).min(k);
-            for (i, wr) in wt.chunks_exact(k).enumerate() {
-                let (wb, a) = (&wr[k0..k1], &mut acc[i * m..(i + 1) * m]);
+    fn forward_task(task: &ForwardTask<'_>, acc: &mut [[f32; LANES]]) {
+        let ForwardTask { x, packed, w, m, k } = *task;
+        let (chunks, whole) = (k / LANES, k / LANES * LANES);
+        let groups = m / GROUP;
+        for k0 in (0..k).step_by(FORWARD_K_BLOCK) {
+            let k1 = (k0 + FORWARD_K_BLOCK).min(k);
+            // The block's whole lane blocks, then its tail (the last block only).
+            let (c0, c1) = (k0 / LANES, k1.min(whole) / LANES);
+            for (i, wr) in w.chunks_exact(k).enumerate() {
+                let a = &mut acc[i * m..(i + 1) * m];
+                // Eight rows of x per pass: each W lane loaded once serves
+                // eight fused multiply-adds, the rows read from one stream.
+                for g in 0..groups {
+                    let group = &packed[(g * chunks + c0) * GROUP * LANES..(g * chunks + c1) * GROUP * LANES];
+                    packed_dots(&mut a[g * GROUP..], group, &wr[c0 * LANES..c1 * LANES]);
+                    if k1 > whole {
+                        for q in 0..GROUP {
+                            let r = g * GROUP + q;
+                            dots::<1>(&mut a[r..], [&x[r * k + whole..r * k + k1]], &wr[whole..k1]);
+                        }
+                    }
+                }
                 let row = |r: usize| &x[r * k + k0..r * k + k1];
-                let mut r = 0;
+                let mut r = groups * GROUP;
                 while r + 4 <= m {
-                    dots::<4>(&mut a[r..], [row(r), row(r + 1), row(r + 2), row(r + 3)], wb);
+                    dots::<4>(&mut a[r..], [row(r), row(r + 1), row(r + 2), row(r + 3)], &wr[k0..k1]);
                     r += 4;
                 }
                 while r < m {
-                    dots::<1>(&mut a[r..], [row(r)], wb);
+                    dots::<1>(&mut a[r..], [row(r)], &wr[k0..k1]);
                     r += 1;
                 }
             }
@@ -150,11 +228,19 @@ with_wide_vectors! {
 /// `y[m, o] = Σ_k x[m, k]·w[o, k]`: `[M, O]`.
 pub(crate) fn forward(x: &[f32], w: &[f32], m: usize, k: usize, o: usize) -> Vec<f32> {
     let rows = task_rows(k);
+    let packed = pack_rows(x, m, k);
     let parts: Vec<Vec<f32>> = w
         .par_chunks(rows * k)
         .map(|wt| {
             let mut acc = vec![[0.0f32; LANES]; wt.len() / k * m];
-            forward_task(x, wt, m, k, &mut acc);
+            let task = ForwardTask {
+                x,
+                packed: &packed,
+                w: wt,
+                m,
+                k,
+            };
+            forward_task(&task, &mut acc);
             acc.iter().map(lanes_sum).collect() // [rows, M]
         })
         .collect();
@@ -195,14 +281,14 @@ with_wide_vectors! {
                     for q in 0..4 {
                         let wv = lane(ws[q], c);
                         for j in 0..LANES {
-                            v[j] += g[q] * wv[j];
+                            v[j] = g[q].mul_add(wv[j], v[j]);
                         }
                     }
                     a[c..c + LANES].copy_from_slice(&v);
                 }
                 for j in whole..width {
                     for q in 0..4 {
-                        a[j] += g[q] * ws[q][j];
+                        a[j] = g[q].mul_add(ws[q][j], a[j]);
                     }
                 }
             }
@@ -213,7 +299,7 @@ with_wide_vectors! {
             for (mi, a) in acc.chunks_exact_mut(width).enumerate() {
                 let g = dy[mi * o + r];
                 for (s, v) in a.iter_mut().zip(wr) {
-                    *s += g * v;
+                    *s = g.mul_add(*v, *s);
                 }
             }
             r += 1;
@@ -278,7 +364,7 @@ with_wide_vectors! {
                         for (q, vq) in v.iter_mut().enumerate() {
                             let gq = g(mi, r + q);
                             for j in 0..LANES {
-                                vq[j] += gq * xv[j];
+                                vq[j] = gq.mul_add(xv[j], vq[j]);
                             }
                         }
                     }
@@ -290,7 +376,7 @@ with_wide_vectors! {
                     for q in 0..4 {
                         let mut s = g(0, r + q) * x[c];
                         for mi in 1..m {
-                            s += g(mi, r + q) * x[mi * k + c];
+                            s = g(mi, r + q).mul_add(x[mi * k + c], s);
                         }
                         dt[(r + q) * k + c] = s;
                     }
@@ -301,7 +387,7 @@ with_wide_vectors! {
                 for c in k0..k1 {
                     let mut s = g(0, r) * x[c];
                     for mi in 1..m {
-                        s += g(mi, r) * x[mi * k + c];
+                        s = g(mi, r).mul_add(x[mi * k + c], s);
                     }
                     dt[r * k + c] = s;
                 }

@@ -52,8 +52,9 @@ fn check(what: &str, got: &[f32], want: &[f64], terms: usize) {
 /// (M, K, O): one row and a prime K; K past one cache block with a tail;
 /// K spanning 16+ blocks (no row groups in the input gradient); few
 /// columns with many rows of W (row groups, partial sums); O not a multiple
-/// of the task rows; several tasks of W's rows in every kernel.
-const SHAPES: [(usize, usize, usize); 7] = [
+/// of the task rows; several tasks of W's rows in every kernel; one packed
+/// group of eight rows of x plus four and one, over blocks with a tail.
+const SHAPES: [(usize, usize, usize); 8] = [
     (1, 7, 3),
     (5, 2051, 19),
     (3, 16 * 2048 + 13, 2),
@@ -61,6 +62,7 @@ const SHAPES: [(usize, usize, usize); 7] = [
     (2, 515, 37),
     (32, 9, 17),
     (4, 70_001, 40),
+    (13, 1029, 23),
 ];
 
 #[test]
