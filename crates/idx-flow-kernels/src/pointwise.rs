@@ -81,7 +81,12 @@ fn exp(x: f32) -> f32 {
     // Rounded to the nearest integer by adding and removing 1.5·2²³ (exact
     // for |v| < 2²²), which vectorises: `f32::round` is a C library call on
     // x86-64 without SSE4.1, one value at a time.
-    let n = (x * std::f32::consts::LOG2_E + ROUNDER) - ROUNDER;
+    let shifted = x * std::f32::consts::LOG2_E + ROUNDER;
+    let n = shifted - ROUNDER;
+    // The same integer from the shifted value's low bits, in integer
+    // arithmetic: `n as i32` would saturate and map NaN lane by lane, which
+    // keeps the loop from vectorising.
+    let n_bits = shifted.to_bits().wrapping_sub(ROUNDER.to_bits()) as i32;
     // ln 2 split in two so that `x − n·ln 2` is exact in float32.
     let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
     let p = 1.0
@@ -90,7 +95,7 @@ fn exp(x: f32) -> f32 {
                 + r * (0.166_666_67
                     + r * (0.041_666_668 + r * (0.008_333_452 + r * 0.001_388_372_6)))));
     // 2^n through the exponent bits (n in −126..=128 after the clamp).
-    let scale = f32::from_bits(((n as i32 + 127).clamp(1, 254) as u32) << 23);
+    let scale = f32::from_bits((n_bits.wrapping_add(127).clamp(1, 254) as u32) << 23);
     p * scale
 }
 
