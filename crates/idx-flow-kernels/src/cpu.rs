@@ -6,6 +6,7 @@
 //! and out. Also the conversions the other CPU operations of this crate share.
 
 use std::borrow::Cow;
+use std::mem::MaybeUninit;
 
 use burn::backend::ops::FloatTensorOps;
 use burn::tensor::{DType, FloatDType, TensorData};
@@ -73,6 +74,27 @@ fn ints(t: &FlexTensor) -> Cow<'_, [i64]> {
                 .expect("graph indices convert to i64"),
         ),
     }
+}
+
+/// `len` floats written by `fill(chunk index, chunk)` over chunks of
+/// `chunk` values in parallel, without zeroing them first: under a pooling
+/// allocator (which reuses memory rather than mapping fresh zero pages)
+/// zeroing would be one more pass over memory than the kernel itself.
+/// `fill` must write every value of its chunk.
+pub(crate) fn par_written(
+    len: usize,
+    chunk: usize,
+    fill: impl Fn(usize, &mut [MaybeUninit<f32>]) + Send + Sync,
+) -> Vec<f32> {
+    use rayon::prelude::*;
+    let mut values = Vec::with_capacity(len);
+    values.spare_capacity_mut()[..len]
+        .par_chunks_mut(chunk.max(1))
+        .enumerate()
+        .for_each(|(i, c)| fill(i, c));
+    // SAFETY: `fill` wrote every value of every chunk (its contract).
+    unsafe { values.set_len(len) };
+    values
 }
 
 /// A result `[shape]` in `dtype`.

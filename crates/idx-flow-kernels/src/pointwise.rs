@@ -26,13 +26,14 @@
 //! assert!((y[0] + 0.158_655_26).abs() < 1e-6 && y[1] == 0.0 && (y[2] - 1.954_499_7).abs() < 1e-6);
 //! ```
 
+use std::mem::MaybeUninit;
+
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, backend_extension};
 use burn::tensor::{Device, Tensor};
 use burn_flex::{Flex, FlexTensor};
-use rayon::prelude::*;
 
-use crate::cpu::{f32_tensor, floats, output};
+use crate::cpu::{f32_tensor, floats, output, par_written};
 
 /// The activations of [`activation`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -270,38 +271,35 @@ macro_rules! for_each_kind {
 
 with_wide_vectors! {
     /// `y = f(x)` over one chunk.
-    fn forward_chunk(kind: Activation, x: &[f32], y: &mut [f32]) {
+    fn forward_chunk(kind: Activation, x: &[f32], y: &mut [MaybeUninit<f32>]) {
         for_each_kind!(kind, |K| for (y, x) in y.iter_mut().zip(x) {
-            *y = forward(K, *x);
+            y.write(forward(K, *x));
         })
     }
 }
 
 with_wide_vectors! {
     /// `dx = dy · f'(x)` over one chunk.
-    fn backward_chunk(kind: Activation, x: &[f32], dy: &[f32], dx: &mut [f32]) {
+    fn backward_chunk(kind: Activation, x: &[f32], dy: &[f32], dx: &mut [MaybeUninit<f32>]) {
         for_each_kind!(kind, |K| for ((dx, x), dy) in dx.iter_mut().zip(x).zip(dy) {
-            *dx = dy * derivative(K, *x);
+            dx.write(dy * derivative(K, *x));
         })
     }
 }
 
 /// `f(x)` for every value of `x`.
-pub fn forward_slice(kind: Activation, x: &[f32]) -> Vec<f32> {
-    let mut y = vec![0f32; x.len()];
-    y.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK))
-        .for_each(|(y, x)| forward_chunk(kind, x, y));
-    y
+pub(crate) fn forward_slice(kind: Activation, x: &[f32]) -> Vec<f32> {
+    par_written(x.len(), CHUNK, |i, y| {
+        forward_chunk(kind, &x[i * CHUNK..][..y.len()], y)
+    })
 }
 
-/// `dy · f'(x)` for every value.
-pub fn backward_slice(kind: Activation, x: &[f32], dy: &[f32]) -> Vec<f32> {
-    let mut dx = vec![0f32; x.len()];
-    dx.par_chunks_mut(CHUNK)
-        .zip(x.par_chunks(CHUNK).zip(dy.par_chunks(CHUNK)))
-        .for_each(|(dx, (x, dy))| backward_chunk(kind, x, dy, dx));
-    dx
+/// `dy · f'(x)` for every value (`dy` as long as `x`: the operation checks the shapes).
+pub(crate) fn backward_slice(kind: Activation, x: &[f32], dy: &[f32]) -> Vec<f32> {
+    par_written(x.len(), CHUNK, |i, dx| {
+        let at = i * CHUNK..i * CHUNK + dx.len();
+        backward_chunk(kind, &x[at.clone()], &dy[at], dx)
+    })
 }
 
 /// The fused activations as a backend operation.

@@ -28,13 +28,15 @@
 //! # Ok::<(), idx_flow_kernels::Error>(())
 //! ```
 
+use std::mem::MaybeUninit;
+
 use burn::backend::tensor::FloatTensor;
 use burn::backend::{Backend, Dispatch, backend_extension};
 use burn::tensor::Tensor;
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
-use crate::cpu::{f32_tensor, floats, output};
+use crate::cpu::{f32_tensor, floats, output, par_written};
 use crate::pointwise::{on_flex, require_flex};
 use crate::{Error, Result};
 
@@ -201,7 +203,8 @@ with_wide_vectors! {
                 // Eight rows of x per pass: each W lane loaded once serves
                 // eight fused multiply-adds, the rows read from one stream.
                 for g in 0..groups {
-                    let group = &packed[(g * chunks + c0) * GROUP * LANES..(g * chunks + c1) * GROUP * LANES];
+                    let span = GROUP * LANES;
+                    let group = &packed[(g * chunks + c0) * span..(g * chunks + c1) * span];
                     packed_dots(&mut a[g * GROUP..], group, &wr[c0 * LANES..c1 * LANES]);
                     if k1 > whole {
                         for q in 0..GROUP {
@@ -210,14 +213,14 @@ with_wide_vectors! {
                         }
                     }
                 }
-                let row = |r: usize| &x[r * k + k0..r * k + k1];
+                let (row, wb) = (|r: usize| &x[r * k + k0..r * k + k1], &wr[k0..k1]);
                 let mut r = groups * GROUP;
                 while r + 4 <= m {
-                    dots::<4>(&mut a[r..], [row(r), row(r + 1), row(r + 2), row(r + 3)], &wr[k0..k1]);
+                    dots::<4>(&mut a[r..], [row(r), row(r + 1), row(r + 2), row(r + 3)], wb);
                     r += 4;
                 }
                 while r < m {
-                    dots::<1>(&mut a[r..], [row(r)], &wr[k0..k1]);
+                    dots::<1>(&mut a[r..], [row(r)], wb);
                     r += 1;
                 }
             }
@@ -348,7 +351,13 @@ with_wide_vectors! {
     /// One task of [`grad_weight`]: the rows `o0..` of dW in `dt`, each value
     /// `Σ_m dy[m, o]·x[m, k]` summed over `m` in order and written once,
     /// four rows per pass over a block of `x`.
-    fn grad_weight_task(dy: &[f32], x: &[f32], sizes: [usize; 3], o0: usize, dt: &mut [f32]) {
+    fn grad_weight_task(
+        dy: &[f32],
+        x: &[f32],
+        sizes: [usize; 3],
+        o0: usize,
+        dt: &mut [MaybeUninit<f32>],
+    ) {
         let [m, k, o] = sizes;
         let g = |mi: usize, r: usize| dy[mi * o + o0 + r];
         let rows = dt.len() / k;
@@ -369,7 +378,9 @@ with_wide_vectors! {
                         }
                     }
                     for (q, vq) in v.iter().enumerate() {
-                        dt[(r + q) * k + c..(r + q) * k + c + LANES].copy_from_slice(vq);
+                        for (d, value) in dt[(r + q) * k + c..][..LANES].iter_mut().zip(vq) {
+                            d.write(*value);
+                        }
                     }
                 }
                 for c in whole..k1 {
@@ -378,7 +389,7 @@ with_wide_vectors! {
                         for mi in 1..m {
                             s = g(mi, r + q).mul_add(x[mi * k + c], s);
                         }
-                        dt[(r + q) * k + c] = s;
+                        dt[(r + q) * k + c].write(s);
                     }
                 }
                 r += 4;
@@ -389,7 +400,7 @@ with_wide_vectors! {
                     for mi in 1..m {
                         s = g(mi, r).mul_add(x[mi * k + c], s);
                     }
-                    dt[r * k + c] = s;
+                    dt[r * k + c].write(s);
                 }
                 r += 1;
             }
@@ -399,12 +410,16 @@ with_wide_vectors! {
 
 /// `dw[o, k] = Σ_m dy[m, o]·x[m, k]`: `[O, K]`, each value written once.
 pub(crate) fn grad_weight(dy: &[f32], x: &[f32], m: usize, k: usize, o: usize) -> Vec<f32> {
+    if m == 0 {
+        // An empty sum: the tasks start each value from the first row.
+        return vec![0.0; o * k];
+    }
     let rows = task_rows(k);
-    let mut dw = vec![0.0f32; o * k];
-    dw.par_chunks_mut(rows * k)
-        .enumerate()
-        .for_each(|(t, dt)| grad_weight_task(dy, x, [m, k, o], t * rows, dt));
-    dw
+    // Written in full by the tasks, not zeroed first: at AFNO's sizes that
+    // would be one more pass over hundreds of megabytes.
+    par_written(o * k, rows * k, |t, dt| {
+        grad_weight_task(dy, x, [m, k, o], t * rows, dt)
+    })
 }
 
 fn dims2(t: &FlexTensor) -> [usize; 2] {
