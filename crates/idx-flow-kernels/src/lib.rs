@@ -21,7 +21,8 @@
 //! Beside them, on the CPU: the native FFT ([`fft`]) and FNet's 2-D Fourier
 //! mixing ([`fourier2`]), the spherical-harmonic transforms of HEALPix maps
 //! ([`sht`]), fused activations ([`pointwise`]) and normalisations
-//! ([`norm`]), each with its own backward.
+//! ([`norm`]), and a linear layer's products ([`dense`], [`skinny`]), each
+//! with its own backward.
 //!
 //! The plain tensor-op version ([`KernelPath::Reference`]: `select`, then
 //! `matmul`, in `idx-flow-nn`'s `GraphIndices`) stays as the reference the
@@ -95,6 +96,7 @@ pub mod complex;
 mod cpu;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]
 mod cube;
+pub mod dense;
 pub mod fft;
 pub mod fourier2;
 pub mod norm;

@@ -23,7 +23,7 @@ use crate::{Error, Result};
 use idx_flow_core::init::{Initializer, torch_linear_default};
 use idx_flow_core::reduce::add_bias;
 use idx_flow_core::state_dict::{StateLoader, StateVisitor, TorchState, key};
-use idx_flow_kernels::skinny;
+use idx_flow_kernels::{dense, skinny};
 
 /// Configuration of a [`Linear`] layer.
 #[derive(Config, Debug)]
@@ -110,19 +110,27 @@ impl Linear {
         }
     }
 
-    /// `x Wᵀ`. A few rows against a large weight (a batch of flattened
-    /// spectra through spectrans' AFNO MLP) go through the skinny kernel,
-    /// which streams `W` once instead of packing it on every call.
+    /// `x Wᵀ`. On the CPU, a few rows against a large weight (a batch of
+    /// flattened spectra through spectrans' AFNO MLP) go through the skinny
+    /// kernel, which streams `W` once instead of packing it on every call,
+    /// and any other product through the dense one.
     fn product<const D: usize>(&self, x: Tensor<D>) -> Tensor<D> {
         let dims = x.dims();
         let (d_in, d_out) = (self.d_input(), self.d_output());
         let rows = dims[..D - 1].iter().product::<usize>();
-        if skinny::worthwhile(rows, d_in * d_out) && skinny::available(&x.device()) {
-            let y = skinny::linear(x.reshape([rows, d_in]), self.weight.val())
-                .expect("the input's last axis was checked against the weight");
-            let mut out = dims;
-            out[D - 1] = d_out;
-            return y.reshape(out);
+        let mut out = dims;
+        out[D - 1] = d_out;
+        if skinny::available(&x.device()) {
+            let x = x.reshape([rows, d_in]);
+            let y = if skinny::worthwhile(rows, d_in * d_out) {
+                skinny::linear(x, self.weight.val())
+            } else {
+                // burn's product, without its zeroed and realigned result.
+                dense::linear(x, self.weight.val())
+            };
+            return y
+                .expect("the input's last axis was checked against the weight")
+                .reshape(out);
         }
         burn::tensor::module::linear(x, self.weight.val().transpose(), None)
     }
