@@ -3,51 +3,9 @@
 //! tail of the kernels; results equal bit for bit on one thread and two;
 //! and the error for mismatched shapes.
 
-use burn::tensor::{Device, Tensor, TensorData};
+mod linear_checks;
+
 use idx_flow_kernels::skinny::{linear, worthwhile};
-use idx_flow_testing::rng::uniform as values;
-use idx_flow_testing::threads::{bits, on_threads};
-
-fn tensor(v: &[f32], shape: [usize; 2], device: &Device) -> Tensor<2> {
-    Tensor::from_data(TensorData::new(v.to_vec(), shape), device)
-}
-
-fn floats(t: Tensor<2>) -> Vec<f32> {
-    t.into_data().iter().collect()
-}
-
-/// `a` `[p, r]` · `b` `[r, q]` in float64, `a` and `b` given by accessors.
-fn product(
-    p: usize,
-    q: usize,
-    r: usize,
-    a: impl Fn(usize, usize) -> f64,
-    b: impl Fn(usize, usize) -> f64,
-) -> Vec<f64> {
-    let mut out = vec![0.0; p * q];
-    for i in 0..p {
-        for j in 0..q {
-            out[i * q + j] = (0..r).map(|l| a(i, l) * b(l, j)).sum();
-        }
-    }
-    out
-}
-
-/// Largest error relative to the largest reference magnitude (float32
-/// sums of `r` terms of magnitude ≤ 1 err by about `r·2⁻²⁴` at worst).
-fn check(what: &str, got: &[f32], want: &[f64], terms: usize) {
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(1e-3f64, |m, v| m.max(v.abs()));
-    let err = got
-        .iter()
-        .zip(want)
-        .fold(0f64, |m, (g, w)| m.max((*g as f64 - w).abs()));
-    let bound = 4.0 * (terms as f64).sqrt() * f32::EPSILON as f64 * scale.max(1.0);
-    assert!(
-        err <= bound,
-        "{what}: error {err:.3e} above {bound:.3e} (scale {scale:.3e})"
-    );
-}
 
 /// (M, K, O): one row and a prime K; K past one cache block with a tail;
 /// K spanning 16+ blocks (no row groups in the input gradient); few
@@ -67,94 +25,22 @@ const SHAPES: [(usize, usize, usize); 8] = [
 
 #[test]
 fn forward_and_gradients_match_float64() {
-    let device = Device::default().autodiff();
-    for (case, &(m, k, o)) in SHAPES.iter().enumerate() {
-        let seed = case as u64 * 3;
-        let (xv, wv, gv) = (
-            values(m * k, seed + 1),
-            values(o * k, seed + 2),
-            values(m * o, seed + 3),
-        );
-        let x = tensor(&xv, [m, k], &device).require_grad();
-        let w = tensor(&wv, [o, k], &device).require_grad();
-        let g = tensor(&gv, [m, o], &device);
-        let y = linear(x.clone(), w.clone()).expect("shapes fit");
-        assert_eq!(y.dims(), [m, o]);
-        let want_y = product(
-            m,
-            o,
-            k,
-            |i, l| xv[i * k + l] as f64,
-            |l, j| wv[j * k + l] as f64,
-        );
-        check(&format!("y {m}x{k}x{o}"), &floats(y.clone()), &want_y, k);
-
-        // loss = Σ y·g: dx = g·W, dW = gᵀ·x.
-        let grads = (y * g).sum().backward();
-        let dx = x.grad(&grads).expect("x is tracked");
-        let dw = w.grad(&grads).expect("w is tracked");
-        let want_dx = product(
-            m,
-            k,
-            o,
-            |i, l| gv[i * o + l] as f64,
-            |l, j| wv[l * k + j] as f64,
-        );
-        let want_dw = product(
-            o,
-            k,
-            m,
-            |i, l| gv[l * o + i] as f64,
-            |l, j| xv[l * k + j] as f64,
-        );
-        check(
-            &format!("dx {m}x{k}x{o}"),
-            &dx.into_data().iter().collect::<Vec<f32>>(),
-            &want_dx,
-            o,
-        );
-        check(
-            &format!("dW {m}x{k}x{o}"),
-            &dw.into_data().iter().collect::<Vec<f32>>(),
-            &want_dw,
-            m,
-        );
-    }
+    linear_checks::forward_and_gradients_match_float64(linear, &SHAPES);
 }
 
 #[test]
 fn results_do_not_depend_on_threads() {
-    let device = Device::default().autodiff();
-    let run = |threads: usize| {
-        on_threads(threads, || {
-            let mut out = Vec::new();
-            for (case, &(m, k, o)) in SHAPES.iter().enumerate() {
-                let seed = 100 + case as u64 * 3;
-                let x = tensor(&values(m * k, seed), [m, k], &device).require_grad();
-                let w = tensor(&values(o * k, seed + 1), [o, k], &device).require_grad();
-                let y = linear(x.clone(), w.clone()).expect("shapes fit");
-                let grads = (y.clone() * y.clone()).sum().backward();
-                out.push(floats(y.inner()));
-                out.push(floats(x.grad(&grads).expect("tracked")));
-                out.push(floats(w.grad(&grads).expect("tracked")));
-            }
-            out
-        })
-    };
-    let (one, two) = (run(1), run(2));
-    for (a, b) in one.iter().zip(&two) {
-        let same = bits(a.iter().copied()) == bits(b.iter().copied());
-        assert!(same, "results differ between one thread and two");
-    }
+    linear_checks::results_do_not_depend_on_threads(linear, &SHAPES);
 }
 
 #[test]
 fn mismatched_shapes_are_refused() {
-    let device = Device::default();
-    let x = tensor(&values(6, 1), [2, 3], &device);
-    let w = tensor(&values(8, 2), [2, 4], &device);
-    let err = linear(x, w).expect_err("K differs").to_string();
-    assert!(err.contains("[O, 3]") && err.contains("[2, 4]"), "{err}");
+    linear_checks::mismatched_shapes_are_refused(linear);
+}
+
+#[test]
+fn empty_dimensions_give_empty_or_zero_results() {
+    linear_checks::empty_dimensions_give_empty_or_zero_results(linear);
 }
 
 #[test]
@@ -162,23 +48,4 @@ fn worthwhile_only_for_few_rows_and_large_weights() {
     assert!(worthwhile(8, 512 * 132_354));
     assert!(!worthwhile(8, 256 * 1024));
     assert!(!worthwhile(4096, 512 * 132_354));
-}
-
-#[test]
-fn empty_dimensions_give_empty_or_zero_results() {
-    let device = Device::default().autodiff();
-    for (m, k, o) in [(0, 5, 3), (2, 0, 3), (2, 5, 0)] {
-        let x = tensor(&values(m * k, 1), [m, k], &device).require_grad();
-        let w = tensor(&values(o * k, 2), [o, k], &device).require_grad();
-        let y = linear(x.clone(), w.clone()).expect("empty shapes fit");
-        assert_eq!(y.dims(), [m, o], "{m}x{k}x{o}");
-        assert!(
-            floats(y.clone().inner()).iter().all(|&v| v == 0.0),
-            "{m}x{k}x{o}"
-        );
-        let grads = y.sum().backward();
-        if let Some(g) = x.grad(&grads) {
-            assert_eq!(g.dims(), [m, k]);
-        }
-    }
 }
