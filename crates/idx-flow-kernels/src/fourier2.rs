@@ -298,12 +298,10 @@ pub(crate) fn real_fft2_slice(x: &[f32], b: usize, n: usize, w: usize) -> Vec<f3
         unsafe { spectrum.set_len(spectrum_len) };
         // Pass 2: the complex FFT down each kept column (contiguous now).
         let columns_per_task = (COLUMN_VALUES_PER_TASK / n).max(1);
+        let scratch_len = t.column_fft.get_inplace_scratch_len();
         spectrum.par_chunks_mut(columns_per_task * n).for_each_init(
-            || t.buffers(),
-            |buffers, columns| {
-                t.column_fft
-                    .process_with_scratch(columns, &mut buffers.column_scratch)
-            },
+            || vec![Complex32::new(0.0, 0.0); scratch_len],
+            |scratch, columns| t.column_fft.process_with_scratch(columns, scratch),
         );
         // Pass 3 over (sample, block of rows) tasks.
         let spectrum = &spectrum;

@@ -120,7 +120,7 @@ impl Linear {
         let rows = dims[..D - 1].iter().product::<usize>();
         let mut out = dims;
         out[D - 1] = d_out;
-        if skinny::available(&x.device()) {
+        if dense::available(&x.device()) {
             let x = x.reshape([rows, d_in]);
             let y = if skinny::worthwhile(rows, d_in * d_out) {
                 skinny::linear(x, self.weight.val())
