@@ -35,7 +35,9 @@ mod alm;
 mod legendre;
 mod phases;
 mod rings;
+mod spin;
 mod transform;
+mod wigner;
 
 pub use alm::Alm;
 /// The complex type of the coefficients (num-complex's, as rustfft uses it).
@@ -63,4 +65,66 @@ pub fn map2alm(map: &[f64], ordering: Ordering, lmax: usize, iter: usize) -> Res
 /// `healpy.alm2map(alm, nside)`, written in `ordering`.
 pub fn alm2map(alm: &Alm, nside: u32, ordering: Ordering) -> Result<Vec<f64>> {
     SphericalTransform::new(nside, alm.lmax(), Some(alm.mmax()))?.alm2map(alm, ordering)
+}
+
+/// `healpy.map2alm_spin([q, u], spin, lmax)` (with `iter = 0`; larger `iter`
+/// refines by Jacobi steps): the gradient and curl coefficients `[E, B]` of
+/// a spin-`spin` map pair in `ordering`. See [`SphericalTransform::map2alm_spin`].
+pub fn map2alm_spin(
+    maps: [&[f64]; 2],
+    spin: usize,
+    ordering: Ordering,
+    lmax: usize,
+    iter: usize,
+) -> Result<[Alm; 2]> {
+    SphericalTransform::new(nside_of(maps[0])?, lmax, None)?
+        .map2alm_spin(maps, spin, ordering, iter)
+}
+
+/// `healpy.alm2map_spin([e, b], nside, spin, lmax)`: the map pair `[Q, U]`, in `ordering`.
+pub fn alm2map_spin(
+    alms: [&Alm; 2],
+    nside: u32,
+    spin: usize,
+    ordering: Ordering,
+) -> Result<[Vec<f64>; 2]> {
+    SphericalTransform::new(nside, alms[0].lmax(), Some(alms[0].mmax()))?
+        .alm2map_spin(alms, spin, ordering)
+}
+
+/// `healpy.map2alm([i, q, u], lmax=lmax, iter=iter, pol=True)`: the
+/// coefficients `[T, E, B]` of a temperature and polarisation (Stokes
+/// I, Q, U) map triple in `ordering`; T as [`map2alm`], E and B of the
+/// spin-2 pair as [`map2alm_spin`]. See [`SphericalTransform::map2alm_pol`].
+///
+/// ```
+/// use idx_flow_healpix::geometry::Ordering;
+/// use idx_flow_healpix::sht::{Alm, Complex64, alm2map_pol, map2alm_pol};
+///
+/// let mut t = Alm::zeros(12, 12)?;
+/// t.set(2, 1, Complex64::new(0.3, 0.1))?;
+/// let mut e = Alm::zeros(12, 12)?;
+/// e.set(4, 2, Complex64::new(1.0, 0.0))?;
+/// let b = Alm::zeros(12, 12)?;
+/// let [i, q, u] = alm2map_pol([&t, &e, &b], 8, Ordering::Ring)?;
+/// // Three Jacobi steps at lmax = 1.5·nside: E within 2e-6, as healpy's.
+/// let [t2, e2, b2] = map2alm_pol([&i, &q, &u], Ordering::Ring, 12, 3)?;
+/// assert!((t2.get(2, 1).unwrap() - t.get(2, 1).unwrap()).norm() < 1e-5);
+/// assert!((e2.get(4, 2).unwrap() - e.get(4, 2).unwrap()).norm() < 1e-5);
+/// assert!(b2.get(4, 2).unwrap().norm() < 1e-5);
+/// # Ok::<(), idx_flow_healpix::Error>(())
+/// ```
+pub fn map2alm_pol(
+    maps: [&[f64]; 3],
+    ordering: Ordering,
+    lmax: usize,
+    iter: usize,
+) -> Result<[Alm; 3]> {
+    SphericalTransform::new(nside_of(maps[0])?, lmax, None)?.map2alm_pol(maps, ordering, iter)
+}
+
+/// `healpy.alm2map([t, e, b], nside, pol=True)`: the maps `[I, Q, U]`, in `ordering`.
+pub fn alm2map_pol(alms: [&Alm; 3], nside: u32, ordering: Ordering) -> Result<[Vec<f64>; 3]> {
+    SphericalTransform::new(nside, alms[0].lmax(), Some(alms[0].mmax()))?
+        .alm2map_pol(alms, ordering)
 }

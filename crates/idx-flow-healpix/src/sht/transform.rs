@@ -20,7 +20,7 @@ use crate::{Error, Result};
 /// Ring pairs whose phases are held at once: bounds the phase buffer to
 /// `(mmax + 1) · CHUNK` complex pairs while every order still has several
 /// groups of work.
-const CHUNK: usize = 4 * GROUP;
+pub(super) const CHUNK: usize = 4 * GROUP;
 
 /// healpy's `UNSEEN` marker of masked pixels, read as zero by the analysis (as healpy does).
 pub const UNSEEN: f64 = -1.6375e30;
@@ -50,7 +50,7 @@ pub struct SphericalTransform {
     nside: u32,
     lmax: usize,
     mmax: usize,
-    pairs: Vec<RingPair>,
+    pub(super) pairs: Vec<RingPair>,
     /// `cos θ` and `sin θ` of each group's pairs (padding lanes: `0` and `1`).
     groups: Vec<(Lanes, Lanes)>,
     norms: Vec<f64>,
@@ -58,7 +58,7 @@ pub struct SphericalTransform {
     /// (about `lmax²/2` pairs: 33 MB at lmax 2048).
     coefs: Vec<[f64; 2]>,
     coef_offsets: Vec<usize>,
-    ffts: RingFfts,
+    pub(super) ffts: RingFfts,
     /// `ring_of_nested[p]`: the RING index of NESTED pixel `p`, built on first use.
     ring_of_nested: OnceLock<Vec<u32>>,
 }
@@ -154,11 +154,11 @@ impl SphericalTransform {
         &self.coefs[self.coef_offsets[m]..self.coef_offsets[m + 1]]
     }
 
-    fn npix(&self) -> usize {
+    pub(super) fn npix(&self) -> usize {
         nside2npix(self.nside) as usize
     }
 
-    fn check_map(&self, map: &[f64]) -> Result<()> {
+    pub(super) fn check_map(&self, map: &[f64]) -> Result<()> {
         if map.len() != self.npix() {
             return Err(Error::Shape {
                 context: format!("spherical-harmonic transform of nside {}", self.nside),
@@ -169,7 +169,7 @@ impl SphericalTransform {
         Ok(())
     }
 
-    fn check_alm(&self, alm: &Alm) -> Result<()> {
+    pub(super) fn check_alm(&self, alm: &Alm) -> Result<()> {
         if alm.lmax() != self.lmax || alm.mmax() != self.mmax {
             return Err(Error::Shape {
                 context: format!("spherical-harmonic transform of nside {}", self.nside),
@@ -196,7 +196,7 @@ impl SphericalTransform {
     }
 
     /// The map in RING order with healpy's `UNSEEN` read as zero.
-    fn ring_map(&self, map: &[f64], ordering: Ordering) -> Result<Vec<f64>> {
+    pub(super) fn ring_map(&self, map: &[f64], ordering: Ordering) -> Result<Vec<f64>> {
         self.check_map(map)?;
         let clean = |v: f64| if v == UNSEEN { 0.0 } else { v };
         Ok(match ordering {
@@ -211,7 +211,7 @@ impl SphericalTransform {
         })
     }
 
-    fn reorder_from_ring(&self, ring: Vec<f64>, ordering: Ordering) -> Result<Vec<f64>> {
+    pub(super) fn reorder_from_ring(&self, ring: Vec<f64>, ordering: Ordering) -> Result<Vec<f64>> {
         Ok(match ordering {
             Ordering::Ring => ring,
             Ordering::Nested => self

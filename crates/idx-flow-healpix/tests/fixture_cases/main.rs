@@ -11,7 +11,9 @@
 //! (`idx_flow_graph::TAG::knn`, `::weights`).
 //!
 //! healpy's `map2alm` (each `iter` of the manifest) and `alm2map`, every
-//! case of `sht_manifest.json` (`healpy_sht::CASE::map2alm_iterI`, `::alm2map`).
+//! case of `sht_manifest.json` (`healpy_sht::CASE::map2alm_iterI`, `::alm2map`),
+//! with the spin-weighted and polarised transforms where the case has them
+//! (`::map2alm_spinS`, `::alm2map_spinS`, `::map2alm_pol_iterI`, `::alm2map_pol`).
 //!
 //! `cargo test -p idx-flow-healpix --test fixture_cases nside8`
 
@@ -271,11 +273,37 @@ fn main() {
                 move || sht::map2alm_case(&file, &case, iter),
             ));
         }
-        let file = sht_file.clone();
+        let (file, c) = (sht_file.clone(), case.clone());
         all.push(trials::case(
             format!("healpy_sht::{}::alm2map", case.name),
-            move || sht::alm2map_case(&file, &case),
+            move || sht::alm2map_case(&file, &c),
         ));
+        for &spin in &case.spins {
+            let (file, c) = (sht_file.clone(), case.clone());
+            all.push(trials::case(
+                format!("healpy_sht::{}::map2alm_spin{spin}", case.name),
+                move || sht::map2alm_spin_case(&file, &c, spin),
+            ));
+            let (file, c) = (sht_file.clone(), case.clone());
+            all.push(trials::case(
+                format!("healpy_sht::{}::alm2map_spin{spin}", case.name),
+                move || sht::alm2map_spin_case(&file, &c, spin),
+            ));
+        }
+        if sht::has_pol(&sht_file, &case) {
+            for &iter in &case.iters {
+                let (file, c) = (sht_file.clone(), case.clone());
+                all.push(trials::case(
+                    format!("healpy_sht::{}::map2alm_pol_iter{iter}", case.name),
+                    move || sht::map2alm_pol_case(&file, &c, iter),
+                ));
+            }
+            let (file, c) = (sht_file.clone(), case.clone());
+            all.push(trials::case(
+                format!("healpy_sht::{}::alm2map_pol", case.name),
+                move || sht::alm2map_pol_case(&file, &c),
+            ));
+        }
     }
     trials::run(all)
 }

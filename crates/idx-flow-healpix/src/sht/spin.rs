@@ -1,0 +1,324 @@
+//! Spin-weighted transforms on a [`SphericalTransform`] plan: a pair of
+//! real maps of spin `s` (Stokes Q and U for `s = 2`, the two components of
+//! a tangent vector field for `s = 1`) to its gradient and curl
+//! coefficients (E and B) and back, as healpy's `map2alm_spin` /
+//! `alm2map_spin` and the polarised `map2alm(..., pol=True)` /
+//! `alm2map(..., pol=True)` compute them.
+
+use rayon::prelude::*;
+use rustfft::num_complex::Complex64;
+
+use super::alm::Alm;
+use super::phases::FftScratch;
+use super::rings::Ring;
+use super::transform::{CHUNK, SphericalTransform};
+use super::wigner::{
+    SPIN_GROUP, SpinAnalysis, SpinLanes, SpinOrder, SpinPhases, SpinSynthesis, reduce_spin_partial,
+    spin_recurse,
+};
+use crate::geometry::Ordering;
+use crate::{Error, Result};
+
+/// Ring-pair groups per chunk of [`CHUNK`] pairs.
+const GROUPS_PER_CHUNK: usize = CHUNK / SPIN_GROUP;
+
+impl SphericalTransform {
+    fn check_spin(&self, spin: usize) -> Result<()> {
+        if spin == 0 || spin > self.lmax() {
+            return Err(Error::InvalidArgument {
+                name: "spin",
+                message: format!(
+                    "spin {spin} is not in 1..=lmax ({}); spin 0 is the scalar map2alm / alm2map",
+                    self.lmax()
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The recursions of every order, built in parallel.
+    fn spin_orders(&self, spin: usize) -> Vec<SpinOrder> {
+        (0..=self.mmax())
+            .into_par_iter()
+            .map(|m| SpinOrder::new(m, spin, self.lmax()))
+            .collect()
+    }
+
+    /// `cos θ` and `sin θ` of the northern rings of each group of pairs of
+    /// a chunk (padding lanes: `0` and `1`).
+    fn spin_groups(&self, chunk_index: usize) -> Vec<(SpinLanes, SpinLanes)> {
+        let start = chunk_index * CHUNK;
+        let end = (start + CHUNK).min(self.pairs.len());
+        self.pairs[start..end]
+            .chunks(SPIN_GROUP)
+            .map(|group| {
+                let mut cos = [0.0; SPIN_GROUP];
+                let mut sin = [1.0; SPIN_GROUP];
+                for (lane, pair) in group.iter().enumerate() {
+                    cos[lane] = pair.north.cos_theta;
+                    sin[lane] = pair.north.sin_theta;
+                }
+                (cos, sin)
+            })
+            .collect()
+    }
+
+    /// The gradient and curl coefficients `[E, B]` of a spin-`spin` map
+    /// pair `[Q, U]`, as `healpy.map2alm_spin([q, u], spin, lmax, mmax)`
+    /// (`iter = 0`); with `iter > 0`, refined by Jacobi steps as healpy's
+    /// `map2alm([i, q, u], pol=True, iter=iter)` refines its E and B. Pixels
+    /// equal to healpy's `UNSEEN` count as zero. Coefficients of `l < spin`
+    /// are zero.
+    ///
+    /// ```
+    /// use idx_flow_healpix::geometry::Ordering;
+    /// use idx_flow_healpix::sht::{Alm, Complex64, SphericalTransform};
+    ///
+    /// let sht = SphericalTransform::new(16, 32, None)?;
+    /// let mut e = Alm::zeros(32, 32)?;
+    /// e.set(5, 3, Complex64::new(1.0, -0.5))?;
+    /// let b = Alm::zeros(32, 32)?;
+    /// let [q, u] = sht.alm2map_spin([&e, &b], 2, Ordering::Nested)?;
+    /// let [e2, b2] = sht.map2alm_spin([&q, &u], 2, Ordering::Nested, 3)?;
+    /// assert!((e2.get(5, 3).unwrap() - e.get(5, 3).unwrap()).norm() < 1e-6);
+    /// assert!(b2.get(5, 3).unwrap().norm() < 1e-6);
+    /// # Ok::<(), idx_flow_healpix::Error>(())
+    /// ```
+    pub fn map2alm_spin(
+        &self,
+        maps: [&[f64]; 2],
+        spin: usize,
+        ordering: Ordering,
+        iter: usize,
+    ) -> Result<[Alm; 2]> {
+        self.check_spin(spin)?;
+        let rings = [
+            self.ring_map(maps[0], ordering)?,
+            self.ring_map(maps[1], ordering)?,
+        ];
+        let orders = self.spin_orders(spin);
+        let weight = 4.0 * std::f64::consts::PI / self.npix() as f64;
+        let mut alms = [
+            Alm::zeros(self.lmax(), self.mmax())?,
+            Alm::zeros(self.lmax(), self.mmax())?,
+        ];
+        self.spin_analyse(&orders, [&rings[0], &rings[1]], weight, &mut alms);
+        let mut residual = [vec![0.0; rings[0].len()], vec![0.0; rings[0].len()]];
+        for _ in 0..iter {
+            let [res_q, res_u] = &mut residual;
+            self.spin_synthesise(
+                &orders,
+                [alms[0].values(), alms[1].values()],
+                [res_q, res_u],
+            );
+            for (res, ring) in residual.iter_mut().zip(&rings) {
+                res.par_iter_mut().zip(ring).for_each(|(r, &v)| *r = v - *r);
+            }
+            self.spin_analyse(&orders, [&residual[0], &residual[1]], weight, &mut alms);
+        }
+        Ok(alms)
+    }
+
+    /// The spin-`spin` map pair `[Q, U]` of gradient and curl coefficients
+    /// `[E, B]`, as `healpy.alm2map_spin([e, b], nside, spin, lmax, mmax)`
+    /// (coefficients of `l < spin` do not contribute).
+    pub fn alm2map_spin(
+        &self,
+        alms: [&Alm; 2],
+        spin: usize,
+        ordering: Ordering,
+    ) -> Result<[Vec<f64>; 2]> {
+        self.check_spin(spin)?;
+        self.check_alm(alms[0])?;
+        self.check_alm(alms[1])?;
+        let orders = self.spin_orders(spin);
+        let mut q = vec![0.0; self.npix()];
+        let mut u = vec![0.0; self.npix()];
+        self.spin_synthesise(
+            &orders,
+            [alms[0].values(), alms[1].values()],
+            [&mut q, &mut u],
+        );
+        Ok([
+            self.reorder_from_ring(q, ordering)?,
+            self.reorder_from_ring(u, ordering)?,
+        ])
+    }
+
+    /// `healpy.map2alm([i, q, u], lmax, mmax, iter=iter, pol=True,
+    /// use_weights=False)`: `[T, E, B]` of Stokes maps `[I, Q, U]`, T as
+    /// [`map2alm`](Self::map2alm) and E, B as [`map2alm_spin`](Self::map2alm_spin) of spin 2.
+    pub fn map2alm_pol(
+        &self,
+        maps: [&[f64]; 3],
+        ordering: Ordering,
+        iter: usize,
+    ) -> Result<[Alm; 3]> {
+        let [e, b] = self.map2alm_spin([maps[1], maps[2]], 2, ordering, iter)?;
+        Ok([self.map2alm(maps[0], ordering, iter)?, e, b])
+    }
+
+    /// `healpy.alm2map([t, e, b], nside, pol=True)`: the Stokes maps `[I, Q, U]`.
+    pub fn alm2map_pol(&self, alms: [&Alm; 3], ordering: Ordering) -> Result<[Vec<f64>; 3]> {
+        let [q, u] = self.alm2map_spin([alms[1], alms[2]], 2, ordering)?;
+        Ok([self.alm2map(alms[0], ordering)?, q, u])
+    }
+
+    /// `[E, B] += weight · (the spin analysis of the RING maps [Q, U])`.
+    fn spin_analyse(
+        &self,
+        orders: &[SpinOrder],
+        rings: [&[f64]; 2],
+        weight: f64,
+        alms: &mut [Alm; 2],
+    ) {
+        let (lmax, mmax) = (self.lmax(), self.mmax());
+        let [e, b] = alms;
+        let mut e_by_order = Alm::split_by_order(e.values_mut(), lmax, mmax);
+        let mut b_by_order = Alm::split_by_order(b.values_mut(), lmax, mmax);
+        let mut phases = vec![SpinPhases::default(); (mmax + 1) * GROUPS_PER_CHUNK];
+        for (chunk_index, chunk) in self.pairs.chunks(CHUNK).enumerate() {
+            // Each ring's phases of Q and U: [north Q, north U, south Q, south U].
+            let ring_phases: Vec<[Vec<Complex64>; 4]> = chunk
+                .par_iter()
+                .map_init(FftScratch::default, |scratch, pair| {
+                    let mut analyse = |ring: Option<&Ring>, map: &[f64]| {
+                        let mut out = vec![Complex64::default(); mmax + 1];
+                        if let Some(ring) = ring {
+                            let values = &map[ring.start..ring.start + ring.len];
+                            self.ffts
+                                .analyse(values, ring.phi0, weight, &mut out, scratch);
+                        }
+                        out
+                    };
+                    [
+                        analyse(Some(&pair.north), rings[0]),
+                        analyse(Some(&pair.north), rings[1]),
+                        analyse(pair.south.as_ref(), rings[0]),
+                        analyse(pair.south.as_ref(), rings[1]),
+                    ]
+                })
+                .collect();
+            phases.fill(SpinPhases::default());
+            for (p, [qn, un, qs, us]) in ring_phases.iter().enumerate() {
+                let (group, lane) = (p / SPIN_GROUP, p % SPIN_GROUP);
+                for m in 0..=mmax {
+                    let target = &mut phases[m * GROUPS_PER_CHUNK + group];
+                    let (q_sym, q_anti) = (qn[m] + qs[m], qn[m] - qs[m]);
+                    let (u_sym, u_anti) = (un[m] + us[m], un[m] - us[m]);
+                    for (slot, value) in [
+                        (&mut target.q_sym, q_sym),
+                        (&mut target.q_anti, q_anti),
+                        (&mut target.u_sym, u_sym),
+                        (&mut target.u_anti, u_anti),
+                    ] {
+                        slot[0][lane] = value.re;
+                        slot[1][lane] = value.im;
+                    }
+                }
+            }
+            let groups = self.spin_groups(chunk_index);
+            e_by_order
+                .par_iter_mut()
+                .zip(b_by_order.par_iter_mut())
+                .enumerate()
+                .for_each_init(Vec::new, |partial, (m, (e_m, b_m))| {
+                    let order = &orders[m];
+                    if order.l0 > lmax {
+                        return;
+                    }
+                    partial.clear();
+                    partial.resize(lmax + 1 - m, [[0.0; SPIN_GROUP]; 4]);
+                    for (g, (cos, sin)) in groups.iter().enumerate() {
+                        let mut acc = SpinAnalysis {
+                            phases: &phases[m * GROUPS_PER_CHUNK + g],
+                            partial,
+                            m,
+                        };
+                        spin_recurse(order, lmax, cos, sin, &mut acc);
+                    }
+                    reduce_spin_partial(partial, e_m, b_m);
+                });
+        }
+    }
+
+    /// `[Q, U]` (RING, overwritten) from `[E, B]`.
+    fn spin_synthesise(
+        &self,
+        orders: &[SpinOrder],
+        alms: [&[Complex64]; 2],
+        rings: [&mut [f64]; 2],
+    ) {
+        let (lmax, mmax) = (self.lmax(), self.mmax());
+        let mut phases = vec![SpinPhases::default(); (mmax + 1) * GROUPS_PER_CHUNK];
+        let [q_map, u_map] = rings;
+        for (chunk_index, chunk) in self.pairs.chunks(CHUNK).enumerate() {
+            let groups = self.spin_groups(chunk_index);
+            phases
+                .par_chunks_mut(GROUPS_PER_CHUNK)
+                .enumerate()
+                .for_each(|(m, phases_m)| {
+                    let order = &orders[m];
+                    let range = Alm::order_range(lmax, m);
+                    for (g, (cos, sin)) in groups.iter().enumerate() {
+                        let mut acc = SpinSynthesis {
+                            e: &alms[0][range.clone()],
+                            b: &alms[1][range.clone()],
+                            m,
+                            phases: SpinPhases::default(),
+                        };
+                        if order.l0 <= lmax {
+                            spin_recurse(order, lmax, cos, sin, &mut acc);
+                        }
+                        phases_m[g] = acc.phases;
+                    }
+                });
+            // Each ring's values of Q and U, north then south.
+            let values: Vec<[Vec<f64>; 4]> = chunk
+                .par_iter()
+                .enumerate()
+                .map_init(
+                    || (FftScratch::default(), Vec::with_capacity(mmax + 1)),
+                    |(scratch, f), (p, pair)| {
+                        let (group, lane) = (p / SPIN_GROUP, p % SPIN_GROUP);
+                        let mut ring_values =
+                            |ring: Option<&Ring>, sign: f64, pick: fn(&SpinPhases) -> [&[SpinLanes; 2]; 2]| {
+                                let Some(ring) = ring else {
+                                    return Vec::new();
+                                };
+                                f.clear();
+                                f.extend((0..=mmax).map(|m| {
+                                    let [sym, anti] = pick(&phases[m * GROUPS_PER_CHUNK + group]);
+                                    Complex64::new(
+                                        sym[0][lane] + sign * anti[0][lane],
+                                        sym[1][lane] + sign * anti[1][lane],
+                                    )
+                                }));
+                                let mut values = vec![0.0; ring.len];
+                                self.ffts.synthesise(f, ring.phi0, &mut values, scratch);
+                                values
+                            };
+                        let q: fn(&SpinPhases) -> [&[SpinLanes; 2]; 2] = |p| [&p.q_sym, &p.q_anti];
+                        let u: fn(&SpinPhases) -> [&[SpinLanes; 2]; 2] = |p| [&p.u_sym, &p.u_anti];
+                        [
+                            ring_values(Some(&pair.north), 1.0, q),
+                            ring_values(Some(&pair.north), 1.0, u),
+                            ring_values(pair.south.as_ref(), -1.0, q),
+                            ring_values(pair.south.as_ref(), -1.0, u),
+                        ]
+                    },
+                )
+                .collect();
+            for (pair, [qn, un, qs, us]) in chunk.iter().zip(values) {
+                let north = pair.north.start..pair.north.start + pair.north.len;
+                q_map[north.clone()].copy_from_slice(&qn);
+                u_map[north].copy_from_slice(&un);
+                if let Some(ring) = pair.south {
+                    let south = ring.start..ring.start + ring.len;
+                    q_map[south.clone()].copy_from_slice(&qs);
+                    u_map[south].copy_from_slice(&us);
+                }
+            }
+        }
+    }
+}
