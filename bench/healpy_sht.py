@@ -1,6 +1,7 @@
 """healpy's map2alm / alm2map timed for bench `sht` of idx-flow-healpix.
 
-python healpy_sht.py NSIDE LMAX OP RUNS     (OP: map2alm0, map2alm3, alm2map)
+python healpy_sht.py NSIDE LMAX OP RUNS     (OP: map2alm0, map2alm3, alm2map,
+                                            map2alm_spin, alm2map_spin: spin 2)
 
 Threads: healpy's transforms (libsharp inside healpix_cxx) follow
 OMP_NUM_THREADS, which the caller sets. Prints one line
@@ -17,6 +18,7 @@ rng = np.random.default_rng(1)
 npix = hp.nside2npix(nside)
 m = rng.standard_normal(npix)
 alm = hp.map2alm(m, lmax=lmax, iter=0)
+u = rng.standard_normal(npix)
 
 
 def rss_kib(key):
@@ -33,6 +35,10 @@ def run():
         hp.map2alm(m, lmax=lmax, iter=3)
     elif op == "alm2map":
         hp.alm2map(alm, nside, lmax=lmax)
+    elif op == "map2alm_spin":
+        hp.map2alm_spin([m, u], 2, lmax=lmax)
+    elif op == "alm2map_spin":
+        hp.alm2map_spin([alm, alm], nside, 2, lmax)
     else:
         raise SystemExit(f"unknown op {op}")
 

@@ -2,9 +2,10 @@
 //!
 //! cargo bench -p idx-flow-healpix --bench sht [-- --python PYTHON] [-- --no-python]
 //!     [-- --nsides 64,256,1024] [-- --threads 1,2] [-- --runs 5]
+//!     [-- --ops map2alm0,map2alm3,alm2map,map2alm_spin,alm2map_spin]
 //!
 //! For each nside (lmax = 2·nside), operation (`map2alm` with iter 0 and 3,
-//! `alm2map`) and thread count it runs our transform and healpy's in turn,
+//! `alm2map`, and the spin-2 pair's `map2alm_spin` / `alm2map_spin`) and thread count it runs our transform and healpy's in turn,
 //! each in a fresh process, and prints a Markdown row: median wall times
 //! (after a first call), their ratio, and how far each process's peak
 //! resident memory rose above its inputs during the first call. Ours is timed
@@ -17,7 +18,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use idx_flow_healpix::geometry::Ordering;
-use idx_flow_healpix::sht::{alm2map, map2alm};
+use idx_flow_healpix::sht::{alm2map, alm2map_spin, map2alm, map2alm_spin};
 use idx_flow_testing::bench::median_seconds;
 use idx_flow_testing::rng::Rng;
 
@@ -43,7 +44,14 @@ fn run_case(nside: u32, lmax: usize, op: &str, threads: usize, runs: usize) {
         let mut rng = Rng::seeded(1);
         let map: Vec<f64> = rng.normal_vec(npix).into_iter().map(f64::from).collect();
         let alm = map2alm(&map, Ordering::Ring, lmax, 0).expect("map2alm");
+        let u: Vec<f64> = rng.normal_vec(npix).into_iter().map(f64::from).collect();
         let run = || match op {
+            "map2alm_spin" => {
+                drop(map2alm_spin([&map, &u], 2, Ordering::Ring, lmax, 0).expect("map2alm_spin"))
+            }
+            "alm2map_spin" => {
+                drop(alm2map_spin([&alm, &alm], nside, 2, Ordering::Ring).expect("alm2map_spin"))
+            }
             "map2alm0" => drop(map2alm(&map, Ordering::Ring, lmax, 0).expect("map2alm")),
             "map2alm3" => drop(map2alm(&map, Ordering::Ring, lmax, 3).expect("map2alm")),
             "alm2map" => drop(alm2map(&alm, nside, Ordering::Ring).expect("alm2map")),
@@ -113,7 +121,9 @@ fn main() {
     for nside in list("--nsides", "64,256,1024") {
         let lmax = 2 * nside;
         let runs = if nside >= 1024 { runs.min(3) } else { runs };
-        for op in ["map2alm0", "map2alm3", "alm2map"] {
+        let ops = value("--ops")
+            .unwrap_or_else(|| "map2alm0,map2alm3,alm2map,map2alm_spin,alm2map_spin".into());
+        for op in ops.split(',') {
             for threads in list("--threads", "1,2") {
                 let ours = Command::new(&exe)
                     .args([
@@ -153,6 +163,8 @@ fn main() {
                 let label = match op {
                     "map2alm0" => "map2alm, iter 0",
                     "map2alm3" => "map2alm, iter 3",
+                    "map2alm_spin" => "map2alm_spin, spin 2",
+                    "alm2map_spin" => "alm2map_spin, spin 2",
                     _ => "alm2map",
                 };
                 println!(

@@ -67,7 +67,10 @@ impl RingFfts {
         let n = values.len();
         let forward = &self.plans[&n].0;
         scratch.real.clear();
-        scratch.real.extend_from_slice(values);
+        // healpy's UNSEEN pixels count as zero (the maps are read as given, not copied).
+        scratch
+            .real
+            .extend(values.iter().map(|&v| super::transform::unseen_as_zero(v)));
         scratch.spectrum.resize(n / 2 + 1, Complex64::default());
         scratch
             .work

@@ -28,9 +28,9 @@
 
 use rustfft::num_complex::Complex64;
 
-/// Ring pairs per group: one vector of 8 doubles per quantity.
-pub(crate) const SPIN_GROUP: usize = 8;
-pub(crate) type SpinLanes = [f64; SPIN_GROUP];
+/// One value per ring pair of a group; the lane count `N` is the caller's
+/// (analysis and synthesis keep different amounts in registers).
+pub(crate) type Lanes<const N: usize> = [f64; N];
 
 const SCALE_BITS: i32 = 600;
 /// `2^-600`: one scale step down.
@@ -113,8 +113,9 @@ pub(crate) struct SpinOrder {
     pub l0: usize,
     /// `√((2l₀+1)/4π · C(2l₀, l₀+min(m, s)))`.
     norm: Wide,
-    /// `[α_l, β_l, γ_l]` for `l = l₀..lmax`: `λ_{l+1} = (α_l·x ± β_l)·λ_l − γ_l·λ_{l−1}`
-    /// (`+` for `λ_a`, `−` for `λ_b`).
+    /// `[α_l, β_l, γ_l]` for `l = l₀..=lmax + 1`: `λ_{l+1} = (α_l·x ± β_l)·λ_l − γ_l·λ_{l−1}`
+    /// (`+` for `λ_a`, `−` for `λ_b`); the recursion steps two degrees at a
+    /// time and may compute values past `lmax`, which nobody reads.
     pub coef: Vec<[f64; 3]>,
 }
 
@@ -134,7 +135,7 @@ impl SpinOrder {
             ))
             .sqrt();
         let (mf, sf) = (m as f64, spin as f64);
-        let coef = (l0..lmax)
+        let coef = (l0..lmax + 2)
             .map(|l| {
                 let lf = l as f64;
                 let next = lf + 1.0;
@@ -168,7 +169,11 @@ impl SpinOrder {
     ///
     /// `λ_a = (−1)^{m+s}·K·c^{l₀−k}·t^{l₀+k}`, `λ_b = (−1)^{l₀}·K·c^{l₀+k}·t^{l₀−k}`
     /// with `c = cos(θ/2)`, `t = sin(θ/2)`, `k = min(m, s)` and `K` the norm.
-    pub(crate) fn start(&self, cos: &SpinLanes, sin: &SpinLanes) -> [(SpinLanes, SpinLanes); 2] {
+    pub(crate) fn start<const N: usize>(
+        &self,
+        cos: &Lanes<N>,
+        sin: &Lanes<N>,
+    ) -> [(Lanes<N>, Lanes<N>); 2] {
         let k = self.m.min(self.spin);
         let sign_a = if (self.m + self.spin).is_multiple_of(2) {
             1.0
@@ -176,15 +181,17 @@ impl SpinOrder {
             -1.0
         };
         let sign_b = if self.l0.is_multiple_of(2) { 1.0 } else { -1.0 };
-        let mut a = ([0.0; SPIN_GROUP], [0.0; SPIN_GROUP]);
-        let mut b = ([0.0; SPIN_GROUP], [0.0; SPIN_GROUP]);
-        for i in 0..SPIN_GROUP {
+        let mut a = ([0.0; N], [0.0; N]);
+        let mut b = ([0.0; N], [0.0; N]);
+        for i in 0..N {
             // c from 1 + cos θ (no cancellation north of the equator), t from sin θ = 2ct.
             let c = ((1.0 + cos[i]) / 2.0).sqrt();
             let t = sin[i] / (2.0 * c);
-            let (c, t) = (Wide::new(c), Wide::new(t));
-            let value_a = self.norm.mul(c.powi(self.l0 - k)).mul(t.powi(self.l0 + k));
-            let value_b = self.norm.mul(c.powi(self.l0 + k)).mul(t.powi(self.l0 - k));
+            // c^{l₀−k}·t^{l₀+k} = (ct)^{l₀−k}·t^{2k} and c^{l₀+k}·t^{l₀−k} = (ct)^{l₀−k}·c^{2k}:
+            // one large power shared, two small ones (k ≤ s).
+            let shared = self.norm.mul(Wide::new(c * t).powi(self.l0 - k));
+            let value_a = shared.mul(Wide::new(t).powi(2 * k));
+            let value_b = shared.mul(Wide::new(c).powi(2 * k));
             (a.0[i], a.1[i]) = value_a.scaled(sign_a);
             (b.0[i], b.1[i]) = value_b.scaled(sign_b);
         }
@@ -193,39 +200,43 @@ impl SpinOrder {
 }
 
 /// What one group's recursion does at each degree.
-pub(crate) trait SpinAccumulate {
+pub(crate) trait SpinAccumulate<const N: usize> {
     /// `plus = G+_l`, `minus = G−_l` of every lane (0 for lanes below
-    /// range); `even` when `l + m + s` is even.
-    fn add(&mut self, l: usize, plus: &SpinLanes, minus: &SpinLanes, even: bool);
+    /// range); `EVEN` when `l + m + s` is even.
+    fn add<const EVEN: bool>(&mut self, l: usize, plus: &Lanes<N>, minus: &Lanes<N>);
 }
 
 /// One function's recursion state over the lanes.
-struct Track {
-    prev: SpinLanes,
-    cur: SpinLanes,
-    scale: SpinLanes,
+struct Track<const N: usize> {
+    prev: Lanes<N>,
+    cur: Lanes<N>,
+    scale: Lanes<N>,
 }
 
-impl Track {
+impl<const N: usize> Track<N> {
     /// Rescales the lanes the recursion has grown back into range; returns
     /// whether every lane is in range.
+    #[inline(always)]
     fn rescale(&mut self) -> bool {
-        let mut all = true;
-        for i in 0..SPIN_GROUP {
-            if self.scale[i] < 0.0 && self.cur[i].abs().max(self.prev[i].abs()) > RESCALE_ABOVE {
-                self.cur[i] *= SCALE_DOWN;
-                self.prev[i] *= SCALE_DOWN;
-                self.scale[i] += 1.0;
-            }
-            all &= self.scale[i] == 0.0;
+        let mut below = 0.0;
+        // Without branches, so that it runs on vectors.
+        for i in 0..N {
+            let grown =
+                self.scale[i] < 0.0 && self.cur[i].abs().max(self.prev[i].abs()) > RESCALE_ABOVE;
+            let factor = if grown { SCALE_DOWN } else { 1.0 };
+            self.cur[i] *= factor;
+            self.prev[i] *= factor;
+            self.scale[i] += if grown { 1.0 } else { 0.0 };
+            below += if self.scale[i] == 0.0 { 0.0 } else { 1.0 };
         }
-        all
+        below == 0.0
     }
 
     /// The current values, zero where a lane is below range.
-    fn weighted(&self) -> SpinLanes {
-        let mut out = [0.0; SPIN_GROUP];
-        for i in 0..SPIN_GROUP {
+    #[inline(always)]
+    fn weighted(&self) -> Lanes<N> {
+        let mut out = [0.0; N];
+        for i in 0..N {
             out[i] = if self.scale[i] == 0.0 {
                 self.cur[i]
             } else {
@@ -236,26 +247,52 @@ impl Track {
     }
 
     #[inline(always)]
-    fn step(&mut self, x: &SpinLanes, [alpha, beta, gamma]: [f64; 3], sign: f64) {
-        for i in 0..SPIN_GROUP {
-            let next = (alpha * x[i] + sign * beta) * self.cur[i] - gamma * self.prev[i];
+    fn step<const FMA: bool>(&mut self, x: &Lanes<N>, [alpha, beta, gamma]: [f64; 3], sign: f64) {
+        for i in 0..N {
+            let factor = madd::<FMA>(alpha, x[i], sign * beta);
+            let next = madd::<FMA>(factor, self.cur[i], -gamma * self.prev[i]);
             self.prev[i] = self.cur[i];
             self.cur[i] = next;
         }
     }
 }
 
-/// Runs order `order.m`'s recursion from `l₀` to `lmax` over one group of
-/// lanes (`cos θ`, `sin θ` of the northern rings), handing `G±_l` to `acc`.
-pub(crate) fn spin_recurse<A: SpinAccumulate>(
+#[inline(always)]
+fn madd<const FMA: bool>(a: f64, b: f64, c: f64) -> f64 {
+    if FMA { a.mul_add(b, c) } else { a * b + c }
+}
+
+/// `G± = −(−1)^s·(λ_a ± λ_b)/2` of the current degree, handed to `acc`.
+#[inline(always)]
+fn emit<A: SpinAccumulate<N>, const N: usize, const EVEN: bool>(
+    acc: &mut A,
+    l: usize,
+    half: f64,
+    la: &Lanes<N>,
+    lb: &Lanes<N>,
+) {
+    let mut plus = [0.0; N];
+    let mut minus = [0.0; N];
+    for i in 0..N {
+        plus[i] = half * (la[i] + lb[i]);
+        minus[i] = half * (la[i] - lb[i]);
+    }
+    acc.add::<EVEN>(l, &plus, &minus);
+}
+
+/// The recursion of one group from `l₀` to `lmax`: while some lane is below
+/// range, one degree at a time with weights and rescaling; then two degrees
+/// (an even and an odd one) at a time without checks.
+#[inline(always)]
+fn recurse<A: SpinAccumulate<N>, const N: usize, const FMA: bool>(
     order: &SpinOrder,
     lmax: usize,
-    cos: &SpinLanes,
-    sin: &SpinLanes,
+    cos: &Lanes<N>,
+    sin: &Lanes<N>,
     acc: &mut A,
 ) {
     let [(va, sa), (vb, sb)] = order.start(cos, sin);
-    let zero = [0.0; SPIN_GROUP];
+    let zero = [0.0; N];
     let mut a = Track {
         prev: zero,
         cur: va,
@@ -266,87 +303,170 @@ pub(crate) fn spin_recurse<A: SpinAccumulate>(
         cur: vb,
         scale: sb,
     };
-    // G± = −(−1)^s·(λ_a ± λ_b)/2.
     let half = if order.spin.is_multiple_of(2) {
         -0.5
     } else {
         0.5
     };
+    let even = |l: usize| (l + order.m + order.spin).is_multiple_of(2);
+    let coef = |l: usize| order.coef[l - order.l0];
+    let mut l = order.l0;
     let mut in_range = a.rescale() & b.rescale();
-    let parity0 = order.m + order.spin;
-    for l in order.l0..=lmax {
-        let (la, lb) = if in_range {
-            (a.cur, b.cur)
+    while !in_range {
+        let (la, lb) = (a.weighted(), b.weighted());
+        if even(l) {
+            emit::<A, N, true>(acc, l, half, &la, &lb);
         } else {
-            (a.weighted(), b.weighted())
-        };
-        let mut plus = [0.0; SPIN_GROUP];
-        let mut minus = [0.0; SPIN_GROUP];
-        for i in 0..SPIN_GROUP {
-            plus[i] = half * (la[i] + lb[i]);
-            minus[i] = half * (la[i] - lb[i]);
+            emit::<A, N, false>(acc, l, half, &la, &lb);
         }
-        acc.add(l, &plus, &minus, (l + parity0).is_multiple_of(2));
         if l == lmax {
-            break;
+            return;
         }
-        let coef = order.coef[l - order.l0];
-        a.step(cos, coef, 1.0);
-        b.step(cos, coef, -1.0);
-        if !in_range {
-            in_range = a.rescale() & b.rescale();
+        a.step::<FMA>(cos, coef(l), 1.0);
+        b.step::<FMA>(cos, coef(l), -1.0);
+        in_range = a.rescale() & b.rescale();
+        l += 1;
+    }
+    if !even(l) {
+        emit::<A, N, false>(acc, l, half, &a.cur, &b.cur);
+        if l == lmax {
+            return;
+        }
+        a.step::<FMA>(cos, coef(l), 1.0);
+        b.step::<FMA>(cos, coef(l), -1.0);
+        l += 1;
+    }
+    while l < lmax {
+        emit::<A, N, true>(acc, l, half, &a.cur, &b.cur);
+        a.step::<FMA>(cos, coef(l), 1.0);
+        b.step::<FMA>(cos, coef(l), -1.0);
+        emit::<A, N, false>(acc, l + 1, half, &a.cur, &b.cur);
+        a.step::<FMA>(cos, coef(l + 1), 1.0);
+        b.step::<FMA>(cos, coef(l + 1), -1.0);
+        l += 2;
+    }
+    if l == lmax {
+        emit::<A, N, true>(acc, l, half, &a.cur, &b.cur);
+    }
+}
+
+/// Runs order `order.m`'s recursion from `l₀` to `lmax` over one group of
+/// lanes (`cos θ`, `sin θ` of the northern rings), handing `G±_l` to `acc`,
+/// on the widest vectors the CPU has.
+pub(crate) fn spin_recurse<A: SpinAccumulate<N>, const N: usize>(
+    order: &SpinOrder,
+    lmax: usize,
+    cos: &Lanes<N>,
+    sin: &Lanes<N>,
+    acc: &mut A,
+) {
+    if order.l0 > lmax {
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    {
+        #[target_feature(enable = "avx512f,fma")]
+        unsafe fn widest<A: SpinAccumulate<N>, const N: usize>(
+            order: &SpinOrder,
+            lmax: usize,
+            cos: &Lanes<N>,
+            sin: &Lanes<N>,
+            acc: &mut A,
+        ) {
+            recurse::<A, N, true>(order, lmax, cos, sin, acc)
+        }
+        #[target_feature(enable = "avx2,fma")]
+        unsafe fn wide<A: SpinAccumulate<N>, const N: usize>(
+            order: &SpinOrder,
+            lmax: usize,
+            cos: &Lanes<N>,
+            sin: &Lanes<N>,
+            acc: &mut A,
+        ) {
+            recurse::<A, N, true>(order, lmax, cos, sin, acc)
+        }
+        if std::arch::is_x86_feature_detected!("avx512f")
+            && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has AVX-512F and FMA.
+            return unsafe { widest(order, lmax, cos, sin, acc) };
+        }
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has AVX2 and FMA.
+            return unsafe { wide(order, lmax, cos, sin, acc) };
         }
     }
+    recurse::<A, N, false>(order, lmax, cos, sin, acc)
 }
 
 /// One pair group's phases of a map pair at one `m`: for `Q` and `U`,
 /// `sym = north + south` and `anti = north − south`, each `[re, im]`.
-#[derive(Clone, Copy, Default)]
-pub(crate) struct SpinPhases {
-    pub q_sym: [SpinLanes; 2],
-    pub q_anti: [SpinLanes; 2],
-    pub u_sym: [SpinLanes; 2],
-    pub u_anti: [SpinLanes; 2],
+#[derive(Clone, Copy)]
+pub(crate) struct SpinPhases<const N: usize> {
+    pub q_sym: [Lanes<N>; 2],
+    pub q_anti: [Lanes<N>; 2],
+    pub u_sym: [Lanes<N>; 2],
+    pub u_anti: [Lanes<N>; 2],
+}
+
+// By hand: `Default` is derived only for arrays of a known length up to 32.
+impl<const N: usize> Default for SpinPhases<N> {
+    fn default() -> Self {
+        let zero = [[0.0; N]; 2];
+        SpinPhases {
+            q_sym: zero,
+            q_anti: zero,
+            u_sym: zero,
+            u_anti: zero,
+        }
+    }
 }
 
 /// Analysis: `E_l += Σ_lanes G+·Q + i·G−·U`, `B_l += Σ_lanes G+·U − i·G−·Q`
 /// with the symmetric or antisymmetric parts as the parity asks, kept as
 /// per-lane partial sums `[E re, E im, B re, B im]` per degree until
 /// [`reduce_spin_partial`] folds them once per chunk.
-pub(crate) struct SpinAnalysis<'a> {
-    pub phases: &'a SpinPhases,
+pub(crate) struct SpinAnalysis<'a, const N: usize> {
+    pub phases: &'a SpinPhases<N>,
     /// Partial sums of this order, `l = m..=lmax` (index `l − m`).
-    pub partial: &'a mut [[SpinLanes; 4]],
+    pub partial: &'a mut [[[f64; 8]; 4]],
     pub m: usize,
 }
 
-impl SpinAccumulate for SpinAnalysis<'_> {
+impl<const N: usize> SpinAccumulate<N> for SpinAnalysis<'_, N> {
     #[inline(always)]
-    fn add(&mut self, l: usize, plus: &SpinLanes, minus: &SpinLanes, even: bool) {
+    fn add<const EVEN: bool>(&mut self, l: usize, plus: &Lanes<N>, minus: &Lanes<N>) {
         let p = self.phases;
         // Even: G+ meets the symmetric parts, G− the antisymmetric ones.
-        let (q1, u1, q2, u2) = if even {
+        let (q1, u1, q2, u2) = if EVEN {
             (&p.q_sym, &p.u_sym, &p.q_anti, &p.u_anti)
         } else {
             (&p.q_anti, &p.u_anti, &p.q_sym, &p.u_sym)
         };
-        let acc = &mut self.partial[l - self.m];
-        for i in 0..SPIN_GROUP {
-            acc[0][i] += plus[i] * q1[0][i] - minus[i] * u2[1][i];
-            acc[1][i] += plus[i] * q1[1][i] + minus[i] * u2[0][i];
-            acc[2][i] += plus[i] * u1[0][i] + minus[i] * q2[1][i];
-            acc[3][i] += plus[i] * u1[1][i] - minus[i] * q2[0][i];
+        // Copied in and out whole, so that the lanes stay in vector
+        // registers; the group's lanes fold onto the 8 partial sums.
+        let mut acc = self.partial[l - self.m];
+        for k in 0..N / 8 {
+            for j in 0..8 {
+                let i = 8 * k + j;
+                acc[0][j] += plus[i] * q1[0][i] - minus[i] * u2[1][i];
+                acc[1][j] += plus[i] * q1[1][i] + minus[i] * u2[0][i];
+                acc[2][j] += plus[i] * u1[0][i] + minus[i] * q2[1][i];
+                acc[3][j] += plus[i] * u1[1][i] - minus[i] * q2[0][i];
+            }
         }
+        self.partial[l - self.m] = acc;
     }
 }
 
 /// `e[l] += Σ partial[l][0..2]`, `b[l] += Σ partial[l][2..4]` (a fixed tree over the lanes).
 pub(crate) fn reduce_spin_partial(
-    partial: &[[SpinLanes; 4]],
+    partial: &[[[f64; 8]; 4]],
     e: &mut [Complex64],
     b: &mut [Complex64],
 ) {
-    let sum8 = |v: &SpinLanes| ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
+    let sum8 = |v: &[f64; 8]| ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
     for ((p, e), b) in partial.iter().zip(e).zip(b) {
         *e += Complex64::new(sum8(&p[0]), sum8(&p[1]));
         *b += Complex64::new(sum8(&p[2]), sum8(&p[3]));
@@ -356,26 +476,26 @@ pub(crate) fn reduce_spin_partial(
 /// Synthesis: the phases of `Q` and `U` from `E` and `B` of one order.
 /// `q_sym` gathers `E·G+` of even and `i·B·G−` of odd degrees, `q_anti`
 /// the others, so that `north = sym + anti` and `south = sym − anti`.
-pub(crate) struct SpinSynthesis<'a> {
+pub(crate) struct SpinSynthesis<'a, const N: usize> {
     /// `E_lm` and `B_lm` of this order, `l = m..=lmax` (index `l − m`).
     pub e: &'a [Complex64],
     pub b: &'a [Complex64],
     pub m: usize,
-    pub phases: SpinPhases,
+    pub phases: SpinPhases<N>,
 }
 
-impl SpinAccumulate for SpinSynthesis<'_> {
+impl<const N: usize> SpinAccumulate<N> for SpinSynthesis<'_, N> {
     #[inline(always)]
-    fn add(&mut self, l: usize, plus: &SpinLanes, minus: &SpinLanes, even: bool) {
+    fn add<const EVEN: bool>(&mut self, l: usize, plus: &Lanes<N>, minus: &Lanes<N>) {
         let (e, b) = (self.e[l - self.m], self.b[l - self.m]);
         let p = &mut self.phases;
         // Q: t_E = E·G+, t_B = i·B·G−;  U: t_E = B·G+, t_B = −i·E·G−.
-        let (q_e, q_b, u_e, u_b) = if even {
+        let (q_e, q_b, u_e, u_b) = if EVEN {
             (&mut p.q_sym, &mut p.q_anti, &mut p.u_sym, &mut p.u_anti)
         } else {
             (&mut p.q_anti, &mut p.q_sym, &mut p.u_anti, &mut p.u_sym)
         };
-        for i in 0..SPIN_GROUP {
+        for i in 0..N {
             q_e[0][i] += plus[i] * e.re;
             q_e[1][i] += plus[i] * e.im;
             q_b[0][i] -= minus[i] * b.im;
@@ -392,14 +512,16 @@ impl SpinAccumulate for SpinSynthesis<'_> {
 mod tests {
     use super::*;
 
+    const LANES: usize = 8;
+
     /// Collects `λ_a` and `λ_b` of every lane back from `G±`.
     struct Collect {
         spin: usize,
-        lambdas: Vec<(usize, SpinLanes, SpinLanes)>,
+        lambdas: Vec<(usize, Lanes<LANES>, Lanes<LANES>)>,
     }
 
-    impl SpinAccumulate for Collect {
-        fn add(&mut self, l: usize, plus: &SpinLanes, minus: &SpinLanes, _even: bool) {
+    impl SpinAccumulate<LANES> for Collect {
+        fn add<const EVEN: bool>(&mut self, l: usize, plus: &Lanes<LANES>, minus: &Lanes<LANES>) {
             let sign = if self.spin.is_multiple_of(2) {
                 -1.0
             } else {
@@ -419,20 +541,14 @@ mod tests {
     #[test]
     fn spin_harmonics_satisfy_the_addition_theorem_to_high_degree() {
         let lmax = 4095;
-        let thetas = [
-            1e-3f64,
-            4e-3,
-            0.05,
-            0.3,
-            0.8,
-            1.2,
-            1.5,
-            std::f64::consts::FRAC_PI_2,
-        ];
+        // One lane each, from next to the pole to the equator.
+        let thetas: Lanes<LANES> = std::array::from_fn(|i| {
+            1e-3 * (std::f64::consts::FRAC_PI_2 / 1e-3).powf(i as f64 / (LANES - 1) as f64)
+        });
         let cos = thetas.map(f64::cos);
         let sin = thetas.map(f64::sin);
         for spin in [1usize, 2, 3] {
-            let mut sums = vec![[0.0f64; SPIN_GROUP]; lmax + 1];
+            let mut sums = vec![[0.0f64; LANES]; lmax + 1];
             for m in 0..=lmax {
                 let order = SpinOrder::new(m, spin, lmax);
                 let mut acc = Collect {
@@ -441,7 +557,7 @@ mod tests {
                 };
                 spin_recurse(&order, lmax, &cos, &sin, &mut acc);
                 for (l, a, b) in acc.lambdas {
-                    for i in 0..SPIN_GROUP {
+                    for i in 0..LANES {
                         sums[l][i] += a[i] * a[i] + if m > 0 { b[i] * b[i] } else { 0.0 };
                     }
                 }
@@ -490,8 +606,7 @@ mod tests {
             for m in 0..=6usize {
                 let order = SpinOrder::new(m, spin, 12);
                 let l0 = order.l0;
-                let [(a, sa), (b, sb)] =
-                    order.start(&[theta.cos(); SPIN_GROUP], &[theta.sin(); SPIN_GROUP]);
+                let [(a, sa), (b, sb)] = order.start(&[theta.cos(); LANES], &[theta.sin(); LANES]);
                 assert_eq!((sa[0], sb[0]), (0.0, 0.0));
                 let n = ((2 * l0 + 1) as f64 / (4.0 * std::f64::consts::PI)).sqrt();
                 let (l, m, s) = (l0 as i64, m as i64, spin as i64);

@@ -161,9 +161,10 @@ fn spin_transforms_refuse_what_they_cannot_do() {
     assert!(message(sizes).contains("lmax 7"));
 }
 
-/// healpy's `UNSEEN` pixels count as zero in the spin analysis, as in the scalar one.
+/// healpy's `UNSEEN` pixels count as zero in the analyses, scalar and spin,
+/// in both orderings and through the Jacobi steps' residuals.
 #[test]
-fn spin_analysis_reads_unseen_as_zero() {
+fn analyses_read_unseen_as_zero() {
     let plan = SphericalTransform::new(8, 16, None).unwrap();
     let mut rng = Rng::seeded(6);
     let (mut q, u) = (random_map(&mut rng, 8), random_map(&mut rng, 8));
@@ -172,10 +173,13 @@ fn spin_analysis_reads_unseen_as_zero() {
         q[p] = idx_flow_healpix::sht::UNSEEN;
         zeroed[p] = 0.0;
     }
-    let masked = plan.map2alm_spin([&q, &u], 2, Ordering::Ring, 1).unwrap();
-    let zero = plan
-        .map2alm_spin([&zeroed, &u], 2, Ordering::Ring, 1)
-        .unwrap();
-    assert_eq!(alm_bits(&masked[0]), alm_bits(&zero[0]));
-    assert_eq!(alm_bits(&masked[1]), alm_bits(&zero[1]));
+    for ordering in [Ordering::Ring, Ordering::Nested] {
+        let masked = plan.map2alm_spin([&q, &u], 2, ordering, 1).unwrap();
+        let zero = plan.map2alm_spin([&zeroed, &u], 2, ordering, 1).unwrap();
+        assert_eq!(alm_bits(&masked[0]), alm_bits(&zero[0]), "{ordering:?}");
+        assert_eq!(alm_bits(&masked[1]), alm_bits(&zero[1]), "{ordering:?}");
+        let masked = plan.map2alm(&q, ordering, 2).unwrap();
+        let zero = plan.map2alm(&zeroed, ordering, 2).unwrap();
+        assert_eq!(alm_bits(&masked), alm_bits(&zero), "{ordering:?}");
+    }
 }
