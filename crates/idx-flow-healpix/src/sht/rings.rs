@@ -26,6 +26,28 @@ pub(crate) struct RingPair {
     pub south: Option<Ring>,
 }
 
+/// The largest order `m` whose functions on `ring` can matter up to `lmax`
+/// for spin `spin` (0 for the scalar transforms): libsharp's rule
+/// (`sharp_get_mlim`), which healpy's results carry. Past it a ring is
+/// skipped: `λ_lm(θ)` is evanescent there, since the turning point
+/// `l ≈ m / sin θ` lies beyond `lmax` by a margin of at least 100 orders
+/// (1% of `lmax` when that is more), and the skipped terms are many orders of
+/// magnitude below rounding (the unit test checks them).
+pub(crate) fn order_limit(lmax: usize, spin: usize, ring: &Ring) -> usize {
+    let margin = (0.01 * lmax as f64).max(100.0);
+    let spin = spin as f64;
+    let t1 = lmax as f64 * ring.sin_theta + margin;
+    // The larger root of m² − 2·s·|cos θ|·m + s² − t1² = 0.
+    let b = -2.0 * spin * ring.cos_theta.abs();
+    let c = spin * spin - t1 * t1;
+    let discriminant = b * b - 4.0 * c;
+    if discriminant <= 0.0 {
+        return lmax;
+    }
+    let root = (-b + discriminant.sqrt()) / 2.0;
+    (root.min(lmax as f64) + 0.5) as usize
+}
+
 /// The `2·nside` ring pairs of a grid, from the north pole to the equator.
 pub(crate) fn ring_pairs(nside: u32) -> Vec<RingPair> {
     let n = nside as usize;

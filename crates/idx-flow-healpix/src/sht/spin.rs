@@ -10,7 +10,7 @@ use rustfft::num_complex::Complex64;
 
 use super::alm::Alm;
 use super::phases::FftScratch;
-use super::rings::Ring;
+use super::rings::{Ring, order_limit};
 use super::transform::{CHUNK, SphericalTransform, unseen_as_zero};
 use super::wigner::{
     Lanes, SpinAnalysis, SpinOrder, SpinPhases, SpinSynthesis, reduce_spin_partial, spin_recurse,
@@ -49,8 +49,13 @@ impl SphericalTransform {
     }
 
     /// `cos θ` and `sin θ` of the northern rings of each group of `N` pairs
-    /// of a chunk (padding lanes: `0` and `1`).
-    fn spin_groups<const N: usize>(&self, chunk_index: usize) -> Vec<(Lanes<N>, Lanes<N>)> {
+    /// of a chunk (padding lanes: `0` and `1`), and the largest order the
+    /// group's rings take part in ([`order_limit`]).
+    fn spin_groups<const N: usize>(
+        &self,
+        chunk_index: usize,
+        spin: usize,
+    ) -> Vec<(Lanes<N>, Lanes<N>, usize)> {
         let start = chunk_index * CHUNK;
         let end = (start + CHUNK).min(self.pairs.len());
         self.pairs[start..end]
@@ -58,11 +63,13 @@ impl SphericalTransform {
             .map(|group| {
                 let mut cos = [0.0; N];
                 let mut sin = [1.0; N];
+                let mut limit = 0;
                 for (lane, pair) in group.iter().enumerate() {
                     cos[lane] = pair.north.cos_theta;
                     sin[lane] = pair.north.sin_theta;
+                    limit = limit.max(order_limit(self.lmax(), spin, &pair.north));
                 }
-                (cos, sin)
+                (cos, sin, limit)
             })
             .collect()
     }
@@ -226,7 +233,7 @@ impl SphericalTransform {
                     }
                 }
             }
-            let groups = self.spin_groups::<N>(chunk_index);
+            let groups = self.spin_groups::<N>(chunk_index, orders[0].spin);
             e_by_order
                 .par_iter_mut()
                 .zip(b_by_order.par_iter_mut())
@@ -238,7 +245,10 @@ impl SphericalTransform {
                     }
                     partial.clear();
                     partial.resize(lmax + 1 - m, [[0.0; 8]; 4]);
-                    for (g, (cos, sin)) in groups.iter().enumerate() {
+                    for (g, (cos, sin, limit)) in groups.iter().enumerate() {
+                        if m > *limit {
+                            continue;
+                        }
                         let mut acc = SpinAnalysis {
                             phases: &phases[m * groups_per_chunk + g],
                             partial,
@@ -264,21 +274,21 @@ impl SphericalTransform {
         let mut phases = vec![SpinPhases::<N>::default(); (mmax + 1) * groups_per_chunk];
         let [q_map, u_map] = rings;
         for (chunk_index, chunk) in self.pairs.chunks(CHUNK).enumerate() {
-            let groups = self.spin_groups::<N>(chunk_index);
+            let groups = self.spin_groups::<N>(chunk_index, orders[0].spin);
             phases
                 .par_chunks_mut(groups_per_chunk)
                 .enumerate()
                 .for_each(|(m, phases_m)| {
                     let order = &orders[m];
                     let range = Alm::order_range(lmax, m);
-                    for (g, (cos, sin)) in groups.iter().enumerate() {
+                    for (g, (cos, sin, limit)) in groups.iter().enumerate() {
                         let mut acc = SpinSynthesis {
                             e: &alms[0][range.clone()],
                             b: &alms[1][range.clone()],
                             m,
                             phases: SpinPhases::default(),
                         };
-                        if order.l0 <= lmax {
+                        if m <= *limit {
                             spin_recurse(order, lmax, cos, sin, &mut acc);
                         }
                         phases_m[g] = acc.phases;

@@ -14,7 +14,7 @@ use super::legendre::{
     diagonal_norms, recursion_coefficients, reduce_partial, synthesise_group,
 };
 use super::phases::{FftScratch, RingFfts};
-use super::rings::{RingPair, ring_pairs};
+use super::rings::{RingPair, order_limit, ring_pairs};
 use crate::geometry::{Ordering, check_nside, nest2ring, nside2npix};
 use crate::{Error, Result};
 
@@ -60,6 +60,8 @@ pub struct SphericalTransform {
     pub(super) pairs: Vec<RingPair>,
     /// `cos θ` and `sin θ` of each group's pairs (padding lanes: `0` and `1`).
     groups: Vec<(Lanes, Lanes)>,
+    /// The largest order each group's rings take part in ([`order_limit`]).
+    group_limits: Vec<usize>,
     norms: Vec<f64>,
     /// The recursion's coefficients of every `m`, from `coef_offsets[m]`
     /// (about `lmax²/2` pairs: 33 MB at lmax 2048).
@@ -110,6 +112,16 @@ impl SphericalTransform {
                 (cos, sin)
             })
             .collect();
+        let group_limits = pairs
+            .chunks(GROUP)
+            .map(|group| {
+                group
+                    .iter()
+                    .map(|pair| order_limit(lmax, 0, &pair.north))
+                    .max()
+                    .unwrap_or(lmax)
+            })
+            .collect();
         let ffts = RingFfts::new(pairs.iter().map(|pair| pair.north.len));
         let mut coef_offsets = Vec::with_capacity(mmax + 2);
         coef_offsets.push(0);
@@ -134,6 +146,7 @@ impl SphericalTransform {
             mmax,
             pairs,
             groups,
+            group_limits,
             norms: diagonal_norms(mmax),
             coefs,
             coef_offsets,
@@ -312,8 +325,10 @@ impl SphericalTransform {
                     target.anti_im[lane] = n.im - s.im;
                 }
             }
-            let groups = &self.groups[chunk_index * groups_per_chunk
-                ..(chunk_index * groups_per_chunk + chunk.len().div_ceil(GROUP))];
+            let group_range = chunk_index * groups_per_chunk
+                ..(chunk_index * groups_per_chunk + chunk.len().div_ceil(GROUP));
+            let groups = &self.groups[group_range.clone()];
+            let limits = &self.group_limits[group_range];
             by_order.par_iter_mut().enumerate().for_each_init(
                 Vec::new,
                 |partial: &mut Vec<[[f64; 8]; 2]>, (m, alm_m)| {
@@ -322,6 +337,9 @@ impl SphericalTransform {
                     partial.resize(alm_m.len(), [[0.0; 8]; 2]);
                     let coef = self.coefficients(m);
                     for (g, (cos, sin)) in groups.iter().enumerate() {
+                        if m > limits[g] {
+                            continue;
+                        }
                         let start = diagonal(m, self.norms[m], sin);
                         let mut acc = Analysis {
                             phases: &phases[m * groups_per_chunk + g],
@@ -341,8 +359,10 @@ impl SphericalTransform {
         let groups_per_chunk = CHUNK / GROUP;
         let mut phases = vec![GroupPhases::default(); (mmax + 1) * groups_per_chunk];
         for (chunk_index, chunk) in self.pairs.chunks(CHUNK).enumerate() {
-            let groups = &self.groups[chunk_index * groups_per_chunk
-                ..(chunk_index * groups_per_chunk + chunk.len().div_ceil(GROUP))];
+            let group_range = chunk_index * groups_per_chunk
+                ..(chunk_index * groups_per_chunk + chunk.len().div_ceil(GROUP));
+            let groups = &self.groups[group_range.clone()];
+            let limits = &self.group_limits[group_range];
             phases
                 .par_chunks_mut(groups_per_chunk)
                 .enumerate()
@@ -350,6 +370,10 @@ impl SphericalTransform {
                     let coef = self.coefficients(m);
                     let alm_m = &alm[Alm::order_range(lmax, m)];
                     for (g, (cos, sin)) in groups.iter().enumerate() {
+                        if m > limits[g] {
+                            phases_m[g] = GroupPhases::default();
+                            continue;
+                        }
                         let start = diagonal(m, self.norms[m], sin);
                         let mut acc = Synthesis {
                             alm: alm_m,
