@@ -5,7 +5,7 @@
 //! as they do on the sphere.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use rustfft::num_complex::Complex64;
@@ -43,9 +43,17 @@ fn shifts(phi0: f64, sign: f64, mmax: usize, out: &mut Vec<Complex64>) {
 }
 
 impl RingFfts {
-    /// Plans for the given ring lengths.
+    /// Plans for the given ring lengths, from one planner shared by the
+    /// process: it keeps every plan it made, so transforms of a size seen
+    /// before (the one-shot `map2alm` plans on every call) reuse the plans
+    /// and their twiddle factors instead of computing them again.
     pub(crate) fn new(lengths: impl IntoIterator<Item = usize>) -> Self {
-        let mut planner = RealFftPlanner::<f64>::new();
+        static PLANNER: OnceLock<Mutex<RealFftPlanner<f64>>> = OnceLock::new();
+        let mut planner = PLANNER
+            .get_or_init(|| Mutex::new(RealFftPlanner::new()))
+            .lock()
+            // A panic elsewhere while planning leaves the cache usable.
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
         let mut plans = HashMap::new();
         for len in lengths {
             plans
@@ -79,14 +87,19 @@ impl RingFfts {
             .process_with_scratch(&mut scratch.real, &mut scratch.spectrum, &mut scratch.work)
             .expect("buffers sized from the plan");
         shifts(phi0, -1.0, out.len() - 1, &mut scratch.shift);
-        for (m, (value, s)) in out.iter_mut().zip(&scratch.shift).enumerate() {
-            let k = m % n;
+        // k = m mod n, counted rather than divided.
+        let mut k = 0;
+        for (value, s) in out.iter_mut().zip(&scratch.shift) {
             let bin = if k <= n / 2 {
                 scratch.spectrum[k]
             } else {
                 scratch.spectrum[n - k].conj()
             };
             *value = bin * s * weight;
+            k += 1;
+            if k == n {
+                k = 0;
+            }
         }
     }
 
@@ -105,11 +118,12 @@ impl RingFfts {
         scratch.spectrum.clear();
         scratch.spectrum.resize(half + 1, Complex64::default());
         shifts(phi0, 1.0, phases.len() - 1, &mut scratch.shift);
+        // k = m mod n, counted rather than divided.
+        let mut k = 0;
         for (m, (f, s)) in phases.iter().zip(&scratch.shift).enumerate() {
             let value = f * s;
             // +m lands on bin m mod n, −m on bin (n − m mod n) mod n; only
             // bins 0..=n/2 are stored, the others are their conjugates.
-            let k = m % n;
             if k <= half {
                 scratch.spectrum[k] += value;
             }
@@ -118,6 +132,10 @@ impl RingFfts {
                 if k_neg <= half {
                     scratch.spectrum[k_neg] += value.conj();
                 }
+            }
+            k += 1;
+            if k == n {
+                k = 0;
             }
         }
         // The spectrum is Hermitian: its zero and Nyquist bins are real up to rounding.

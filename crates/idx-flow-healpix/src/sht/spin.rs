@@ -215,24 +215,28 @@ impl SphericalTransform {
                     ]
                 })
                 .collect();
-            phases.fill(SpinPhases::default());
-            for (p, [qn, un, qs, us]) in ring_phases.iter().enumerate() {
-                let (group, lane) = (p / N, p % N);
-                for m in 0..=mmax {
-                    let target = &mut phases[m * groups_per_chunk + group];
-                    let (q_sym, q_anti) = (qn[m] + qs[m], qn[m] - qs[m]);
-                    let (u_sym, u_anti) = (un[m] + us[m], un[m] - us[m]);
-                    for (slot, value) in [
-                        (&mut target.q_sym, q_sym),
-                        (&mut target.q_anti, q_anti),
-                        (&mut target.u_sym, u_sym),
-                        (&mut target.u_anti, u_anti),
-                    ] {
-                        slot[0][lane] = value.re;
-                        slot[1][lane] = value.im;
+            // Regrouped by order, one order per task (see `analyse`).
+            phases
+                .par_chunks_mut(groups_per_chunk)
+                .enumerate()
+                .for_each(|(m, phases_m)| {
+                    phases_m.fill(SpinPhases::default());
+                    for (p, [qn, un, qs, us]) in ring_phases.iter().enumerate() {
+                        let target = &mut phases_m[p / N];
+                        let lane = p % N;
+                        let (q_sym, q_anti) = (qn[m] + qs[m], qn[m] - qs[m]);
+                        let (u_sym, u_anti) = (un[m] + us[m], un[m] - us[m]);
+                        for (slot, value) in [
+                            (&mut target.q_sym, q_sym),
+                            (&mut target.q_anti, q_anti),
+                            (&mut target.u_sym, u_sym),
+                            (&mut target.u_anti, u_anti),
+                        ] {
+                            slot[0][lane] = value.re;
+                            slot[1][lane] = value.im;
+                        }
                     }
-                }
-            }
+                });
             let groups = self.spin_groups::<N>(chunk_index, orders[0].spin);
             e_by_order
                 .par_iter_mut()

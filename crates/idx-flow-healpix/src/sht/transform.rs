@@ -310,21 +310,26 @@ impl SphericalTransform {
                     (analyse(&pair.north), pair.south.as_ref().map(&mut analyse))
                 })
                 .collect();
-            phases.fill(GroupPhases::default());
-            for (p, (north, south)) in ring_phases.iter().enumerate() {
-                let (group, lane) = (p / GROUP, p % GROUP);
-                for m in 0..=mmax {
-                    let (n, s) = (
-                        north[m],
-                        south.as_ref().map_or(Complex64::default(), |s| s[m]),
-                    );
-                    let target = &mut phases[m * groups_per_chunk + group];
-                    target.sym_re[lane] = n.re + s.re;
-                    target.sym_im[lane] = n.im + s.im;
-                    target.anti_re[lane] = n.re - s.re;
-                    target.anti_im[lane] = n.im - s.im;
-                }
-            }
+            // Regrouped by order, one order per task: the writes stay
+            // within one order's groups, the reads stride over the rings.
+            phases
+                .par_chunks_mut(groups_per_chunk)
+                .enumerate()
+                .for_each(|(m, phases_m)| {
+                    phases_m.fill(GroupPhases::default());
+                    for (p, (north, south)) in ring_phases.iter().enumerate() {
+                        let (n, s) = (
+                            north[m],
+                            south.as_ref().map_or(Complex64::default(), |s| s[m]),
+                        );
+                        let target = &mut phases_m[p / GROUP];
+                        let lane = p % GROUP;
+                        target.sym_re[lane] = n.re + s.re;
+                        target.sym_im[lane] = n.im + s.im;
+                        target.anti_re[lane] = n.re - s.re;
+                        target.anti_im[lane] = n.im - s.im;
+                    }
+                });
             let group_range = chunk_index * groups_per_chunk
                 ..(chunk_index * groups_per_chunk + chunk.len().div_ceil(GROUP));
             let groups = &self.groups[group_range.clone()];
