@@ -88,6 +88,8 @@ fn exp2i(k: f64) -> f64 {
 }
 
 /// `λ_mm` of every lane, as `(v, scale)` with the true value `v · 2^(600·scale)`.
+/// Inlined into the recursion, so that it runs on the same wide vectors.
+#[inline(always)]
 pub(crate) fn diagonal(m: usize, norm: f64, sin_theta: &Lanes) -> (Lanes, Lanes) {
     // sin^m θ by squaring, all lanes at once, each as mant · 2^exp so that
     // nothing underflows; the exponents are whole numbers held in doubles.
@@ -120,7 +122,9 @@ pub(crate) fn diagonal(m: usize, norm: f64, sin_theta: &Lanes) -> (Lanes, Lanes)
     let mut values = [0.0; GROUP];
     let mut scales = [0.0; GROUP];
     for i in 0..GROUP {
-        let scale = ((exp[i] + (SCALE_BITS / 2) as f64) / SCALE_BITS as f64).floor();
+        // floor((exp + 300) / 600) in integers: `f64::floor` is a libm call
+        // on the baseline target, and exp is a whole number.
+        let scale = (exp[i] as i64 + (SCALE_BITS / 2) as i64).div_euclid(SCALE_BITS as i64) as f64;
         values[i] = sign * mant[i] * exp2i(exp[i] - SCALE_BITS as f64 * scale);
         scales[i] = scale;
     }
@@ -269,10 +273,10 @@ fn recurse<const FMA: bool, A: Accumulate>(
     lmax: usize,
     coef: &[[f64; 2]],
     x: &Lanes,
-    start: (Lanes, Lanes),
+    (sin, norm): (&Lanes, f64),
     acc: &mut A,
 ) {
-    let (mut lo, mut scales) = start;
+    let (mut lo, mut scales) = diagonal(m, norm, sin);
     let mut hi = [0.0; GROUP];
     for i in 0..GROUP {
         hi[i] = coef[0][0] * x[i] * lo[i];
@@ -346,7 +350,7 @@ dispatch_fma! {
         lmax: usize,
         coef: &[[f64; 2]],
         x: &Lanes,
-        start: (Lanes, Lanes),
+        start: (&Lanes, f64),
         acc: &mut Analysis<'_>,
     )
 }
@@ -358,7 +362,7 @@ dispatch_fma! {
         lmax: usize,
         coef: &[[f64; 2]],
         x: &Lanes,
-        start: (Lanes, Lanes),
+        start: (&Lanes, f64),
         acc: &mut Synthesis<'_>,
     )
 }
@@ -408,7 +412,7 @@ mod tests {
             let mut coef = vec![[0.0; 2]; coefficient_count(m, lmax)];
             recursion_coefficients(m, &mut coef);
             let mut record = Record(Vec::new());
-            let start = diagonal(m, diagonal_norms(m)[m], &sines);
+            let start = (&sines, diagonal_norms(m)[m]);
             recurse::<false, _>(m, lmax, &coef, &lanes, start, &mut record);
             assert_eq!(record.0.len(), lmax - m + 1, "m {m}");
             for (l_offset, lam, even) in record.0 {
@@ -452,7 +456,7 @@ mod tests {
             let mut coef = vec![[0.0; 2]; coefficient_count(m, l)];
             recursion_coefficients(m, &mut coef);
             let mut at = At(l - m, [0.0; GROUP]);
-            recurse::<false, _>(m, l, &coef, &x, diagonal(m, norms[m], &sines), &mut at);
+            recurse::<false, _>(m, l, &coef, &x, (&sines, norms[m]), &mut at);
             let factor = if m == 0 { 1.0 } else { 2.0 };
             for i in 0..GROUP {
                 sums[i] += factor * at.1[i] * at.1[i];
@@ -493,7 +497,8 @@ mod tests {
                 let mut coef = vec![[0.0; 2]; coefficient_count(m, lmax)];
                 recursion_coefficients(m, &mut coef);
                 let x = [pair.north.cos_theta; GROUP];
-                let start = diagonal(m, norms[m], &[pair.north.sin_theta; GROUP]);
+                let sines = [pair.north.sin_theta; GROUP];
+                let start = (&sines, norms[m]);
                 let mut largest = Largest(0.0);
                 recurse::<false, _>(m, lmax, &coef, &x, start, &mut largest);
                 assert!(

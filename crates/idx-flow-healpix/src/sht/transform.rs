@@ -10,7 +10,7 @@ use rustfft::num_complex::Complex64;
 
 use super::alm::Alm;
 use super::legendre::{
-    Analysis, GROUP, GroupPhases, Lanes, Synthesis, analyse_group, coefficient_count, diagonal,
+    Analysis, GROUP, GroupPhases, Lanes, Synthesis, analyse_group, coefficient_count,
     diagonal_norms, recursion_coefficients, reduce_partial, synthesise_group,
 };
 use super::phases::{FftScratch, RingFfts};
@@ -345,7 +345,7 @@ impl SphericalTransform {
                         if m > limits[g] {
                             continue;
                         }
-                        let start = diagonal(m, self.norms[m], sin);
+                        let start = (sin, self.norms[m]);
                         let mut acc = Analysis {
                             phases: &phases[m * groups_per_chunk + g],
                             partial,
@@ -379,7 +379,7 @@ impl SphericalTransform {
                             phases_m[g] = GroupPhases::default();
                             continue;
                         }
-                        let start = diagonal(m, self.norms[m], sin);
+                        let start = (sin, self.norms[m]);
                         let mut acc = Synthesis {
                             alm: alm_m,
                             phases: GroupPhases::default(),
