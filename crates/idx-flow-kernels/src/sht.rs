@@ -8,7 +8,10 @@
 //! coefficients are `[B, n_alm, 2]`, `(re, im)` pairs in healpy's layout
 //! ([`Alm::index_of`]). The fields are real, so the map depends only on
 //! `a_lm` with `m ≥ 0`, and the imaginary part of each `a_l0` is ignored (its
-//! gradient is zero).
+//! gradient is zero). The spin-weighted transforms ([`alm2map_spin`],
+//! [`map2alm_spin`]: a vector field's two components, or Stokes Q and U)
+//! take map pairs `[B, 2, npix]` and gradient / curl coefficients
+//! `[B, 2, n_alm, 2]`, with the same algebra below applied to both.
 //!
 //! Both directions are linear. With `S` the synthesis and `C` the
 //! one-step analysis (`4π/npix · Σ_p map_p Y*_lm(p)`), the analysis with
@@ -81,6 +84,10 @@ pub struct ShtSpec {
     pub direction: ShtDirection,
     /// Apply its transpose: maps and coefficients swap places.
     pub transpose: bool,
+    /// 0: scalar maps `[B, npix]` and coefficients `[B, n_alm, 2]`; `s ≥ 1`:
+    /// spin-`s` map pairs `[B, 2, npix]` and their gradient and curl
+    /// coefficients `[B, 2, n_alm, 2]` (healpy's `alm2map_spin` / `map2alm_spin`).
+    pub spin: usize,
 }
 
 impl std::fmt::Debug for ShtSpec {
@@ -92,6 +99,7 @@ impl std::fmt::Debug for ShtSpec {
             .field("ordering", &self.ordering)
             .field("direction", &self.direction)
             .field("transpose", &self.transpose)
+            .field("spin", &self.spin)
             .finish()
     }
 }
@@ -118,26 +126,51 @@ impl ShtSpec {
         Alm::size(self.plan.lmax(), self.plan.mmax())
     }
 
+    /// Fields per row: one scalar field, or a spin field's two components.
+    fn fields(&self) -> usize {
+        if self.spin == 0 { 1 } else { 2 }
+    }
+
+    /// The shapes of a batch of `b` maps and of its coefficients.
+    fn shapes(&self, b: usize) -> (Vec<usize>, Vec<usize>) {
+        let (npix, n_alm) = (self.npix(), self.n_alm());
+        if self.spin == 0 {
+            (vec![b, npix], vec![b, n_alm, 2])
+        } else {
+            (vec![b, 2, npix], vec![b, 2, n_alm, 2])
+        }
+    }
+
     /// The output shape for an input of `shape`, or an error naming the mismatch.
     pub fn output_shape(&self, shape: &[usize]) -> Result<Vec<usize>> {
-        let (want, out): (Vec<usize>, Vec<usize>) = match shape.first() {
-            Some(&b) if self.reads_maps() => (vec![b, self.npix()], vec![b, self.n_alm(), 2]),
-            Some(&b) => (vec![b, self.n_alm(), 2], vec![b, self.npix()]),
-            None => (vec![], vec![]),
-        };
-        if want.is_empty() || shape != want.as_slice() {
-            let expected = if self.reads_maps() {
-                format!("maps [B, {}]", self.npix())
+        let fitting = shape.first().map(|&b| {
+            let (maps, alm) = self.shapes(b);
+            if self.reads_maps() {
+                (maps, alm)
             } else {
-                format!("coefficients [B, {}, 2]", self.n_alm())
-            };
-            return Err(Error::Shape {
-                context: format!("spherical-harmonic transform {self:?}"),
-                expected,
-                got: format!("{shape:?}"),
-            });
+                (alm, maps)
+            }
+        });
+        match fitting {
+            Some((want, out)) if shape == want.as_slice() => Ok(out),
+            _ => {
+                let (maps, alm) = self.shapes(0);
+                let show = |s: Vec<usize>| {
+                    let rest: Vec<String> = s[1..].iter().map(|d| d.to_string()).collect();
+                    format!("[B, {}]", rest.join(", "))
+                };
+                let expected = if self.reads_maps() {
+                    format!("maps {}", show(maps))
+                } else {
+                    format!("coefficients {}", show(alm))
+                };
+                Err(Error::Shape {
+                    context: format!("spherical-harmonic transform {self:?}"),
+                    expected,
+                    got: format!("{shape:?}"),
+                })
+            }
         }
-        Ok(out)
     }
 }
 
@@ -160,11 +193,16 @@ fn scale_orders(alm: &mut [Complex64], lmax: usize, halve: bool) {
     }
 }
 
-/// The real linear maps of one row, in float64.
+/// The real linear maps of one row (one field, or a spin field's two), in float64.
 struct Row<'a> {
     plan: &'a SphericalTransform,
     ordering: Ordering,
+    spin: usize,
 }
+
+/// A row's coefficients (one set per field) and maps (one per field).
+type Coefficients = Vec<Vec<Complex64>>;
+type Maps = Vec<Vec<f64>>;
 
 impl Row<'_> {
     fn alm(&self, values: Vec<Complex64>) -> Result<Alm> {
@@ -172,33 +210,75 @@ impl Row<'_> {
     }
 
     /// `S`.
-    fn synthesis(&self, alm: Vec<Complex64>) -> Result<Vec<f64>> {
-        self.plan.alm2map(&self.alm(alm)?, self.ordering)
+    fn synthesis(&self, alm: Coefficients) -> Result<Maps> {
+        let alms = alm
+            .into_iter()
+            .map(|a| self.alm(a))
+            .collect::<Result<Vec<_>>>()?;
+        if self.spin == 0 {
+            return Ok(vec![self.plan.alm2map(&alms[0], self.ordering)?]);
+        }
+        let [q, u] = self
+            .plan
+            .alm2map_spin([&alms[0], &alms[1]], self.spin, self.ordering)?;
+        Ok(vec![q, u])
+    }
+
+    /// The forward analysis with `iter` Jacobi steps.
+    fn analysis(&self, maps: &Maps, iter: usize) -> Result<Coefficients> {
+        if self.spin == 0 {
+            let alm = self.plan.map2alm(&maps[0], self.ordering, iter)?;
+            return Ok(vec![alm.into_values()]);
+        }
+        let [e, b] =
+            self.plan
+                .map2alm_spin([&maps[0], &maps[1]], self.spin, self.ordering, iter)?;
+        Ok(vec![e.into_values(), b.into_values()])
     }
 
     /// `Sᵀ`.
-    fn synthesis_t(&self, map: &[f64]) -> Result<Vec<Complex64>> {
-        let mut alm = self.plan.alm2map_adjoint(map, self.ordering)?.into_values();
-        scale_orders(&mut alm, self.plan.lmax(), false);
-        Ok(alm)
+    fn synthesis_t(&self, maps: &Maps) -> Result<Coefficients> {
+        let mut alms = if self.spin == 0 {
+            vec![
+                self.plan
+                    .alm2map_adjoint(&maps[0], self.ordering)?
+                    .into_values(),
+            ]
+        } else {
+            let [e, b] =
+                self.plan
+                    .alm2map_spin_adjoint([&maps[0], &maps[1]], self.spin, self.ordering)?;
+            vec![e.into_values(), b.into_values()]
+        };
+        for alm in &mut alms {
+            scale_orders(alm, self.plan.lmax(), false);
+        }
+        Ok(alms)
     }
 
     /// `Cᵀ = 4π/npix · S·D⁺`.
-    fn analysis1_t(&self, mut alm: Vec<Complex64>) -> Result<Vec<f64>> {
-        scale_orders(&mut alm, self.plan.lmax(), true);
+    fn analysis1_t(&self, mut alms: Coefficients) -> Result<Maps> {
+        for alm in &mut alms {
+            scale_orders(alm, self.plan.lmax(), true);
+        }
         let weight = 4.0 * std::f64::consts::PI / (12.0 * (self.plan.nside() as f64).powi(2));
-        let mut map = self.synthesis(alm)?;
-        map.iter_mut().for_each(|v| *v *= weight);
-        Ok(map)
+        let mut maps = self.synthesis(alms)?;
+        maps.iter_mut().flatten().for_each(|v| *v *= weight);
+        Ok(maps)
     }
 
     /// `Tᵀ = Cᵀ·Σ_{j≤iter} (I − Sᵀ·Cᵀ)^j`.
-    fn analysis_t(&self, alm: Vec<Complex64>, iter: usize) -> Result<Vec<f64>> {
-        let mut term = alm.clone();
-        let mut sum = alm;
+    fn analysis_t(&self, alms: Coefficients, iter: usize) -> Result<Maps> {
+        let mut term = alms.clone();
+        let mut sum = alms;
         for _ in 0..iter {
             let back = self.synthesis_t(&self.analysis1_t(term.clone())?)?;
-            for ((t, b), s) in term.iter_mut().zip(&back).zip(&mut sum) {
+            for ((t, b), s) in term
+                .iter_mut()
+                .flatten()
+                .zip(back.iter().flatten())
+                .zip(sum.iter_mut().flatten())
+            {
                 *t -= *b;
                 *s += *t;
             }
@@ -207,16 +287,20 @@ impl Row<'_> {
     }
 }
 
-/// `spec` applied to `rows` rows of `x` (f32), each read and written in float64.
+/// `spec` applied to `rows` rows of `x` (f32), each read and written in
+/// float64 (a row: one map or coefficient set, or a spin field's two).
 pub fn transform(x: &[f32], rows: usize, spec: &ShtSpec) -> Result<Vec<f32>> {
     let row = Row {
         plan: &spec.plan,
         ordering: spec.ordering,
+        spin: spec.spin,
     };
+    let fields = spec.fields();
+    let (map_len, alm_len) = (spec.npix(), 2 * spec.n_alm());
     let (in_len, out_len) = if spec.reads_maps() {
-        (spec.npix(), 2 * spec.n_alm())
+        (fields * map_len, fields * alm_len)
     } else {
-        (2 * spec.n_alm(), spec.npix())
+        (fields * alm_len, fields * map_len)
     };
     if x.len() != rows * in_len {
         return Err(Error::Shape {
@@ -225,29 +309,36 @@ pub fn transform(x: &[f32], rows: usize, spec: &ShtSpec) -> Result<Vec<f32>> {
             got: format!("{} values", x.len()),
         });
     }
-    let pairs = |v: &[f32]| -> Vec<Complex64> {
-        v.chunks_exact(2)
-            .map(|p| Complex64::new(p[0] as f64, p[1] as f64))
+    let pairs = |v: &[f32]| -> Coefficients {
+        v.chunks_exact(alm_len)
+            .map(|field| {
+                field
+                    .chunks_exact(2)
+                    .map(|p| Complex64::new(p[0] as f64, p[1] as f64))
+                    .collect()
+            })
             .collect()
     };
-    let flat = |alm: Vec<Complex64>| -> Vec<f32> {
-        alm.iter()
+    let maps = |v: &[f32]| -> Maps {
+        v.chunks_exact(map_len)
+            .map(|field| field.iter().map(|&v| v as f64).collect())
+            .collect()
+    };
+    let flat = |alms: Coefficients| -> Vec<f32> {
+        alms.iter()
+            .flatten()
             .flat_map(|c| [c.re as f32, c.im as f32])
             .collect()
     };
+    let to_f32 =
+        |maps: Maps| -> Vec<f32> { maps.into_iter().flatten().map(|v| v as f32).collect() };
     let out: Vec<Vec<f32>> = x
         .par_chunks(in_len)
         .map(|input| -> Result<Vec<f32>> {
-            let map = || input.iter().map(|&v| v as f64).collect::<Vec<f64>>();
-            let to_f32 = |m: Vec<f64>| m.into_iter().map(|v| v as f32).collect();
             Ok(match (spec.direction, spec.transpose) {
                 (ShtDirection::Synthesis, false) => to_f32(row.synthesis(pairs(input))?),
-                (ShtDirection::Synthesis, true) => flat(row.synthesis_t(&map())?),
-                (ShtDirection::Analysis { iter }, false) => flat(
-                    spec.plan
-                        .map2alm(&map(), spec.ordering, iter)?
-                        .into_values(),
-                ),
+                (ShtDirection::Synthesis, true) => flat(row.synthesis_t(&maps(input))?),
+                (ShtDirection::Analysis { iter }, false) => flat(row.analysis(&maps(input), iter)?),
                 (ShtDirection::Analysis { iter }, true) => {
                     to_f32(row.analysis_t(pairs(input), iter)?)
                 }
@@ -351,6 +442,7 @@ pub fn alm2map(
             ordering,
             direction: ShtDirection::Synthesis,
             transpose: false,
+            spin: 0,
         },
     )
 }
@@ -370,6 +462,82 @@ pub fn map2alm(
             ordering,
             direction: ShtDirection::Analysis { iter },
             transpose: false,
+            spin: 0,
         },
     )
+}
+
+/// Spin-`spin` map pairs `[B, 2, npix]` (in `ordering`) from their gradient
+/// and curl coefficients `[B, 2, n_alm, 2]`: healpy's `alm2map_spin`,
+/// differentiable. `spin = 2` with E and B gives Stokes Q and U.
+///
+/// ```
+/// use std::sync::Arc;
+/// use burn::tensor::{Device, Tensor};
+/// use idx_flow_healpix::geometry::Ordering;
+/// use idx_flow_healpix::sht::SphericalTransform;
+/// use idx_flow_kernels::sht::{alm2map_spin, map2alm_spin};
+///
+/// let device = Device::default();
+/// let plan = Arc::new(SphericalTransform::new(8, 12, None)?);
+/// let eb = Tensor::<4>::zeros([1, 2, 91, 2], &device);
+/// let qu = alm2map_spin(eb, &plan, Ordering::Ring, 2)?;      // [1, 2, 768]
+/// assert_eq!(qu.dims(), [1, 2, 768]);
+/// let back = map2alm_spin(qu, &plan, Ordering::Ring, 2, 3)?; // [1, 2, 91, 2]
+/// assert_eq!(back.dims(), [1, 2, 91, 2]);
+/// # Ok::<(), idx_flow_kernels::Error>(())
+/// ```
+pub fn alm2map_spin(
+    alm: Tensor<4>,
+    plan: &Arc<SphericalTransform>,
+    ordering: Ordering,
+    spin: usize,
+) -> Result<Tensor<3>> {
+    run(
+        alm,
+        ShtSpec {
+            plan: plan.clone(),
+            ordering,
+            direction: ShtDirection::Synthesis,
+            transpose: false,
+            spin: checked_spin(spin, plan)?,
+        },
+    )
+}
+
+/// Gradient and curl coefficients `[B, 2, n_alm, 2]` of spin-`spin` map
+/// pairs `[B, 2, npix]` (in `ordering`): healpy's `map2alm_spin` (with
+/// `iter` Jacobi steps, as its polarised `map2alm` refines E and B),
+/// differentiable.
+pub fn map2alm_spin(
+    map: Tensor<3>,
+    plan: &Arc<SphericalTransform>,
+    ordering: Ordering,
+    spin: usize,
+    iter: usize,
+) -> Result<Tensor<4>> {
+    run(
+        map,
+        ShtSpec {
+            plan: plan.clone(),
+            ordering,
+            direction: ShtDirection::Analysis { iter },
+            transpose: false,
+            spin: checked_spin(spin, plan)?,
+        },
+    )
+}
+
+/// `spin` if the spin transforms take it (`1..=lmax`), else the error naming it.
+fn checked_spin(spin: usize, plan: &SphericalTransform) -> Result<usize> {
+    if spin == 0 || spin > plan.lmax() {
+        return Err(Error::InvalidArgument {
+            name: "spin",
+            message: format!(
+                "spin {spin} is not in 1..=lmax ({}); spin 0 is alm2map / map2alm",
+                plan.lmax()
+            ),
+        });
+    }
+    Ok(spin)
 }

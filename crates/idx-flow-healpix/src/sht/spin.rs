@@ -159,6 +159,31 @@ impl SphericalTransform {
         ])
     }
 
+    /// The adjoint of [`alm2map_spin`](Self::alm2map_spin) taken as a
+    /// complex-linear map: [`map2alm_spin`](Self::map2alm_spin) with `iter = 0`
+    /// and without the `4π/npix` weight. (With the real and imaginary parts of
+    /// the `m > 0` coefficients as separate real inputs, the real adjoint of
+    /// `alm2map_spin` is this doubled for `m > 0`, as for the scalar transform.)
+    pub fn alm2map_spin_adjoint(
+        &self,
+        maps: [&[f64]; 2],
+        spin: usize,
+        ordering: Ordering,
+    ) -> Result<[Alm; 2]> {
+        self.check_spin(spin)?;
+        let rings = [
+            self.ring_map(maps[0], ordering)?,
+            self.ring_map(maps[1], ordering)?,
+        ];
+        let mut alms = [
+            Alm::zeros(self.lmax(), self.mmax())?,
+            Alm::zeros(self.lmax(), self.mmax())?,
+        ];
+        let orders = self.spin_orders(spin);
+        self.spin_analyse(&orders, [&rings[0], &rings[1]], 1.0, &mut alms);
+        Ok(alms)
+    }
+
     /// `healpy.map2alm([i, q, u], lmax, mmax, iter=iter, pol=True,
     /// use_weights=False)`: `[T, E, B]` of Stokes maps `[I, Q, U]`, T as
     /// [`map2alm`](Self::map2alm) and E, B as [`map2alm_spin`](Self::map2alm_spin) of spin 2.
