@@ -36,6 +36,7 @@ mod legendre;
 mod phases;
 mod rings;
 mod spin;
+mod spin_sums;
 mod transform;
 mod wigner;
 

@@ -11,10 +11,9 @@ use rustfft::num_complex::Complex64;
 use super::alm::Alm;
 use super::phases::FftScratch;
 use super::rings::{Ring, order_limit};
+use super::spin_sums::{SpinAnalysis, SpinPhases, SpinSynthesis, reduce_spin_partial};
 use super::transform::{CHUNK, SphericalTransform, unseen_as_zero};
-use super::wigner::{
-    Lanes, SpinAnalysis, SpinOrder, SpinPhases, SpinSynthesis, reduce_spin_partial, spin_recurse,
-};
+use super::wigner::{Lanes, SpinOrder, spin_recurse};
 use crate::geometry::Ordering;
 use crate::{Error, Result};
 
