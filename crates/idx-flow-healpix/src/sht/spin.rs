@@ -322,41 +322,55 @@ impl SphericalTransform {
                         phases_m[g] = acc.phases;
                     }
                 });
-            // Each ring's values of Q and U, north then south.
+            // Each ring's values of Q and U, north then south. A task takes
+            // one group: it reads every order's block of the group whole and
+            // in order into per-ring phase rows, then runs the rings' FFTs
+            // (see the scalar `synthesise`).
             let values: Vec<[Vec<f64>; 4]> = chunk
-                .par_iter()
+                .par_chunks(N)
                 .enumerate()
-                .map_init(
-                    || (FftScratch::default(), Vec::with_capacity(mmax + 1)),
-                    |(scratch, f), (p, pair)| {
-                        let (group, lane) = (p / N, p % N);
-                        let mut ring_values =
-                            |ring: Option<&Ring>, sign: f64, pick: fn(&SpinPhases<N>) -> [&[Lanes<N>; 2]; 2]| {
+                .flat_map_iter(|(group, pairs)| {
+                    // rows[k] = [north Q, north U, south Q, south U] phases of pair k.
+                    let mut rows: Vec<[Vec<Complex64>; 4]> = (0..pairs.len())
+                        .map(|_| std::array::from_fn(|_| Vec::with_capacity(mmax + 1)))
+                        .collect();
+                    for m in 0..=mmax {
+                        let ph = &phases[m * groups_per_chunk + group];
+                        for (lane, row) in rows.iter_mut().enumerate() {
+                            let value = |parts: &[Lanes<N>; 2]| {
+                                Complex64::new(parts[0][lane], parts[1][lane])
+                            };
+                            let (q_sym, q_anti) = (value(&ph.q_sym), value(&ph.q_anti));
+                            let (u_sym, u_anti) = (value(&ph.u_sym), value(&ph.u_anti));
+                            row[0].push(q_sym + q_anti);
+                            row[1].push(u_sym + u_anti);
+                            row[2].push(q_sym - q_anti);
+                            row[3].push(u_sym - u_anti);
+                        }
+                    }
+                    let mut scratch = FftScratch::default();
+                    pairs
+                        .iter()
+                        .zip(rows)
+                        .map(move |(pair, [qn, un, qs, us])| {
+                            let mut values = |f: &[Complex64], ring: Option<&Ring>| {
                                 let Some(ring) = ring else {
                                     return Vec::new();
                                 };
-                                f.clear();
-                                f.extend((0..=mmax).map(|m| {
-                                    let [sym, anti] = pick(&phases[m * groups_per_chunk + group]);
-                                    Complex64::new(
-                                        sym[0][lane] + sign * anti[0][lane],
-                                        sym[1][lane] + sign * anti[1][lane],
-                                    )
-                                }));
                                 let mut values = vec![0.0; ring.len];
-                                self.ffts.synthesise(f, ring.phi0, &mut values, scratch);
+                                self.ffts
+                                    .synthesise(f, ring.phi0, &mut values, &mut scratch);
                                 values
                             };
-                        let q: fn(&SpinPhases<N>) -> [&[Lanes<N>; 2]; 2] = |p| [&p.q_sym, &p.q_anti];
-                        let u: fn(&SpinPhases<N>) -> [&[Lanes<N>; 2]; 2] = |p| [&p.u_sym, &p.u_anti];
-                        [
-                            ring_values(Some(&pair.north), 1.0, q),
-                            ring_values(Some(&pair.north), 1.0, u),
-                            ring_values(pair.south.as_ref(), -1.0, q),
-                            ring_values(pair.south.as_ref(), -1.0, u),
-                        ]
-                    },
-                )
+                            [
+                                values(&qn, Some(&pair.north)),
+                                values(&un, Some(&pair.north)),
+                                values(&qs, pair.south.as_ref()),
+                                values(&us, pair.south.as_ref()),
+                            ]
+                        })
+                        .collect::<Vec<_>>()
+                })
                 .collect();
             for (pair, [qn, un, qs, us]) in chunk.iter().zip(values) {
                 let north = pair.north.start..pair.north.start + pair.north.len;
