@@ -9,7 +9,8 @@
 //!   pixels feed each output pixel (k nearest, NESTED children/parent, 3×3
 //!   stencil), with distances and interpolation weights.
 //! - [`io`]: graphs and tensors on disk (`.npz`, safetensors), written atomically.
-//! - [`sht`]: spherical-harmonic transforms (`map2alm`, `alm2map`) as healpy computes them.
+//! - [`sht`]: spherical-harmonic transforms (`map2alm`, `alm2map`, spin-weighted and
+//!   polarised) as healpy computes them.
 //! - [`Error`]: the one error type of every idx-flow crate. It lives here, in
 //!   the lowest crate, so that `?` crosses the crates without conversions.
 //!

@@ -1,14 +1,20 @@
 //! Spherical-harmonic transforms of HEALPix maps, as healpy computes them:
 //! [`map2alm`] (with healpy's Jacobi refinement `iter`) and [`alm2map`],
 //! RING or NESTED, any nside, `lmax ≤ 3·nside − 1`, coefficients in healpy's
-//! layout ([`Alm`]), in float64.
+//! layout ([`Alm`]), in float64; and for fields of spin `s ≥ 1` (a tangent
+//! vector field's two components, Stokes Q and U) [`map2alm_spin`] and
+//! [`alm2map_spin`] with healpy's gradient / curl (E / B) convention, with
+//! [`map2alm_pol`] / [`alm2map_pol`] for I, Q, U maps as healpy's `pol=True`.
 //!
 //! How: the map's rings are transformed by real FFTs of their own lengths
 //! (`realfft`), and the normalised associated Legendre functions are run up
-//! through `l` by their three-term recursion, sixteen ring pairs at a time
-//! on the CPU's widest vectors, with libsharp's exponent scaling so that
+//! through `l` by their three-term recursion, 32 ring pairs at a time on
+//! the CPU's widest vectors, with libsharp's exponent scaling so that
 //! nothing underflows next to the poles at `lmax` 4096 and beyond. North
-//! and south rings share one recursion. The work is split over rayon's
+//! and south rings share one recursion; the spin transforms run the Wigner
+//! recursion of `d^l_{m,∓s}` the same way. As libsharp does, a ring takes
+//! no part in orders past `lmax·sin θ` plus a margin, where its functions
+//! are negligible. The work is split over rayon's
 //! pool by order `m` and by ring, and the result does not depend on the
 //! number of threads.
 //!
