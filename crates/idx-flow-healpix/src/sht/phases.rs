@@ -11,7 +11,7 @@ use realfft::{ComplexToReal, RealFftPlanner, RealToComplex};
 use rustfft::num_complex::Complex64;
 
 /// Rings up to this length are planned by the process-wide planner: every
-/// ring of nside ≤ 1024, whose plans hold about 34 MB of twiddles. Planning
+/// ring of nside ≤ 1024, whose plans hold a few tens of MB of twiddles. Planning
 /// them costs about 0.18 s of a 1.6 s `alm2map` at nside 1024 (lmax 2048).
 const SHARED_PLANS_UP_TO: usize = 4096;
 
