@@ -528,16 +528,9 @@ pub fn map2alm_spin(
     )
 }
 
-/// `spin` if the spin transforms take it (`1..=lmax`), else the error naming it.
+/// `spin` if the plan's spin transforms take it (`1..=lmax`), else the
+/// plan's error naming it.
 fn checked_spin(spin: usize, plan: &SphericalTransform) -> Result<usize> {
-    if spin == 0 || spin > plan.lmax() {
-        return Err(Error::InvalidArgument {
-            name: "spin",
-            message: format!(
-                "spin {spin} is not in 1..=lmax ({}); spin 0 is alm2map / map2alm",
-                plan.lmax()
-            ),
-        });
-    }
+    plan.check_spin(spin)?;
     Ok(spin)
 }

@@ -5,6 +5,8 @@
 //! `alm2map_spin` and the polarised `map2alm(..., pol=True)` /
 //! `alm2map(..., pol=True)` compute them.
 
+use std::borrow::Cow;
+
 use rayon::prelude::*;
 use rustfft::num_complex::Complex64;
 
@@ -26,7 +28,9 @@ const ANALYSIS_LANES: usize = 16;
 const SYNTHESIS_LANES: usize = 8;
 
 impl SphericalTransform {
-    fn check_spin(&self, spin: usize) -> Result<()> {
+    /// `Ok` if the spin transforms of this plan take `spin` (`1..=lmax`),
+    /// else the error naming it.
+    pub fn check_spin(&self, spin: usize) -> Result<()> {
         if spin == 0 || spin > self.lmax() {
             return Err(Error::InvalidArgument {
                 name: "spin",
@@ -101,18 +105,8 @@ impl SphericalTransform {
         ordering: Ordering,
         iter: usize,
     ) -> Result<[Alm; 2]> {
-        self.check_spin(spin)?;
-        let rings = [
-            self.ring_map(maps[0], ordering)?,
-            self.ring_map(maps[1], ordering)?,
-        ];
-        let orders = self.spin_orders(spin);
         let weight = 4.0 * std::f64::consts::PI / self.npix() as f64;
-        let mut alms = [
-            Alm::zeros(self.lmax(), self.mmax())?,
-            Alm::zeros(self.lmax(), self.mmax())?,
-        ];
-        self.spin_analyse(&orders, [&rings[0], &rings[1]], weight, &mut alms);
+        let (rings, orders, mut alms) = self.first_spin_analysis(maps, spin, ordering, weight)?;
         let mut residual = [vec![0.0; rings[0].len()], vec![0.0; rings[0].len()]];
         for _ in 0..iter {
             let [res_q, res_u] = &mut residual;
@@ -169,18 +163,33 @@ impl SphericalTransform {
         spin: usize,
         ordering: Ordering,
     ) -> Result<[Alm; 2]> {
+        let (_, _, alms) = self.first_spin_analysis(maps, spin, ordering, 1.0)?;
+        Ok(alms)
+    }
+
+    /// What `map2alm_spin` and the adjoint share: the checks, the maps in
+    /// RING order, the recursions of every order, and `weight ·` the
+    /// analysis of the maps.
+    #[allow(clippy::type_complexity)]
+    fn first_spin_analysis<'a>(
+        &self,
+        maps: [&'a [f64]; 2],
+        spin: usize,
+        ordering: Ordering,
+        weight: f64,
+    ) -> Result<([Cow<'a, [f64]>; 2], Vec<SpinOrder>, [Alm; 2])> {
         self.check_spin(spin)?;
         let rings = [
             self.ring_map(maps[0], ordering)?,
             self.ring_map(maps[1], ordering)?,
         ];
+        let orders = self.spin_orders(spin);
         let mut alms = [
             Alm::zeros(self.lmax(), self.mmax())?,
             Alm::zeros(self.lmax(), self.mmax())?,
         ];
-        let orders = self.spin_orders(spin);
-        self.spin_analyse(&orders, [&rings[0], &rings[1]], 1.0, &mut alms);
-        Ok(alms)
+        self.spin_analyse(&orders, [&rings[0], &rings[1]], weight, &mut alms);
+        Ok((rings, orders, alms))
     }
 
     /// `healpy.map2alm([i, q, u], lmax, mmax, iter=iter, pol=True,

@@ -164,6 +164,16 @@ fn assert_sets_close(got: &[Vec<f64>], want: &[Vec<f64>], what: &str) {
     }
 }
 
+/// [`assert_sets_close`] over coefficient sets, each as its `(re, im)` values.
+fn assert_alm_sets_close(got: &[Alm], want: &[Alm], what: &str) {
+    let sets = |a: &[Alm]| {
+        a.iter()
+            .map(|a| flat(std::slice::from_ref(a)))
+            .collect::<Vec<_>>()
+    };
+    assert_sets_close(&sets(got), &sets(want), what);
+}
+
 pub fn map2alm_spin_case(f: &SafetensorsFile, case: &Case, spin: usize) {
     let sht = SphericalTransform::new(case.nside, case.lmax, Some(case.mmax)).unwrap();
     let qu = stacked_maps(f, &format!("{}.input.qu", case.name), 2);
@@ -176,16 +186,7 @@ pub fn map2alm_spin_case(f: &SafetensorsFile, case: &Case, spin: usize) {
         case,
         Some(2),
     );
-    let sets = |a: &[Alm]| {
-        a.iter()
-            .map(|a| flat(std::slice::from_ref(a)))
-            .collect::<Vec<_>>()
-    };
-    assert_sets_close(
-        &sets(&got),
-        &sets(&want),
-        &format!("{}: map2alm_spin {spin}", case.name),
-    );
+    assert_alm_sets_close(&got, &want, &format!("{}: map2alm_spin {spin}", case.name));
 }
 
 pub fn alm2map_spin_case(f: &SafetensorsFile, case: &Case, spin: usize) {
@@ -216,14 +217,9 @@ pub fn map2alm_pol_case(f: &SafetensorsFile, case: &Case, iter: usize) {
         case,
         Some(3),
     );
-    let sets = |a: &[Alm]| {
-        a.iter()
-            .map(|a| flat(std::slice::from_ref(a)))
-            .collect::<Vec<_>>()
-    };
-    assert_sets_close(
-        &sets(&got),
-        &sets(&want),
+    assert_alm_sets_close(
+        &got,
+        &want,
         &format!("{}: map2alm pol iter {iter}", case.name),
     );
 }
