@@ -109,6 +109,8 @@ struct Buffers {
     rows_spectrum: Vec<Complex32>,
     row_scratch: Vec<Complex32>,
     column_scratch: Vec<Complex32>,
+    /// One block of output rows, `ROWS_PER_TASK × w`.
+    tile: Vec<f32>,
 }
 
 impl Transform {
@@ -130,6 +132,7 @@ impl Transform {
             rows_spectrum: vec![zero; ROWS_PER_TASK * self.half],
             row_scratch: self.row_fft.make_scratch_vec(),
             column_scratch: vec![zero; self.column_fft.get_inplace_scratch_len()],
+            tile: Vec::with_capacity(ROWS_PER_TASK * self.w),
         }
     }
 
@@ -185,27 +188,34 @@ impl Transform {
         s0: usize,
         rows: usize,
         out: *mut f32,
+        tile: &mut Vec<f32>,
     ) {
         let (n, w, half, scale) = (self.n, self.w, self.half, self.scale);
         let mut mirrors = [0usize; ROWS_PER_TASK];
         for (r, m) in mirrors.iter_mut().enumerate().take(rows) {
             *m = (n - (s0 + r)) % n;
         }
-        let first = s0 * w;
+        // The block is assembled in `tile` (in the first-level cache) and
+        // then copied out row by row: written straight into `out`, each
+        // value lands on another row's cache line, and this pass took a
+        // fifth longer (perf cycle counts of bench/families' FourierMixing
+        // case, 2-core Intel box).
+        tile.clear();
+        tile.resize(rows * w, 0.0);
         for h in 0..half {
             let column = &spectrum[h * n..][..n];
             for r in 0..rows {
-                // SAFETY: inside `out`, at this block's rows.
-                unsafe { out.add(first + r * w + h).write(column[s0 + r].re * scale) };
+                tile[r * w + h] = column[s0 + r].re * scale;
             }
         }
         for h in half..w {
             let column = &spectrum[(w - h) * n..][..n];
             for (r, &m) in mirrors.iter().enumerate().take(rows) {
-                // SAFETY: as above.
-                unsafe { out.add(first + r * w + h).write(column[m].re * scale) };
+                tile[r * w + h] = column[m].re * scale;
             }
         }
+        // SAFETY: inside `out`, at this block's rows.
+        unsafe { std::ptr::copy_nonoverlapping(tile.as_ptr(), out.add(s0 * w), rows * w) };
     }
 
     /// All three passes over one sample `x` `[n, w]` on this thread: its
@@ -236,7 +246,7 @@ impl Transform {
         for s0 in (0..n).step_by(ROWS_PER_TASK) {
             let rows = ROWS_PER_TASK.min(n - s0);
             // SAFETY: the caller's contract.
-            unsafe { self.columns_to_rows(spectrum, s0, rows, out) };
+            unsafe { self.columns_to_rows(spectrum, s0, rows, out, &mut buffers.tile) };
         }
     }
 }
@@ -305,13 +315,17 @@ pub(crate) fn real_fft2_slice(x: &[f32], b: usize, n: usize, w: usize) -> Vec<f3
         );
         // Pass 3 over (sample, block of rows) tasks.
         let spectrum = &spectrum;
-        (0..b * blocks).into_par_iter().for_each(|task| {
-            let (sample, s0) = (task / blocks, (task % blocks) * ROWS_PER_TASK);
-            let rows = ROWS_PER_TASK.min(n - s0);
-            let columns = &spectrum[sample * half * n..(sample + 1) * half * n];
-            // SAFETY: this sample's output, at this task's rows only.
-            unsafe { t.columns_to_rows(columns, s0, rows, out_values.ptr().add(sample * n * w)) };
-        });
+        (0..b * blocks).into_par_iter().for_each_init(
+            || Vec::with_capacity(ROWS_PER_TASK * w),
+            |tile, task| {
+                let (sample, s0) = (task / blocks, (task % blocks) * ROWS_PER_TASK);
+                let rows = ROWS_PER_TASK.min(n - s0);
+                let columns = &spectrum[sample * half * n..(sample + 1) * half * n];
+                let out = out_values.ptr();
+                // SAFETY: this sample's output, at this task's rows only.
+                unsafe { t.columns_to_rows(columns, s0, rows, out.add(sample * n * w), tile) };
+            },
+        );
     }
     // SAFETY: every (sample, row, column) position was written.
     unsafe { out.set_len(total) };
