@@ -20,8 +20,8 @@
 //!
 //! Beside them, on the CPU: the native FFT ([`fft`]) and FNet's 2-D Fourier
 //! mixing ([`fourier2`]), the spherical-harmonic transforms of HEALPix maps
-//! ([`sht`]), fused activations ([`pointwise`]) and normalisations
-//! ([`norm`]), and a linear layer's products ([`dense`], [`skinny`]), each
+//! ([`sht`]), fused activations ([`pointwise`]), normalisations
+//! ([`norm`]) and squared-error losses ([`loss`]), and a linear layer's products ([`dense`], [`skinny`]), each
 //! with its own backward.
 //!
 //! The plain tensor-op version ([`KernelPath::Reference`]: `select`, then
@@ -99,6 +99,7 @@ mod cube;
 pub mod dense;
 pub mod fft;
 pub mod fourier2;
+pub mod loss;
 pub mod norm;
 mod options;
 pub mod pointwise;

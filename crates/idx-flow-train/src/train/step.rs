@@ -10,6 +10,8 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::data::{Sample, SphereDataset};
 use crate::distributed::Collective;
 use crate::models::HealpixAutoencoder;
+use idx_flow_kernels::loss::squared_error;
+
 use crate::{Error, Result};
 
 /// A batch as tensors `[B, N, C]`: the normalised input, the target on the
@@ -149,17 +151,21 @@ pub(crate) fn gradients(
         let model = own_graph(model);
         let b = batch(data, part, masked, device);
         let y = output(&model, data, b.x, device);
-        let sq = (y - b.target).square();
-        let loss = match b.valid {
-            Some(v) => (sq * v).sum() / total_valid,
-            // Without masks, the mean of the shard weighted by its share of
-            // the batch (the formula of earlier versions, kept for their figures).
-            None => sq.mean() * (part.len() as f64 / share.samples as f64),
+        // With masks, the sum over valid values divided by the batch's
+        // count of them; without, the mean of the shard weighted by its share
+        // of the batch (the formula of earlier versions, kept for their figures).
+        let scale = match b.valid {
+            Some(_) => 1.0 / total_valid,
+            None => {
+                let values: usize = y.dims().iter().product();
+                part.len() as f64 / (share.samples as f64 * values as f64)
+            }
         };
+        let loss = squared_error(y, b.target, b.valid, scale)?;
         let value = scalar(loss.clone());
-        (GradientsParams::from_grads(loss.backward(), &model), value)
+        Ok((GradientsParams::from_grads(loss.backward(), &model), value))
     };
-    let results: Vec<(GradientsParams, f64)> = if workers == 1 {
+    let results: Vec<Result<(GradientsParams, f64)>> = if workers == 1 {
         vec![shard(&refs, model.clone())]
     } else {
         std::thread::scope(|s| {
@@ -177,6 +183,7 @@ pub(crate) fn gradients(
                 .collect()
         })
     };
+    let results = results.into_iter().collect::<Result<Vec<_>>>()?;
     let loss = results.iter().map(|r| r.1).sum();
     let grads = MultiGradientsParams {
         grads: results
