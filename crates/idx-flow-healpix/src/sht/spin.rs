@@ -14,7 +14,7 @@ use super::alm::Alm;
 use super::phases::FftScratch;
 use super::rings::{Ring, order_limit};
 use super::spin_sums::{SpinAnalysis, SpinPhases, SpinSynthesis, reduce_spin_partial};
-use super::transform::{CHUNK, SphericalTransform, unseen_as_zero};
+use super::transform::{CHUNK, SphericalTransform, ring_slots, unseen_as_zero};
 use super::wigner::{Lanes, SpinOrder, spin_recurse};
 use crate::geometry::Ordering;
 use crate::{Error, Result};
@@ -310,6 +310,8 @@ impl SphericalTransform {
         let groups_per_chunk = CHUNK / N;
         let mut phases = vec![SpinPhases::<N>::default(); (mmax + 1) * groups_per_chunk];
         let [q_map, u_map] = rings;
+        let mut q_slots = ring_slots(q_map, &self.pairs);
+        let mut u_slots = ring_slots(u_map, &self.pairs);
         for (chunk_index, chunk) in self.pairs.chunks(CHUNK).enumerate() {
             let groups = self.spin_groups::<N>(chunk_index, orders[0].spin);
             phases
@@ -334,63 +336,50 @@ impl SphericalTransform {
             // Each ring's values of Q and U, north then south. A task takes
             // one group: it reads every order's block of the group whole and
             // in order into per-ring phase rows, then runs the rings' FFTs
-            // (see the scalar `synthesise`).
-            let values: Vec<[Vec<f64>; 4]> = chunk
+            // straight into the maps (see the scalar `synthesise`).
+            let first_pair = chunk_index * CHUNK;
+            let span = first_pair..first_pair + chunk.len();
+            chunk
                 .par_chunks(N)
+                .zip(q_slots[span.clone()].par_chunks_mut(N))
+                .zip(u_slots[span].par_chunks_mut(N))
                 .enumerate()
-                .flat_map_iter(|(group, pairs)| {
-                    // rows[k] = [north Q, north U, south Q, south U] phases of pair k.
-                    let mut rows: Vec<[Vec<Complex64>; 4]> = (0..pairs.len())
-                        .map(|_| std::array::from_fn(|_| Vec::with_capacity(mmax + 1)))
-                        .collect();
-                    for m in 0..=mmax {
-                        let ph = &phases[m * groups_per_chunk + group];
-                        for (lane, row) in rows.iter_mut().enumerate() {
-                            let value = |parts: &[Lanes<N>; 2]| {
-                                Complex64::new(parts[0][lane], parts[1][lane])
-                            };
-                            let (q_sym, q_anti) = (value(&ph.q_sym), value(&ph.q_anti));
-                            let (u_sym, u_anti) = (value(&ph.u_sym), value(&ph.u_anti));
-                            row[0].push(q_sym + q_anti);
-                            row[1].push(u_sym + u_anti);
-                            row[2].push(q_sym - q_anti);
-                            row[3].push(u_sym - u_anti);
+                .for_each_init(
+                    || (FftScratch::default(), Vec::new()),
+                    |(scratch, rows), (group, ((pairs, q_out), u_out))| {
+                        // rows[k] = [north Q, north U, south Q, south U] phases of pair k.
+                        rows.resize_with(pairs.len(), <[Vec<Complex64>; 4]>::default);
+                        for row in rows.iter_mut().flatten() {
+                            row.clear();
                         }
-                    }
-                    let mut scratch = FftScratch::default();
-                    pairs
-                        .iter()
-                        .zip(rows)
-                        .map(move |(pair, [qn, un, qs, us])| {
-                            let mut values = |f: &[Complex64], ring: Option<&Ring>| {
-                                let Some(ring) = ring else {
-                                    return Vec::new();
+                        for m in 0..=mmax {
+                            let ph = &phases[m * groups_per_chunk + group];
+                            for (lane, row) in rows.iter_mut().enumerate() {
+                                let value = |parts: &[Lanes<N>; 2]| {
+                                    Complex64::new(parts[0][lane], parts[1][lane])
                                 };
-                                let mut values = vec![0.0; ring.len];
-                                self.ffts
-                                    .synthesise(f, ring.phi0, &mut values, &mut scratch);
-                                values
-                            };
-                            [
-                                values(&qn, Some(&pair.north)),
-                                values(&un, Some(&pair.north)),
-                                values(&qs, pair.south.as_ref()),
-                                values(&us, pair.south.as_ref()),
-                            ]
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            for (pair, [qn, un, qs, us]) in chunk.iter().zip(values) {
-                let north = pair.north.start..pair.north.start + pair.north.len;
-                q_map[north.clone()].copy_from_slice(&qn);
-                u_map[north].copy_from_slice(&un);
-                if let Some(ring) = pair.south {
-                    let south = ring.start..ring.start + ring.len;
-                    q_map[south.clone()].copy_from_slice(&qs);
-                    u_map[south].copy_from_slice(&us);
-                }
-            }
+                                let (q_sym, q_anti) = (value(&ph.q_sym), value(&ph.q_anti));
+                                let (u_sym, u_anti) = (value(&ph.u_sym), value(&ph.u_anti));
+                                row[0].push(q_sym + q_anti);
+                                row[1].push(u_sym + u_anti);
+                                row[2].push(q_sym - q_anti);
+                                row[3].push(u_sym - u_anti);
+                            }
+                        }
+                        let outs = q_out.iter_mut().zip(u_out.iter_mut());
+                        for ((pair, [qn, un, qs, us]), ((qn_out, qs_out), (un_out, us_out))) in
+                            pairs.iter().zip(rows.iter()).zip(outs)
+                        {
+                            let phi0 = pair.north.phi0;
+                            self.ffts.synthesise(qn, phi0, qn_out, scratch);
+                            self.ffts.synthesise(un, phi0, un_out, scratch);
+                            if let (Some(ring), Some(q), Some(u)) = (&pair.south, qs_out, us_out) {
+                                self.ffts.synthesise(qs, ring.phi0, q, scratch);
+                                self.ffts.synthesise(us, ring.phi0, u, scratch);
+                            }
+                        }
+                    },
+                );
         }
     }
 }

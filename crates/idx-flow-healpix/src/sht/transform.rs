@@ -366,6 +366,7 @@ impl SphericalTransform {
         let (lmax, mmax) = (self.lmax, self.mmax);
         let groups_per_chunk = CHUNK / GROUP;
         let mut phases = vec![GroupPhases::default(); (mmax + 1) * groups_per_chunk];
+        let mut slots = ring_slots(ring_map, &self.pairs);
         for (chunk_index, chunk) in self.pairs.chunks(CHUNK).enumerate() {
             let group_range = chunk_index * groups_per_chunk
                 ..(chunk_index * groups_per_chunk + chunk.len().div_ceil(GROUP));
@@ -394,51 +395,83 @@ impl SphericalTransform {
             // Each task takes eight ring pairs: it reads their lanes of every
             // order's group phases (m outer, so each group's block is read
             // whole and in order) into per-ring phase rows, then runs the
-            // rings' FFTs. Gathering one ring at a time instead strides over
-            // every order's block per ring: 19% of alm2map at nside 256.
-            let rings: Vec<(Vec<f64>, Option<Vec<f64>>)> = chunk
+            // rings' FFTs straight into the map. Gathering one ring at a time
+            // instead strides over every order's block per ring: 19% of
+            // alm2map at nside 256.
+            let first_pair = chunk_index * CHUNK;
+            let outputs = &mut slots[first_pair..first_pair + chunk.len()];
+            chunk
                 .par_chunks(SYNTHESIS_PAIRS)
+                .zip(outputs.par_chunks_mut(SYNTHESIS_PAIRS))
                 .enumerate()
-                .flat_map_iter(|(task, pairs)| {
-                    let first = task * SYNTHESIS_PAIRS;
-                    let mut north = vec![Vec::with_capacity(mmax + 1); pairs.len()];
-                    let mut south = vec![Vec::with_capacity(mmax + 1); pairs.len()];
-                    for m in 0..=mmax {
-                        for (k, (n, s)) in north.iter_mut().zip(&mut south).enumerate() {
-                            let (group, lane) = ((first + k) / GROUP, (first + k) % GROUP);
-                            let ph = &phases[m * groups_per_chunk + group];
-                            let (sym, anti) = (
-                                Complex64::new(ph.sym_re[lane], ph.sym_im[lane]),
-                                Complex64::new(ph.anti_re[lane], ph.anti_im[lane]),
-                            );
-                            n.push(sym + anti);
-                            s.push(sym - anti);
+                .for_each_init(
+                    || (FftScratch::default(), Vec::new(), Vec::new()),
+                    |(scratch, north, south), (task, (pairs, outs))| {
+                        let first = task * SYNTHESIS_PAIRS;
+                        north.resize_with(pairs.len(), Vec::new);
+                        south.resize_with(pairs.len(), Vec::new);
+                        for row in north.iter_mut().chain(south.iter_mut()) {
+                            row.clear();
                         }
-                    }
-                    let mut scratch = FftScratch::default();
-                    pairs
-                        .iter()
-                        .zip(north.into_iter().zip(south))
-                        .map(move |(pair, (n, s))| {
-                            let mut values = |f: &[Complex64], ring: &super::rings::Ring| {
-                                let mut values = vec![0.0; ring.len];
-                                self.ffts
-                                    .synthesise(f, ring.phi0, &mut values, &mut scratch);
-                                values
-                            };
-                            let north = values(&n, &pair.north);
-                            (north, pair.south.as_ref().map(|ring| values(&s, ring)))
-                        })
-                        .collect::<Vec<_>>()
-                })
-                .collect();
-            for (pair, (north, south)) in chunk.iter().zip(rings) {
-                ring_map[pair.north.start..pair.north.start + pair.north.len]
-                    .copy_from_slice(&north);
-                if let (Some(ring), Some(values)) = (pair.south, south) {
-                    ring_map[ring.start..ring.start + ring.len].copy_from_slice(&values);
-                }
-            }
+                        for m in 0..=mmax {
+                            for (k, (n, s)) in north.iter_mut().zip(south.iter_mut()).enumerate() {
+                                let (group, lane) = ((first + k) / GROUP, (first + k) % GROUP);
+                                let ph = &phases[m * groups_per_chunk + group];
+                                let (sym, anti) = (
+                                    Complex64::new(ph.sym_re[lane], ph.sym_im[lane]),
+                                    Complex64::new(ph.anti_re[lane], ph.anti_im[lane]),
+                                );
+                                n.push(sym + anti);
+                                s.push(sym - anti);
+                            }
+                        }
+                        for (k, (pair, (north_out, south_out))) in
+                            pairs.iter().zip(outs.iter_mut()).enumerate()
+                        {
+                            self.ffts
+                                .synthesise(&north[k], pair.north.phi0, north_out, scratch);
+                            if let (Some(ring), Some(out)) = (&pair.south, south_out) {
+                                self.ffts.synthesise(&south[k], ring.phi0, out, scratch);
+                            }
+                        }
+                    },
+                );
         }
     }
+}
+
+/// Each pair's rings as disjoint slices of `ring_map` (RING order), in pair
+/// order: the north ring, and the south one where the pair has it.
+pub(super) fn ring_slots<'a>(
+    ring_map: &'a mut [f64],
+    pairs: &[RingPair],
+) -> Vec<(&'a mut [f64], Option<&'a mut [f64]>)> {
+    // (start, len, pair, south?) of every ring, by position in the map.
+    let mut rings: Vec<(usize, usize, usize, bool)> = pairs
+        .iter()
+        .enumerate()
+        .flat_map(|(i, pair)| {
+            let north = (pair.north.start, pair.north.len, i, false);
+            std::iter::once(north).chain(pair.south.map(|r| (r.start, r.len, i, true)))
+        })
+        .collect();
+    rings.sort_unstable_by_key(|r| r.0);
+    let mut north: Vec<Option<&mut [f64]>> = (0..pairs.len()).map(|_| None).collect();
+    let mut south: Vec<Option<&mut [f64]>> = (0..pairs.len()).map(|_| None).collect();
+    let (mut rest, mut at) = (ring_map, 0);
+    for (start, len, i, is_south) in rings {
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(start - at);
+        let (ring, tail) = tail.split_at_mut(len);
+        (rest, at) = (tail, start + len);
+        if is_south {
+            south[i] = Some(ring);
+        } else {
+            north[i] = Some(ring);
+        }
+    }
+    north
+        .into_iter()
+        .zip(south)
+        .map(|(n, s)| (n.expect("every pair has a north ring"), s))
+        .collect()
 }
