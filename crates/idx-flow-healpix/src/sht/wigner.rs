@@ -64,21 +64,6 @@ impl Wide {
         }
     }
 
-    fn powi(self, mut n: usize) -> Wide {
-        let mut result = Wide::new(1.0);
-        let mut base = self;
-        while n > 0 {
-            if n & 1 == 1 {
-                result = result.mul(base);
-            }
-            n >>= 1;
-            if n > 0 {
-                base = base.mul(base);
-            }
-        }
-        result
-    }
-
     fn sqrt(self) -> Wide {
         // Make the exponent even so that it halves exactly.
         let (mant, exp) = if self.exp % 2 == 0 {
@@ -99,6 +84,74 @@ impl Wide {
         let rest = self.exp - SCALE_BITS as i64 * scale;
         let v = sign * self.mant * f64::from_bits(((rest + 1023) as u64) << 52);
         (v, scale as f64)
+    }
+}
+
+/// [`Wide`] values of every lane: the same operations lane by lane, in
+/// loops the compiler vectorises (the exponent of [`WideLanes::powi`] is
+/// the same for every lane, and so are its branches). Computed one lane at
+/// a time, the starting values were a quarter of a spin transform at
+/// nside 64.
+#[derive(Clone, Copy)]
+struct WideLanes<const N: usize> {
+    mant: [f64; N],
+    exp: [i64; N],
+}
+
+impl<const N: usize> WideLanes<N> {
+    #[inline(always)]
+    fn new(x: &[f64; N]) -> Self {
+        let (mut mant, mut exp) = ([0.0; N], [0; N]);
+        for i in 0..N {
+            (mant[i], exp[i]) = frexp(x[i]);
+        }
+        WideLanes { mant, exp }
+    }
+
+    #[inline(always)]
+    fn splat(w: Wide) -> Self {
+        WideLanes {
+            mant: [w.mant; N],
+            exp: [w.exp; N],
+        }
+    }
+
+    #[inline(always)]
+    fn lane(&self, i: usize) -> Wide {
+        Wide {
+            mant: self.mant[i],
+            exp: self.exp[i],
+        }
+    }
+
+    /// [`Wide::mul`] of every lane.
+    #[inline(always)]
+    fn mul(&self, other: &Self) -> Self {
+        let (mut mant, mut exp) = ([0.0; N], [0; N]);
+        for i in 0..N {
+            let (m, e) = frexp(self.mant[i] * other.mant[i]);
+            mant[i] = m;
+            exp[i] = self.exp[i] + other.exp[i] + e;
+        }
+        WideLanes { mant, exp }
+    }
+
+    /// `x^n` of every lane by binary powering (squarings, and a product
+    /// for each set bit of `n`), renormalised after each product.
+    #[inline(always)]
+    fn powi(self, mut n: usize) -> Self {
+        let mut result = Self::splat(Wide::new(1.0));
+        let mut base = self;
+        while n > 0 {
+            if n & 1 == 1 {
+                result = result.mul(&base);
+            }
+            n >>= 1;
+            if n > 0 {
+                base = base.mul(&base);
+            }
+        }
+        result
     }
 }
 
@@ -167,6 +220,9 @@ impl SpinOrder {
     ///
     /// `λ_a = (−1)^{m+s}·K·c^{l₀−k}·t^{l₀+k}`, `λ_b = (−1)^{l₀}·K·c^{l₀+k}·t^{l₀−k}`
     /// with `c = cos(θ/2)`, `t = sin(θ/2)`, `k = min(m, s)` and `K` the norm.
+    /// Inlined into the recursion, so that its lane loops run on the same
+    /// wide vectors.
+    #[inline(always)]
     pub(crate) fn start<const N: usize>(
         &self,
         cos: &Lanes<N>,
@@ -179,19 +235,23 @@ impl SpinOrder {
             -1.0
         };
         let sign_b = if self.l0.is_multiple_of(2) { 1.0 } else { -1.0 };
+        let (mut c, mut t, mut ct) = ([0.0; N], [0.0; N], [0.0; N]);
+        for i in 0..N {
+            // c from 1 + cos θ (no cancellation north of the equator), t from sin θ = 2ct.
+            c[i] = ((1.0 + cos[i]) / 2.0).sqrt();
+            t[i] = sin[i] / (2.0 * c[i]);
+            ct[i] = c[i] * t[i];
+        }
+        // c^{l₀−k}·t^{l₀+k} = (ct)^{l₀−k}·t^{2k} and c^{l₀+k}·t^{l₀−k} = (ct)^{l₀−k}·c^{2k}:
+        // one large power shared, two small ones (k ≤ s).
+        let shared = WideLanes::splat(self.norm).mul(&WideLanes::new(&ct).powi(self.l0 - k));
+        let value_a = shared.mul(&WideLanes::new(&t).powi(2 * k));
+        let value_b = shared.mul(&WideLanes::new(&c).powi(2 * k));
         let mut a = ([0.0; N], [0.0; N]);
         let mut b = ([0.0; N], [0.0; N]);
         for i in 0..N {
-            // c from 1 + cos θ (no cancellation north of the equator), t from sin θ = 2ct.
-            let c = ((1.0 + cos[i]) / 2.0).sqrt();
-            let t = sin[i] / (2.0 * c);
-            // c^{l₀−k}·t^{l₀+k} = (ct)^{l₀−k}·t^{2k} and c^{l₀+k}·t^{l₀−k} = (ct)^{l₀−k}·c^{2k}:
-            // one large power shared, two small ones (k ≤ s).
-            let shared = self.norm.mul(Wide::new(c * t).powi(self.l0 - k));
-            let value_a = shared.mul(Wide::new(t).powi(2 * k));
-            let value_b = shared.mul(Wide::new(c).powi(2 * k));
-            (a.0[i], a.1[i]) = value_a.scaled(sign_a);
-            (b.0[i], b.1[i]) = value_b.scaled(sign_b);
+            (a.0[i], a.1[i]) = value_a.lane(i).scaled(sign_a);
+            (b.0[i], b.1[i]) = value_b.lane(i).scaled(sign_b);
         }
         [a, b]
     }
