@@ -44,6 +44,7 @@ mod rings;
 mod spin;
 mod spin_sums;
 mod transform;
+mod wide;
 mod wigner;
 
 pub use alm::Alm;
