@@ -6,12 +6,11 @@
 use burn::module::{Module, ModuleMapper, Param};
 use burn::optim::{GradientsParams, MultiGradientsParams};
 use burn::tensor::{Device, Tensor, TensorData};
+use idx_flow_kernels::loss::squared_error;
 
 use crate::data::{Sample, SphereDataset};
 use crate::distributed::Collective;
 use crate::models::HealpixAutoencoder;
-use idx_flow_kernels::loss::squared_error;
-
 use crate::{Error, Result};
 
 /// A batch as tensors `[B, N, C]`: the normalised input, the target on the
