@@ -131,86 +131,59 @@ pub(crate) fn grad_slice(y: &[f32], t: &[f32], w: Option<&[f32]>, scale: f64, g:
 /// The fused losses as a backend operation.
 #[backend_extension(Flex, Autodiff)]
 pub trait LossKernels: Backend {
-    /// `scale · Σ (y − t)²`, a `[1]` tensor.
-    fn squared_error(y: FloatTensor<Self>, t: FloatTensor<Self>, scale: f64) -> FloatTensor<Self>;
-
-    /// `scale · Σ w·(y − t)²`, a `[1]` tensor; `w` is a constant.
-    fn weighted_squared_error(
+    /// `scale · Σ w·(y − t)²`, a `[1]` tensor; the weights `w` are constants,
+    /// read only where `weighted` (`w` = 1 otherwise, and `w` a one-element
+    /// stand-in that keeps the operand list fixed, as in `gather_contract`).
+    fn squared_error(
         y: FloatTensor<Self>,
         t: FloatTensor<Self>,
         w: FloatTensor<Self>,
         scale: f64,
+        weighted: bool,
     ) -> FloatTensor<Self>;
 
-    /// `2·scale·g·(y − t)`, the gradient to `y` for the loss gradient `g` (`[1]`).
+    /// `2·scale·g·w·(y − t)`, the gradient to `y` for the loss gradient `g` (`[1]`).
     fn squared_error_grad(
         y: FloatTensor<Self>,
         t: FloatTensor<Self>,
-        g: FloatTensor<Self>,
-        scale: f64,
-    ) -> FloatTensor<Self>;
-
-    /// `2·scale·g·w·(y − t)`.
-    fn weighted_squared_error_grad(
-        y: FloatTensor<Self>,
-        t: FloatTensor<Self>,
         w: FloatTensor<Self>,
         g: FloatTensor<Self>,
         scale: f64,
+        weighted: bool,
     ) -> FloatTensor<Self>;
 }
 
-fn flex_sum(y: FlexTensor, t: FlexTensor, w: Option<FlexTensor>, scale: f64) -> FlexTensor {
-    let (y, dtype) = f32_tensor(y);
-    let (t, _) = f32_tensor(t);
-    let w = w.map(|w| f32_tensor(w).0);
-    let total = sum_slice(floats(&y), floats(&t), w.as_ref().map(floats), scale);
-    output(vec![total as f32], vec![1], dtype)
-}
-
-fn flex_grad(
-    y: FlexTensor,
-    t: FlexTensor,
-    w: Option<FlexTensor>,
-    g: FlexTensor,
-    scale: f64,
-) -> FlexTensor {
-    let shape = y.layout().shape().to_vec();
-    let (y, dtype) = f32_tensor(y);
-    let (t, _) = f32_tensor(t);
-    let w = w.map(|w| f32_tensor(w).0);
-    let (g, _) = f32_tensor(g);
-    let g = f64::from(floats(&g)[0]);
-    let dy = grad_slice(floats(&y), floats(&t), w.as_ref().map(floats), scale, g);
-    output(dy, shape, dtype)
-}
-
 impl LossKernels for Flex {
-    fn squared_error(y: FlexTensor, t: FlexTensor, scale: f64) -> FlexTensor {
-        flex_sum(y, t, None, scale)
-    }
-
-    fn weighted_squared_error(
+    fn squared_error(
         y: FlexTensor,
         t: FlexTensor,
         w: FlexTensor,
         scale: f64,
+        weighted: bool,
     ) -> FlexTensor {
-        flex_sum(y, t, Some(w), scale)
+        let (y, dtype) = f32_tensor(y);
+        let (t, _) = f32_tensor(t);
+        let w = weighted.then(|| f32_tensor(w).0);
+        let total = sum_slice(floats(&y), floats(&t), w.as_ref().map(floats), scale);
+        output(vec![total as f32], vec![1], dtype)
     }
 
-    fn squared_error_grad(y: FlexTensor, t: FlexTensor, g: FlexTensor, scale: f64) -> FlexTensor {
-        flex_grad(y, t, None, g, scale)
-    }
-
-    fn weighted_squared_error_grad(
+    fn squared_error_grad(
         y: FlexTensor,
         t: FlexTensor,
         w: FlexTensor,
         g: FlexTensor,
         scale: f64,
+        weighted: bool,
     ) -> FlexTensor {
-        flex_grad(y, t, Some(w), g, scale)
+        let shape = y.layout().shape().to_vec();
+        let (y, dtype) = f32_tensor(y);
+        let (t, _) = f32_tensor(t);
+        let w = weighted.then(|| f32_tensor(w).0);
+        let (g, _) = f32_tensor(g);
+        let g = f64::from(floats(&g)[0]);
+        let dy = grad_slice(floats(&y), floats(&t), w.as_ref().map(floats), scale, g);
+        output(dy, shape, dtype)
     }
 }
 
@@ -229,8 +202,8 @@ mod autodiff {
     struct SquaredErrorBackward;
 
     impl<B: LossKernels> Backward<B, 2> for SquaredErrorBackward {
-        /// (y, t, the weights if any, scale).
-        type State = (FloatTensor<B>, FloatTensor<B>, Option<FloatTensor<B>>, f64);
+        /// (y, t, the weights or their stand-in, scale, weighted).
+        type State = (FloatTensor<B>, FloatTensor<B>, FloatTensor<B>, f64, bool);
 
         fn backward(
             self,
@@ -238,13 +211,10 @@ mod autodiff {
             grads: &mut Gradients,
             _checkpointer: &mut Checkpointer,
         ) {
-            let (y, t, w, scale) = ops.state;
+            let (y, t, w, scale, weighted) = ops.state;
             let [y_node, t_node] = ops.parents;
             let g = grads.consume::<B>(&ops.node);
-            let dy = match w {
-                None => B::squared_error_grad(y, t, g, scale),
-                Some(w) => B::weighted_squared_error_grad(y, t, w, g, scale),
-            };
+            let dy = B::squared_error_grad(y, t, w, g, scale, weighted);
             if let Some(node) = t_node {
                 grads.register::<B>(node.id, B::float_neg(dy.clone()));
             }
@@ -254,74 +224,42 @@ mod autodiff {
         }
     }
 
-    fn tracked<B: LossKernels, C: CheckpointStrategy>(
-        y: FloatTensor<Autodiff<B, C>>,
-        t: FloatTensor<Autodiff<B, C>>,
-        w: Option<FloatTensor<Autodiff<B, C>>>,
-        scale: f64,
-    ) -> FloatTensor<Autodiff<B, C>> {
-        let prep = SquaredErrorBackward
-            .prepare::<C>([y.node(), t.node()])
-            .compute_bound()
-            .stateful();
-        let (y, t) = (y.into_primitive(), t.into_primitive());
-        let w = w.map(|w| w.into_primitive());
-        let loss = match &w {
-            None => B::squared_error(y.clone(), t.clone(), scale),
-            Some(w) => B::weighted_squared_error(y.clone(), t.clone(), w.clone(), scale),
-        };
-        match prep {
-            OpsKind::Tracked(prep) => prep.finish((y, t, w, scale), loss),
-            OpsKind::UnTracked(prep) => prep.finish(loss),
-        }
-    }
-
     impl<B: LossKernels, C: CheckpointStrategy> LossKernels for Autodiff<B, C> {
         fn squared_error(
             y: FloatTensor<Self>,
             t: FloatTensor<Self>,
-            scale: f64,
-        ) -> FloatTensor<Self> {
-            tracked::<B, C>(y, t, None, scale)
-        }
-
-        fn weighted_squared_error(
-            y: FloatTensor<Self>,
-            t: FloatTensor<Self>,
             w: FloatTensor<Self>,
             scale: f64,
+            weighted: bool,
         ) -> FloatTensor<Self> {
-            tracked::<B, C>(y, t, Some(w), scale)
+            let prep = SquaredErrorBackward
+                .prepare::<C>([y.node(), t.node()])
+                .compute_bound()
+                .stateful();
+            let (y, t, w) = (y.into_primitive(), t.into_primitive(), w.into_primitive());
+            let loss = B::squared_error(y.clone(), t.clone(), w.clone(), scale, weighted);
+            match prep {
+                OpsKind::Tracked(prep) => prep.finish((y, t, w, scale, weighted), loss),
+                OpsKind::UnTracked(prep) => prep.finish(loss),
+            }
         }
 
-        // Second derivatives are not provided: the gradients are constants.
+        // No second derivatives: the gradient is a constant.
         fn squared_error_grad(
             y: FloatTensor<Self>,
             t: FloatTensor<Self>,
-            g: FloatTensor<Self>,
-            scale: f64,
-        ) -> FloatTensor<Self> {
-            Self::from_inner(B::squared_error_grad(
-                y.into_primitive(),
-                t.into_primitive(),
-                g.into_primitive(),
-                scale,
-            ))
-        }
-
-        fn weighted_squared_error_grad(
-            y: FloatTensor<Self>,
-            t: FloatTensor<Self>,
             w: FloatTensor<Self>,
             g: FloatTensor<Self>,
             scale: f64,
+            weighted: bool,
         ) -> FloatTensor<Self> {
-            Self::from_inner(B::weighted_squared_error_grad(
+            Self::from_inner(B::squared_error_grad(
                 y.into_primitive(),
                 t.into_primitive(),
                 w.into_primitive(),
                 g.into_primitive(),
                 scale,
+                weighted,
             ))
         }
     }
@@ -375,11 +313,16 @@ pub fn squared_error<const D: usize>(
     if !on_flex(&device) {
         return Ok(reference(y, target, weights, scale));
     }
-    let (y, t) = (y.into_dispatch(), target.into_dispatch());
-    Ok(Tensor::from_dispatch(match weights {
-        None => Dispatch::squared_error(y, t, scale),
-        Some(w) => Dispatch::weighted_squared_error(y, t, w.into_dispatch(), scale),
-    }))
+    let weighted = weights.is_some();
+    // Not read when absent: a one-element stand-in keeps the operand list fixed.
+    let w = weights.unwrap_or_else(|| Tensor::<D>::zeros([1; D], &device));
+    Ok(Tensor::from_dispatch(Dispatch::squared_error(
+        y.into_dispatch(),
+        target.into_dispatch(),
+        w.into_dispatch(),
+        scale,
+        weighted,
+    )))
 }
 
 /// The mean squared error `Σ (y − t)² / n` over the `n` values of `y`
