@@ -3,10 +3,10 @@
 //! backward writes `∂/∂y` in one pass (and its negation for a tracked
 //! target).
 //!
-//! Built from burn's tensor operations, `(y − t).powi_scalar(2).mean()`
-//! takes five passes over memory forward and more backward (the difference,
-//! its square, the sum; then a tensor of ones, two products and a sum of
-//! the square's two branches): about 8 ms of FourierMixing's 22 ms training
+//! Built from burn's tensor operations, `(y − t).powi_scalar(2).mean()` is
+//! three operations forward, each a pass over memory (the difference, its
+//! square, the sum), and more backward (a tensor of ones, two products and a
+//! sum of the square's two branches): about 8 ms of FourierMixing's 22 ms training
 //! step on `[8, 1024, 256]` on the 2-core box, against about 3 ms for
 //! PyTorch's. Here the sum runs over fixed chunks of values on rayon's pool,
 //! each chunk in eight float64 lanes, and the chunk sums are added in
