@@ -1,6 +1,6 @@
 //! Connection-graph build times, printed (not asserted).
 //!
-//! cargo bench -p idx-flow-healpix --bench graphs [-- --python PYTHON] [-- --no-python] [-- --large]
+//! cargo bench -p idx-flow-healpix --bench graphs [-- --python PYTHON] [-- --no-python] [-- --large] [-- --only KIND]
 //!
 //! For each case it prints our median time and the process's peak resident
 //! memory, and, when a Python interpreter with idx_flow 0.2.1 is found
@@ -65,18 +65,30 @@ fn main() {
         ("knn", 512, 256, 9),
         ("knn", 1024, 512, 9),
         ("knn", 256, 512, 4),
+        // idx_flow's own order of tied neighbours (`knn_idx_flow`).
+        ("exact", 64, 32, 4),
+        ("exact", 256, 128, 9),
+        ("exact", 512, 256, 9),
         ("children", 1024, 512, 4),
         ("stencil", 512, 512, 9),
     ];
     if flag("--large") {
         cases.push(("knn", 2048, 1024, 9));
     }
+    let only = args
+        .iter()
+        .position(|a| a == "--only")
+        .and_then(|i| args.get(i + 1).cloned());
     for (kind, ni, no, k) in cases {
+        if only.as_deref().is_some_and(|o| o != kind) {
+            continue;
+        }
         let input = HealpixGrid::ring(ni).unwrap();
         let output = HealpixGrid::ring(no).unwrap();
         let runs = if ni >= 1024 { 3 } else { 5 };
         let build = || match kind {
             "knn" => ConnectionGraph::knn(input, output, k).unwrap(),
+            "exact" => ConnectionGraph::knn_idx_flow(ni, no, k).unwrap(),
             "children" => ConnectionGraph::children(
                 input
                     .with_ordering(idx_flow_healpix::geometry::Ordering::Nested)
@@ -93,7 +105,7 @@ fn main() {
             (g.indices().len() * 16) as f64 / (1024.0 * 1024.0)
         };
         let ours = median_seconds(|| drop(build()), runs, 0);
-        let reference = if python_ok && kind == "knn" && ni <= 512 && no <= 512 {
+        let reference = if python_ok && matches!(kind, "knn" | "exact") && ni <= 512 && no <= 512 {
             python_time(&python, ni, no, k).map_or("failed".to_string(), |s| {
                 format!("{s:.3} s ({:.0}x)", s / ours)
             })

@@ -1,6 +1,6 @@
 //! scikit-learn's BallTree k-nearest query with the haversine metric,
-//! repeated step for step, so that neighbours at exactly equal distances
-//! come out in the order idx_flow 0.2.1 lists them.
+//! repeated decision for decision, so that neighbours at exactly equal
+//! distances come out in the order idx_flow 0.2.1 lists them.
 //!
 //! Which of several exactly tied points a BallTree query reports first is
 //! decided by its tree: the order of the points inside each leaf (left by
@@ -8,14 +8,39 @@
 //! `partition_node_indices`), the order the query visits nodes (by the
 //! bound of each node's ball: centroid and radius), its max-heap of the k
 //! best (a point no better than the current k-th is not taken), and the
-//! sort that orders the heap at the end. Each is repeated here in the
-//! same order of floating-point operations, after scikit-learn 1.9 (the
-//! sort at the end: introsort, insertion sort below 16 values).
+//! sort that orders the heap at the end. Each is repeated here with the
+//! same floating-point values, after scikit-learn 1.9 (the sort at the end:
+//! introsort, insertion sort below 16 values).
+//!
+//! Every decision is a comparison, and most compare values far apart: those
+//! are decided from estimates (unit-vector chords and one `asin` per node),
+//! and scikit-learn's own haversine arithmetic (three `sin`, a `sqrt` and an
+//! `asin` per node bound, two `sin` per point) is computed only for the
+//! comparisons the estimates leave open. The decisions, and so the result,
+//! are the same; the reference query that computes everything exactly is
+//! kept in the tests and compared against this one.
+
+mod heap;
+mod sort;
+
+use heap::{Heap, Lazy, clearly_below};
 
 use super::nth_element::nth_element;
 
 /// scikit-learn's default leaf size.
 const LEAF_SIZE: usize = 40;
+
+/// Subtrees with more points than this are built on two threads.
+const PARALLEL_BUILD: usize = 20_000;
+
+/// Absolute margin (radians) by which two estimated angles must differ for
+/// their order to be that of scikit-learn's values, which agree with the
+/// estimates to about 1e-15 rad away from the antipode.
+const ANGLE_MARGIN: f64 = 1e-9;
+
+/// Beyond this angle (rad) `asin(√r)` amplifies rounding (its slope grows
+/// without bound at π), so node bounds are computed exactly.
+const NEAR_ANTIPODE: f64 = 3.0;
 
 /// The haversine "reduced distance" of scikit-learn between `[lat, lon,
 /// cos lat]` points (radians): `sin²(Δlat/2) + cos lat₁ cos lat₂ sin²(Δlon/2)`,
@@ -36,12 +61,26 @@ fn dist_to_rdist(d: f64) -> f64 {
     tmp * tmp
 }
 
+/// The unit vector of `[lat, lon, cos lat]`.
+fn unit_vector(p: [f64; 3]) -> [f64; 3] {
+    [p[2] * p[1].cos(), p[2] * p[1].sin(), p[0].sin()]
+}
+
+/// A quarter of the squared chord between unit vectors: `sin²(d/2)`, the
+/// reduced distance in exact arithmetic.
+fn quarter_chord2(a: [f64; 3], b: [f64; 3]) -> f64 {
+    let (dx, dy, dz) = (a[0] - b[0], a[1] - b[1], a[2] - b[2]);
+    0.25 * (dx * dx + dy * dy + dz * dz)
+}
+
 struct Node {
     start: usize,
     end: usize,
     leaf: bool,
     /// `[lat, lon, cos lat]` of the mean of the node's points.
     centroid: [f64; 3],
+    /// The centroid's unit vector, for estimates.
+    centroid_unit: [f64; 3],
     radius: f64,
 }
 
@@ -49,341 +88,404 @@ struct Node {
 /// (leaf size 40).
 pub(super) struct BallTree<'a> {
     data: &'a [[f64; 3]],
-    /// Unit vectors of the points, for a cheap and safe "too far" test.
+    /// Unit vectors of the points in the tree's order (`unit[p]` is point
+    /// `idx[p]`'s), so that a leaf's are read in one run.
     unit: Vec<[f64; 3]>,
     idx: Vec<usize>,
     nodes: Vec<Node>,
 }
 
-/// The unit vector of `[lat, lon, cos lat]`.
-fn unit_vector(p: [f64; 3]) -> [f64; 3] {
-    [p[2] * p[1].cos(), p[2] * p[1].sin(), p[0].sin()]
+/// One query point.
+struct Query {
+    pt: [f64; 3],
+    unit: [f64; 3],
 }
 
-/// A point whose reduced distance exceeds the heap's largest by more than
-/// this relative margin (far above the rounding of either formula) cannot
-/// enter the heap, so its exact reduced distance is not needed.
-const FAR_MARGIN: f64 = 1e-9;
+/// A node's lower bound for one query: scikit-learn's `min_rdist`, known as
+/// an interval of angles `[lo, hi]` around `max(0, d − radius)`, and
+/// exactly once a decision has needed it.
+struct Bound {
+    lo: f64,
+    hi: f64,
+    /// scikit-learn's reduced value; NaN until computed.
+    exact: f64,
+}
 
 impl<'a> BallTree<'a> {
     pub(super) fn new(data: &'a [[f64; 3]]) -> Self {
+        use rayon::prelude::*;
         let n = data.len();
         // int(log2(max(1, (n - 1) / leaf_size)) + 1), with true division.
         let ratio = ((n as f64 - 1.0) / LEAF_SIZE as f64).max(1.0);
         let levels = ratio.log2().floor() as u32 + 1;
         let n_nodes = (1usize << levels) - 1;
-        let mut tree = Self {
-            data,
-            unit: data.iter().map(|&p| unit_vector(p)).collect(),
-            idx: (0..n).collect(),
-            nodes: (0..n_nodes)
-                .map(|_| Node {
-                    start: 0,
-                    end: 0,
-                    leaf: true,
-                    centroid: [0.0; 3],
-                    radius: 0.0,
-                })
-                .collect(),
-        };
+        let mut recs: Vec<Record> = data
+            .par_iter()
+            .enumerate()
+            .map(|(index, &p)| Record {
+                p,
+                unit: unit_vector(p),
+                index,
+            })
+            .collect();
+        let mut built = Vec::with_capacity(n_nodes);
         if n > 0 {
-            tree.build(0, 0, n);
+            build(0, n_nodes, 0, &mut recs, &mut built);
         }
-        tree
+        let mut nodes: Vec<Node> = (0..n_nodes)
+            .map(|_| Node {
+                start: 0,
+                end: 0,
+                leaf: true,
+                centroid: [0.0; 3],
+                centroid_unit: [0.0; 3],
+                radius: 0.0,
+            })
+            .collect();
+        for (i, node) in built {
+            nodes[i] = node;
+        }
+        let idx = recs.iter().map(|r| r.index).collect();
+        let unit = recs.iter().map(|r| r.unit).collect();
+        Self {
+            data,
+            unit,
+            idx,
+            nodes,
+        }
     }
 
-    fn build(&mut self, node: usize, start: usize, end: usize) {
-        self.init_node(node, start, end);
-        let n_points = end - start;
-        if 2 * node + 1 >= self.nodes.len() || n_points < 2 {
-            self.nodes[node].leaf = true;
-            return;
-        }
-        self.nodes[node].leaf = false;
-        let dim = self.split_dim(start, end);
-        let mid = n_points / 2;
-        let data = self.data;
-        nth_element(&mut self.idx[start..end], mid, &|a: &usize, b: &usize| {
-            let (va, vb) = (data[*a][dim], data[*b][dim]);
-            if va == vb { a < b } else { va < vb }
-        });
-        self.build(2 * node + 1, start, start + mid);
-        self.build(2 * node + 2, start + mid, end);
-    }
-
-    fn init_node(&mut self, node: usize, start: usize, end: usize) {
-        let mut centroid = [0.0f64; 3];
-        for &i in &self.idx[start..end] {
-            centroid[0] += self.data[i][0];
-            centroid[1] += self.data[i][1];
-        }
-        let n = (end - start) as f64;
-        centroid[0] /= n;
-        centroid[1] /= n;
-        centroid[2] = centroid[0].cos();
-        let mut radius = 0.0f64;
-        for &i in &self.idx[start..end] {
-            radius = radius.max(rdist(centroid, self.data[i]));
-        }
-        let nd = &mut self.nodes[node];
-        nd.start = start;
-        nd.end = end;
-        nd.centroid = centroid;
-        nd.radius = rdist_to_dist(radius);
-    }
-
-    /// The dimension of largest spread (the first on equal spreads).
-    fn split_dim(&self, start: usize, end: usize) -> usize {
-        let mut max_spread = 0.0;
-        let mut j_max = 0;
-        // The two coordinates (the cosine is not one).
-        for j in 0..2 {
-            let first = self.data[self.idx[start]][j];
-            let (mut lo, mut hi) = (first, first);
-            for &i in &self.idx[start + 1..end] {
-                let v = self.data[i][j];
-                hi = f64::max(hi, v);
-                lo = f64::min(lo, v);
-            }
-            let spread = hi - lo;
-            if spread > max_spread {
-                max_spread = spread;
-                j_max = j;
-            }
-        }
-        j_max
-    }
-
+    /// scikit-learn's `min_rdist`, exactly: the reduced distance from `pt`
+    /// to the node's ball.
     fn min_rdist(&self, node: usize, pt: [f64; 3]) -> f64 {
         let nd = &self.nodes[node];
         let d = rdist_to_dist(rdist(pt, nd.centroid));
         dist_to_rdist(f64::max(0.0, d - nd.radius))
     }
 
+    fn bound(&self, node: usize, q: &Query) -> Bound {
+        let nd = &self.nodes[node];
+        let d = 2.0
+            * quarter_chord2(q.unit, nd.centroid_unit)
+                .sqrt()
+                .min(1.0)
+                .asin();
+        if d > NEAR_ANTIPODE {
+            return Bound {
+                lo: 0.0,
+                hi: f64::INFINITY,
+                exact: self.min_rdist(node, q.pt),
+            };
+        }
+        let e = d - nd.radius;
+        if e < -ANGLE_MARGIN {
+            // Inside the ball: scikit-learn's bound is max(0, ·) = 0.
+            return Bound {
+                lo: 0.0,
+                hi: 0.0,
+                exact: 0.0,
+            };
+        }
+        Bound {
+            lo: (e - ANGLE_MARGIN).max(0.0),
+            hi: e + ANGLE_MARGIN,
+            exact: f64::NAN,
+        }
+    }
+
+    fn resolve(&self, node: usize, b: &mut Bound, q: &Query) -> f64 {
+        if b.exact.is_nan() {
+            b.exact = self.min_rdist(node, q.pt);
+        }
+        b.exact
+    }
+
+    /// scikit-learn's `lb1 <= lb2`: whether the first child is visited first.
+    fn first_child_first(
+        &self,
+        (n1, b1): (usize, &mut Bound),
+        (n2, b2): (usize, &mut Bound),
+        q: &Query,
+    ) -> bool {
+        if b1.exact == 0.0 || b1.hi < b2.lo {
+            return true;
+        }
+        if b1.lo > b2.hi {
+            return false;
+        }
+        self.resolve(n1, b1, q) <= self.resolve(n2, b2, q)
+    }
+
+    /// scikit-learn's `lb > heap.largest()`: whether the node is skipped.
+    fn prunes(
+        &self,
+        node: usize,
+        b: &mut Bound,
+        q: &Query,
+        heap: &mut Heap,
+        exact: &impl Fn(usize) -> f64,
+    ) -> bool {
+        if heap.largest_estimate() == f64::INFINITY || b.exact == 0.0 {
+            return false;
+        }
+        let largest = heap.largest_angle();
+        if largest < NEAR_ANTIPODE {
+            let margin = ANGLE_MARGIN * (1.0 + largest);
+            if b.lo > largest + margin {
+                return true;
+            }
+            if b.hi < largest - margin {
+                return false;
+            }
+        }
+        self.resolve(node, b, q) > heap.largest_exact(exact)
+    }
+
     /// The `k` nearest points to `pt` as `(reduced distance, index)`, in
     /// the order scikit-learn's query returns them.
     pub(super) fn query(&self, pt: [f64; 3], k: usize) -> Vec<(f64, usize)> {
-        let mut heap = Heap {
-            dist: vec![f64::INFINITY; k],
-            ind: vec![0; k],
+        let q = Query {
+            pt,
+            unit: unit_vector(pt),
         };
-        let lb = self.min_rdist(0, pt);
-        self.depth_first(0, pt, unit_vector(pt), &mut heap, lb);
-        simultaneous_sort(&mut heap.dist, &mut heap.ind);
-        heap.dist.into_iter().zip(heap.ind).collect()
+        let exact = |i: usize| rdist(pt, self.data[i]);
+        let mut heap = Heap::new(k);
+        let root = self.bound(0, &q);
+        self.depth_first(0, &q, &mut heap, root, &exact);
+        heap.into_sorted(&exact)
     }
 
-    fn depth_first(&self, node: usize, pt: [f64; 3], unit: [f64; 3], heap: &mut Heap, lb: f64) {
-        let nd = &self.nodes[node];
-        if lb > heap.dist[0] {
+    fn depth_first(
+        &self,
+        node: usize,
+        q: &Query,
+        heap: &mut Heap,
+        mut b: Bound,
+        exact: &impl Fn(usize) -> f64,
+    ) {
+        if self.prunes(node, &mut b, q, heap, exact) {
             return;
         }
+        let nd = &self.nodes[node];
         if nd.leaf {
-            for &i in &self.idx[nd.start..nd.end] {
-                // sin²(d/2) is a quarter of the squared chord: when that is
-                // clearly above the heap's largest, scikit-learn's push
-                // would do nothing, and neither do we.
-                let u = self.unit[i];
-                let (dx, dy, dz) = (u[0] - unit[0], u[1] - unit[1], u[2] - unit[2]);
-                let approx = 0.25 * (dx * dx + dy * dy + dz * dz);
-                if approx > heap.dist[0] * (1.0 + FAR_MARGIN) + 1e-300 {
+            let points = self.idx[nd.start..nd.end].iter();
+            for (&i, &unit) in points.zip(&self.unit[nd.start..nd.end]) {
+                let estimate = quarter_chord2(unit, q.unit);
+                // Clearly no better than the largest kept: scikit-learn's
+                // push would do nothing.
+                if clearly_below(heap.largest_estimate(), estimate) {
                     continue;
                 }
-                heap.push(rdist(pt, self.data[i]), i);
+                heap.push(Lazy::estimated(estimate), i, exact);
             }
             return;
         }
         let (i1, i2) = (2 * node + 1, 2 * node + 2);
-        let lb1 = self.min_rdist(i1, pt);
-        let lb2 = self.min_rdist(i2, pt);
-        if lb1 <= lb2 {
-            self.depth_first(i1, pt, unit, heap, lb1);
-            self.depth_first(i2, pt, unit, heap, lb2);
+        let mut b1 = self.bound(i1, q);
+        let mut b2 = self.bound(i2, q);
+        if self.first_child_first((i1, &mut b1), (i2, &mut b2), q) {
+            self.depth_first(i1, q, heap, b1, exact);
+            self.depth_first(i2, q, heap, b2, exact);
         } else {
-            self.depth_first(i2, pt, unit, heap, lb2);
-            self.depth_first(i1, pt, unit, heap, lb1);
+            self.depth_first(i2, q, heap, b2, exact);
+            self.depth_first(i1, q, heap, b1, exact);
         }
     }
 }
 
-/// scikit-learn's `NeighborsHeap` row: a max-heap of the k best.
-struct Heap {
-    dist: Vec<f64>,
-    ind: Vec<usize>,
+/// A point as the build carries it: coordinates, unit vector and index,
+/// side by side, so that every pass over a node's points reads one run.
+#[derive(Clone, Copy)]
+struct Record {
+    p: [f64; 3],
+    unit: [f64; 3],
+    index: usize,
 }
 
-impl Heap {
-    fn push(&mut self, val: f64, i_val: usize) {
-        let size = self.dist.len();
-        if size == 0 || val >= self.dist[0] {
-            return;
-        }
-        self.dist[0] = val;
-        self.ind[0] = i_val;
-        let mut i = 0;
-        loop {
-            let ic1 = 2 * i + 1;
-            let ic2 = ic1 + 1;
-            let swap = if ic1 >= size {
-                break;
-            } else if ic2 >= size || self.dist[ic1] >= self.dist[ic2] {
-                // Only a left child, or the larger one is the left.
-                if val < self.dist[ic1] { ic1 } else { break }
-            } else if val < self.dist[ic2] {
-                ic2
-            } else {
-                break;
-            };
-            self.dist[i] = self.dist[swap];
-            self.ind[i] = self.ind[swap];
-            i = swap;
-        }
-        self.dist[i] = val;
-        self.ind[i] = i_val;
-    }
-}
-
-/// scikit-learn's `simultaneous_sort` (1.9: introsort with a two-way
-/// partition around a median-of-three pivot, insertion sort from 15 values
-/// down, heapsort past the depth limit).
-fn simultaneous_sort(dist: &mut [f64], idx: &mut [usize]) {
-    let n = dist.len();
-    if n == 0 {
+/// Builds `node` over `recs` (the points from `start` on), as scikit-learn's
+/// `_recursive_build`; pushes `(node number, node)` for it and below. The
+/// records move as scikit-learn's indices do: nth_element compares the same
+/// keys (coordinate, then index), so it makes the same moves.
+fn build(
+    node: usize,
+    n_nodes: usize,
+    start: usize,
+    recs: &mut [Record],
+    out: &mut Vec<(usize, Node)>,
+) {
+    let n_points = recs.len();
+    let mut info = init_node(recs, start);
+    if 2 * node + 1 >= n_nodes || n_points < 2 {
+        out.push((node, info));
         return;
     }
-    let maxd = 2 * (n as f64).log2() as isize;
-    introsort_2way(dist, idx, maxd);
-}
-
-fn swap_both(d: &mut [f64], x: &mut [usize], i: usize, j: usize) {
-    d.swap(i, j);
-    x.swap(i, j);
-}
-
-fn introsort_2way(mut d: &mut [f64], mut x: &mut [usize], mut maxd: isize) {
-    while d.len() > 15 {
-        let n = d.len();
-        if maxd <= 0 {
-            heapsort(d, x);
-            return;
-        }
-        maxd -= 1;
-        // Median of three: the smallest first, the pivot last.
-        let mid = n / 2;
-        if d[0] > d[n - 1] {
-            swap_both(d, x, 0, n - 1);
-        }
-        if d[n - 1] > d[mid] {
-            swap_both(d, x, n - 1, mid);
-            if d[0] > d[n - 1] {
-                swap_both(d, x, 0, n - 1);
-            }
-        }
-        let pivot = d[n - 1];
-        let (mut i, mut j) = (1usize, n as isize - 2);
-        loop {
-            while (i as isize) <= j && d[i] < pivot {
-                i += 1;
-            }
-            while (i as isize) <= j && d[j as usize] > pivot {
-                j -= 1;
-            }
-            if i as isize >= j {
-                break;
-            }
-            swap_both(d, x, i, j as usize);
-            i += 1;
-            j -= 1;
-        }
-        swap_both(d, x, i, n - 1);
-        let (left_d, right_d) = std::mem::take(&mut d).split_at_mut(i);
-        let (left_x, right_x) = std::mem::take(&mut x).split_at_mut(i);
-        introsort_2way(left_d, left_x, maxd);
-        d = &mut right_d[1..];
-        x = &mut right_x[1..];
-    }
-    // Insertion sort of what is left.
-    for i in 1..d.len() {
-        let (tv, ti) = (d[i], x[i]);
-        let mut j = i;
-        while j > 0 && d[j - 1] > tv {
-            d[j] = d[j - 1];
-            x[j] = x[j - 1];
-            j -= 1;
-        }
-        d[j] = tv;
-        x[j] = ti;
+    info.leaf = false;
+    out.push((node, info));
+    let dim = split_dim(recs);
+    let mid = n_points / 2;
+    nth_element(recs, mid, &|a: &Record, b: &Record| {
+        let (va, vb) = (a.p[dim], b.p[dim]);
+        if va == vb { a.index < b.index } else { va < vb }
+    });
+    let (left, right) = recs.split_at_mut(mid);
+    let (l, r) = (2 * node + 1, 2 * node + 2);
+    if n_points > PARALLEL_BUILD {
+        let mut right_out = Vec::new();
+        rayon::join(
+            || build(l, n_nodes, start, left, out),
+            || build(r, n_nodes, start + mid, right, &mut right_out),
+        );
+        out.append(&mut right_out);
+    } else {
+        build(l, n_nodes, start, left, out);
+        build(r, n_nodes, start + mid, right, out);
     }
 }
 
-fn heapsort(d: &mut [f64], x: &mut [usize]) {
-    let n = d.len();
-    let mut start = (n - 2) / 2;
-    loop {
-        sift_down(d, x, start, n);
-        if start == 0 {
-            break;
-        }
-        start -= 1;
+/// scikit-learn's `init_node`: the mean of the points' `[lat, lon]` and the
+/// largest distance to it. The largest is taken exactly among the points
+/// whose estimate could make it, not computed for every point.
+fn init_node(recs: &[Record], start: usize) -> Node {
+    let mut centroid = [0.0f64; 3];
+    for r in recs {
+        centroid[0] += r.p[0];
+        centroid[1] += r.p[1];
     }
-    let mut end = n - 1;
-    while end > 0 {
-        swap_both(d, x, 0, end);
-        sift_down(d, x, 0, end);
-        end -= 1;
+    let n = recs.len() as f64;
+    centroid[0] /= n;
+    centroid[1] /= n;
+    centroid[2] = centroid[0].cos();
+    let centroid_unit = unit_vector(centroid);
+    let top = recs
+        .iter()
+        .map(|r| quarter_chord2(centroid_unit, r.unit))
+        .fold(0.0, f64::max);
+    let mut radius = 0.0f64;
+    for r in recs {
+        if !clearly_below(quarter_chord2(centroid_unit, r.unit), top) {
+            radius = radius.max(rdist(centroid, r.p));
+        }
+    }
+    Node {
+        start,
+        end: start + recs.len(),
+        leaf: true,
+        centroid,
+        centroid_unit,
+        radius: rdist_to_dist(radius),
     }
 }
 
-fn sift_down(d: &mut [f64], x: &mut [usize], start: usize, end: usize) {
-    let mut root = start;
-    loop {
-        let child = 2 * root + 1;
-        let mut max = root;
-        if child < end && d[max] < d[child] {
-            max = child;
+/// The dimension of largest spread (the first on equal spreads).
+fn split_dim(recs: &[Record]) -> usize {
+    let mut max_spread = 0.0;
+    let mut j_max = 0;
+    // The two coordinates (the cosine is not one).
+    for j in 0..2 {
+        let first = recs[0].p[j];
+        let (mut lo, mut hi) = (first, first);
+        for r in &recs[1..] {
+            hi = f64::max(hi, r.p[j]);
+            lo = f64::min(lo, r.p[j]);
         }
-        if child + 1 < end && d[max] < d[child + 1] {
-            max = child + 1;
+        let spread = hi - lo;
+        if spread > max_spread {
+            max_spread = spread;
+            j_max = j;
         }
-        if max == root {
-            return;
-        }
-        swap_both(d, x, root, max);
-        root = max;
     }
+    j_max
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::graphs::idx_flow_order::idx_flow_coordinates;
+
+    impl BallTree<'_> {
+        /// scikit-learn's query with every bound and distance computed
+        /// exactly, as scikit-learn computes them: the reference for
+        /// [`BallTree::query`].
+        fn query_reference(&self, pt: [f64; 3], k: usize) -> Vec<(f64, usize)> {
+            let exact = |i: usize| rdist(pt, self.data[i]);
+            let known = |v: f64| {
+                let mut l = Lazy::estimated(v);
+                l.set_exact(v);
+                l
+            };
+            fn visit(
+                t: &BallTree,
+                node: usize,
+                pt: [f64; 3],
+                heap: &mut Heap,
+                lb: f64,
+                known: &impl Fn(f64) -> Lazy,
+                exact: &impl Fn(usize) -> f64,
+            ) {
+                if lb > heap.largest_exact(exact) {
+                    return;
+                }
+                let nd = &t.nodes[node];
+                if nd.leaf {
+                    for &i in &t.idx[nd.start..nd.end] {
+                        heap.push(known(rdist(pt, t.data[i])), i, exact);
+                    }
+                    return;
+                }
+                let (i1, i2) = (2 * node + 1, 2 * node + 2);
+                let (lb1, lb2) = (t.min_rdist(i1, pt), t.min_rdist(i2, pt));
+                if lb1 <= lb2 {
+                    visit(t, i1, pt, heap, lb1, known, exact);
+                    visit(t, i2, pt, heap, lb2, known, exact);
+                } else {
+                    visit(t, i2, pt, heap, lb2, known, exact);
+                    visit(t, i1, pt, heap, lb1, known, exact);
+                }
+            }
+            let mut heap = Heap::new(k);
+            visit(
+                self,
+                0,
+                pt,
+                &mut heap,
+                self.min_rdist(0, pt),
+                &known,
+                &exact,
+            );
+            heap.into_sorted(&exact)
+        }
+    }
 
     #[test]
-    fn the_final_sort_sorts_and_the_heap_keeps_the_k_smallest() {
-        for n in [0usize, 1, 2, 3, 15, 16, 40, 200] {
-            let mut d: Vec<f64> = (0..n).map(|i| ((i * 37 + 11) % 50) as f64).collect();
-            let mut x: Vec<usize> = (0..n).collect();
-            let before: Vec<(f64, usize)> = d.iter().copied().zip(x.iter().copied()).collect();
-            simultaneous_sort(&mut d, &mut x);
-            assert!(d.windows(2).all(|w| w[0] <= w[1]), "n {n}");
-            // The same pairs, permuted.
-            let mut after: Vec<(f64, usize)> = d.iter().copied().zip(x.iter().copied()).collect();
-            let mut sorted_before = before.clone();
-            sorted_before.sort_by_key(|p| p.1);
-            after.sort_by_key(|p| p.1);
-            assert_eq!(after, sorted_before);
+    fn the_query_decides_as_the_exact_reference_does() {
+        for nside_in in [8u32, 16] {
+            let points = idx_flow_coordinates(nside_in);
+            let tree = BallTree::new(&points);
+            for nside_out in [4u32, 8, 16, 32] {
+                let queries = idx_flow_coordinates(nside_out);
+                for k in [1usize, 4, 9, 20] {
+                    for (row, &q) in queries.iter().enumerate() {
+                        assert_eq!(
+                            tree.query(q, k),
+                            tree.query_reference(q, k),
+                            "nside {nside_in} -> {nside_out}, k {k}, row {row}"
+                        );
+                    }
+                }
+            }
         }
-        let values: Vec<f64> = (0..300).map(|i| ((i * 37 + 11) % 50) as f64).collect();
-        let mut heap = Heap {
-            dist: vec![f64::INFINITY; 9],
-            ind: vec![0; 9],
-        };
-        for (i, &v) in values.iter().enumerate() {
-            heap.push(v, i);
+    }
+
+    #[test]
+    fn the_radius_is_the_largest_exact_distance() {
+        let points = idx_flow_coordinates(16);
+        let tree = BallTree::new(&points);
+        for nd in &tree.nodes {
+            let largest = tree.idx[nd.start..nd.end]
+                .iter()
+                .map(|&i| rdist(nd.centroid, points[i]))
+                .fold(0.0, f64::max);
+            assert_eq!(nd.radius, rdist_to_dist(largest));
         }
-        let mut kept = heap.dist.clone();
-        kept.sort_by(f64::total_cmp);
-        let mut all = values.clone();
-        all.sort_by(f64::total_cmp);
-        assert_eq!(kept, all[..9]);
     }
 }

@@ -84,7 +84,7 @@ pub fn healpy_pix2ang_ring(nside: u64, pix: u64) -> (f64, f64) {
 /// `deg2rad(rad2deg(theta) − 90)` and `deg2rad(rad2deg(phi))` with longitudes
 /// above 180° moved down by 360°. The cosine is scikit-learn's `cos(x[0])`,
 /// computed once per pixel (the same bits as computing it per pair).
-fn idx_flow_coordinates(nside: u32) -> Vec<[f64; 3]> {
+pub(super) fn idx_flow_coordinates(nside: u32) -> Vec<[f64; 3]> {
     let rad2deg = 180.0 / std::f64::consts::PI;
     let deg2rad = std::f64::consts::PI / 180.0;
     let npix = 12 * nside as u64 * nside as u64;
@@ -107,8 +107,10 @@ impl ConnectionGraph {
     /// The `k` nearest RING input pixels of every RING output pixel, chosen
     /// and ordered exactly as idx_flow 0.2.1's `hp_distance` chooses them,
     /// ties included (see the module's documentation); distances in km as
-    /// idx_flow returns them, to the last bits of numpy's arcsin. Several
-    /// times slower than [`ConnectionGraph::knn`], which orders ties by index.
+    /// idx_flow returns them, to within two ulps (idx_flow takes the arcsine
+    /// with numpy's own, which differs from the C library's in the last bit
+    /// of some values). Several times slower than [`ConnectionGraph::knn`],
+    /// which orders ties by index.
     ///
     /// ```
     /// use idx_flow_healpix::graphs::ConnectionGraph;

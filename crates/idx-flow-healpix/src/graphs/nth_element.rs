@@ -4,7 +4,7 @@
 
 /// libstdc++'s `std::nth_element` (introselect): the same moves, so that the
 /// elements end in the same positions.
-pub(super) fn nth_element<T: Copy>(v: &mut [T], nth: usize, less: &dyn Fn(&T, &T) -> bool) {
+pub(super) fn nth_element<T: Copy, L: Fn(&T, &T) -> bool>(v: &mut [T], nth: usize, less: &L) {
     if v.is_empty() || nth >= v.len() {
         return;
     }
@@ -12,13 +12,13 @@ pub(super) fn nth_element<T: Copy>(v: &mut [T], nth: usize, less: &dyn Fn(&T, &T
     introselect(v, 0, nth, v.len(), depth, less);
 }
 
-fn introselect<T: Copy>(
+fn introselect<T: Copy, L: Fn(&T, &T) -> bool>(
     v: &mut [T],
     mut first: usize,
     nth: usize,
     mut last: usize,
     mut depth: usize,
-    less: &dyn Fn(&T, &T) -> bool,
+    less: &L,
 ) {
     while last - first > 3 {
         if depth == 0 {
@@ -37,24 +37,24 @@ fn introselect<T: Copy>(
     insertion_sort(v, first, last, less);
 }
 
-fn unguarded_partition_pivot<T: Copy>(
+fn unguarded_partition_pivot<T: Copy, L: Fn(&T, &T) -> bool>(
     v: &mut [T],
     first: usize,
     last: usize,
-    less: &dyn Fn(&T, &T) -> bool,
+    less: &L,
 ) -> usize {
     let mid = first + (last - first) / 2;
     move_median_to_first(v, first, first + 1, mid, last - 1, less);
     unguarded_partition(v, first + 1, last, first, less)
 }
 
-fn move_median_to_first<T: Copy>(
+fn move_median_to_first<T: Copy, L: Fn(&T, &T) -> bool>(
     v: &mut [T],
     result: usize,
     a: usize,
     b: usize,
     c: usize,
-    less: &dyn Fn(&T, &T) -> bool,
+    less: &L,
 ) {
     let pick = if less(&v[a], &v[b]) {
         if less(&v[b], &v[c]) {
@@ -74,12 +74,12 @@ fn move_median_to_first<T: Copy>(
     v.swap(result, pick);
 }
 
-fn unguarded_partition<T: Copy>(
+fn unguarded_partition<T: Copy, L: Fn(&T, &T) -> bool>(
     v: &mut [T],
     mut first: usize,
     mut last: usize,
     pivot: usize,
-    less: &dyn Fn(&T, &T) -> bool,
+    less: &L,
 ) -> usize {
     loop {
         while less(&v[first], &v[pivot]) {
@@ -97,7 +97,12 @@ fn unguarded_partition<T: Copy>(
     }
 }
 
-fn insertion_sort<T: Copy>(v: &mut [T], first: usize, last: usize, less: &dyn Fn(&T, &T) -> bool) {
+fn insertion_sort<T: Copy, L: Fn(&T, &T) -> bool>(
+    v: &mut [T],
+    first: usize,
+    last: usize,
+    less: &L,
+) {
     if first == last {
         return;
     }
@@ -117,12 +122,12 @@ fn insertion_sort<T: Copy>(v: &mut [T], first: usize, last: usize, less: &dyn Fn
     }
 }
 
-fn heap_select<T: Copy>(
+fn heap_select<T: Copy, L: Fn(&T, &T) -> bool>(
     v: &mut [T],
     first: usize,
     middle: usize,
     last: usize,
-    less: &dyn Fn(&T, &T) -> bool,
+    less: &L,
 ) {
     make_heap(v, first, middle, less);
     for i in middle..last {
@@ -132,7 +137,7 @@ fn heap_select<T: Copy>(
     }
 }
 
-fn make_heap<T: Copy>(v: &mut [T], first: usize, last: usize, less: &dyn Fn(&T, &T) -> bool) {
+fn make_heap<T: Copy, L: Fn(&T, &T) -> bool>(v: &mut [T], first: usize, last: usize, less: &L) {
     let len = last - first;
     if len < 2 {
         return;
@@ -148,25 +153,25 @@ fn make_heap<T: Copy>(v: &mut [T], first: usize, last: usize, less: &dyn Fn(&T, 
     }
 }
 
-fn pop_heap<T: Copy>(
+fn pop_heap<T: Copy, L: Fn(&T, &T) -> bool>(
     v: &mut [T],
     first: usize,
     last: usize,
     result: usize,
-    less: &dyn Fn(&T, &T) -> bool,
+    less: &L,
 ) {
     let value = v[result];
     v[result] = v[first];
     adjust_heap(v, first, 0, last - first, value, less);
 }
 
-fn adjust_heap<T: Copy>(
+fn adjust_heap<T: Copy, L: Fn(&T, &T) -> bool>(
     v: &mut [T],
     first: usize,
     mut hole: usize,
     len: usize,
     value: T,
-    less: &dyn Fn(&T, &T) -> bool,
+    less: &L,
 ) {
     let top = hole;
     let mut child = hole;
