@@ -314,14 +314,13 @@ fn build(
     out: &mut Vec<(usize, Node)>,
 ) {
     let n_points = recs.len();
-    let mut info = init_node(recs, start);
+    let (mut info, dim) = init_node(recs, start);
     if 2 * node + 1 >= n_nodes || n_points < 2 {
         out.push((node, info));
         return;
     }
     info.leaf = false;
     out.push((node, info));
-    let dim = split_dim(recs);
     let mid = n_points / 2;
     nth_element(recs, mid, &|a: &Record, b: &Record| {
         let (va, vb) = (a.p[dim], b.p[dim]);
@@ -343,58 +342,54 @@ fn build(
 }
 
 /// scikit-learn's `init_node`: the mean of the points' `[lat, lon]` and the
-/// largest distance to it. The largest is taken exactly among the points
-/// whose estimate could make it, not computed for every point.
-fn init_node(recs: &[Record], start: usize) -> Node {
+/// largest distance to it, with the dimension of largest spread that
+/// `find_node_split_dim` would pick (the first on equal spreads), in two
+/// passes over the points. The largest distance is taken exactly among the
+/// points whose estimate could make it, not computed for every point.
+fn init_node(recs: &[Record], start: usize) -> (Node, usize) {
     let mut centroid = [0.0f64; 3];
+    let (mut lo, mut hi) = ([f64::INFINITY; 2], [f64::NEG_INFINITY; 2]);
     for r in recs {
         centroid[0] += r.p[0];
         centroid[1] += r.p[1];
+        for j in 0..2 {
+            lo[j] = lo[j].min(r.p[j]);
+            hi[j] = hi[j].max(r.p[j]);
+        }
     }
+    // (The cosine is not a coordinate to split on.)
+    let dim = if hi[1] - lo[1] > hi[0] - lo[0] { 1 } else { 0 };
     let n = recs.len() as f64;
     centroid[0] /= n;
     centroid[1] /= n;
     centroid[2] = centroid[0].cos();
     let centroid_unit = unit_vector(centroid);
-    let top = recs
-        .iter()
-        .map(|r| quarter_chord2(centroid_unit, r.unit))
-        .fold(0.0, f64::max);
-    let mut radius = 0.0f64;
-    for r in recs {
-        if !clearly_below(quarter_chord2(centroid_unit, r.unit), top) {
-            radius = radius.max(rdist(centroid, r.p));
+    // The points that could be the farthest: each not clearly below the
+    // largest estimate seen so far (a superset of those not clearly below
+    // the final largest).
+    let mut top = 0.0f64;
+    let mut candidates: Vec<(f64, usize)> = Vec::new();
+    for (i, r) in recs.iter().enumerate() {
+        let estimate = quarter_chord2(centroid_unit, r.unit);
+        if !clearly_below(estimate, top) {
+            top = top.max(estimate);
+            candidates.push((estimate, i));
         }
     }
-    Node {
+    let radius = candidates
+        .iter()
+        .filter(|&&(estimate, _)| !clearly_below(estimate, top))
+        .map(|&(_, i)| rdist(centroid, recs[i].p))
+        .fold(0.0f64, f64::max);
+    let node = Node {
         start,
         end: start + recs.len(),
         leaf: true,
         centroid,
         centroid_unit,
         radius: rdist_to_dist(radius),
-    }
-}
-
-/// The dimension of largest spread (the first on equal spreads).
-fn split_dim(recs: &[Record]) -> usize {
-    let mut max_spread = 0.0;
-    let mut j_max = 0;
-    // The two coordinates (the cosine is not one).
-    for j in 0..2 {
-        let first = recs[0].p[j];
-        let (mut lo, mut hi) = (first, first);
-        for r in &recs[1..] {
-            hi = f64::max(hi, r.p[j]);
-            lo = f64::min(lo, r.p[j]);
-        }
-        let spread = hi - lo;
-        if spread > max_spread {
-            max_spread = spread;
-            j_max = j;
-        }
-    }
-    j_max
+    };
+    (node, dim)
 }
 
 #[cfg(test)]
