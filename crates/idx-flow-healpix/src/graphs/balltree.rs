@@ -33,14 +33,16 @@ const LEAF_SIZE: usize = 40;
 /// Subtrees with more points than this are built on two threads.
 const PARALLEL_BUILD: usize = 20_000;
 
-/// Absolute margin (radians) by which two estimated angles must differ for
-/// their order to be that of scikit-learn's values, which agree with the
-/// estimates to about 1e-15 rad away from the antipode.
-const ANGLE_MARGIN: f64 = 1e-9;
+/// Absolute bound assumed on the difference between a node bound's estimate,
+/// as the sine of half the angle `d − radius`, and the same sine of
+/// scikit-learn's values. They agree to about 1e-15 away from the antipode;
+/// the bound leaves four orders of magnitude.
+const SINE_MARGIN: f64 = 1e-11;
 
-/// Beyond this angle (rad) `asin(√r)` amplifies rounding (its slope grows
-/// without bound at π), so node bounds are computed exactly.
-const NEAR_ANTIPODE: f64 = 3.0;
+/// `sin²(1.5)`: beyond the angle 3 rad, `asin(√r)` in scikit-learn's bound
+/// amplifies rounding (its slope grows without bound at π), so bounds are
+/// computed exactly there.
+const NEAR_ANTIPODE: f64 = 0.994_996_248_300_222_7;
 
 /// The haversine "reduced distance" of scikit-learn between `[lat, lon,
 /// cos lat]` points (radians): `sin²(Δlat/2) + cos lat₁ cos lat₂ sin²(Δlon/2)`,
@@ -82,6 +84,8 @@ struct Node {
     /// The centroid's unit vector, for estimates.
     centroid_unit: [f64; 3],
     radius: f64,
+    /// `sin(radius/2)` and `cos(radius/2)`, for estimates.
+    half_radius: [f64; 2],
 }
 
 /// A BallTree over `[lat, lon, cos lat]` points, as scikit-learn builds it
@@ -101,9 +105,9 @@ struct Query {
     unit: [f64; 3],
 }
 
-/// A node's lower bound for one query: scikit-learn's `min_rdist`, known as
-/// an interval of angles `[lo, hi]` around `max(0, d − radius)`, and
-/// exactly once a decision has needed it.
+/// A node's lower bound for one query: scikit-learn's `min_rdist`, which is
+/// `sin²(max(0, d − radius)/2)`, known as an interval `[lo, hi]` around
+/// `max(0, sin((d − radius)/2))`, and exactly once a decision has needed it.
 struct Bound {
     lo: f64,
     hi: f64,
@@ -140,6 +144,7 @@ impl<'a> BallTree<'a> {
                 centroid: [0.0; 3],
                 centroid_unit: [0.0; 3],
                 radius: 0.0,
+                half_radius: [0.0, 1.0],
             })
             .collect();
         for (i, node) in built {
@@ -165,21 +170,20 @@ impl<'a> BallTree<'a> {
 
     fn bound(&self, node: usize, q: &Query) -> Bound {
         let nd = &self.nodes[node];
-        let d = 2.0
-            * quarter_chord2(q.unit, nd.centroid_unit)
-                .sqrt()
-                .min(1.0)
-                .asin();
-        if d > NEAR_ANTIPODE {
+        // sin(d/2) and cos(d/2) from the chord, then sin((d − radius)/2):
+        // no inverse sine.
+        let half_sin2 = quarter_chord2(q.unit, nd.centroid_unit).min(1.0);
+        if half_sin2 > NEAR_ANTIPODE {
             return Bound {
                 lo: 0.0,
                 hi: f64::INFINITY,
                 exact: self.min_rdist(node, q.pt),
             };
         }
-        let e = d - nd.radius;
-        if e < -ANGLE_MARGIN {
-            // Inside the ball: scikit-learn's bound is max(0, ·) = 0.
+        let [sin_r, cos_r] = nd.half_radius;
+        let t = half_sin2.sqrt() * cos_r - (1.0 - half_sin2).sqrt() * sin_r;
+        if t < -SINE_MARGIN {
+            // Inside the ball: scikit-learn's bound is sin²(max(0, ·)) = 0.
             return Bound {
                 lo: 0.0,
                 hi: 0.0,
@@ -187,8 +191,8 @@ impl<'a> BallTree<'a> {
             };
         }
         Bound {
-            lo: (e - ANGLE_MARGIN).max(0.0),
-            hi: e + ANGLE_MARGIN,
+            lo: (t - SINE_MARGIN).max(0.0),
+            hi: t + SINE_MARGIN,
             exact: f64::NAN,
         }
     }
@@ -228,15 +232,13 @@ impl<'a> BallTree<'a> {
         if heap.largest_estimate() == f64::INFINITY || b.exact == 0.0 {
             return false;
         }
-        let largest = heap.largest_angle();
-        if largest < NEAR_ANTIPODE {
-            let margin = ANGLE_MARGIN * (1.0 + largest);
-            if b.lo > largest + margin {
-                return true;
-            }
-            if b.hi < largest - margin {
-                return false;
-            }
+        // The bound's sine against the largest kept value's, √largest.
+        let largest = heap.largest_half_sine();
+        if b.lo > largest * (1.0 + 1e-9) + SINE_MARGIN {
+            return true;
+        }
+        if b.hi < largest * (1.0 - 1e-9) - SINE_MARGIN {
+            return false;
         }
         self.resolve(node, b, q) > heap.largest_exact(exact)
     }
@@ -269,14 +271,16 @@ impl<'a> BallTree<'a> {
         let nd = &self.nodes[node];
         if nd.leaf {
             let points = self.idx[nd.start..nd.end].iter();
+            let mut skip_above = heap.clearly_above_largest();
             for (&i, &unit) in points.zip(&self.unit[nd.start..nd.end]) {
                 let estimate = quarter_chord2(unit, q.unit);
                 // Clearly no better than the largest kept: scikit-learn's
                 // push would do nothing.
-                if clearly_below(heap.largest_estimate(), estimate) {
+                if estimate > skip_above {
                     continue;
                 }
                 heap.push(Lazy::estimated(estimate), i, exact);
+                skip_above = heap.clearly_above_largest();
             }
             return;
         }
@@ -376,18 +380,20 @@ fn init_node(recs: &[Record], start: usize) -> (Node, usize) {
             candidates.push((estimate, i));
         }
     }
-    let radius = candidates
+    let largest = candidates
         .iter()
         .filter(|&&(estimate, _)| !clearly_below(estimate, top))
         .map(|&(_, i)| rdist(centroid, recs[i].p))
         .fold(0.0f64, f64::max);
+    let radius = rdist_to_dist(largest);
     let node = Node {
         start,
         end: start + recs.len(),
         leaf: true,
         centroid,
         centroid_unit,
-        radius: rdist_to_dist(radius),
+        radius,
+        half_radius: [(0.5 * radius).sin(), (0.5 * radius).cos()],
     };
     (node, dim)
 }
@@ -453,12 +459,18 @@ mod tests {
 
     #[test]
     fn the_query_decides_as_the_exact_reference_does() {
-        for nside_in in [8u32, 16] {
+        let cases: [(u32, &[u32], &[usize]); 3] = [
+            (8, &[4, 8, 16, 32], &[1, 4, 9, 20]),
+            (16, &[4, 8, 16, 32], &[1, 4, 9, 20]),
+            // A deeper tree (9 levels), as the graphs idx_flow users build.
+            (32, &[16], &[9]),
+        ];
+        for (nside_in, outputs, ks) in cases {
             let points = idx_flow_coordinates(nside_in);
             let tree = BallTree::new(&points);
-            for nside_out in [4u32, 8, 16, 32] {
+            for &nside_out in outputs {
                 let queries = idx_flow_coordinates(nside_out);
-                for k in [1usize, 4, 9, 20] {
+                for &k in ks {
                     for (row, &q) in queries.iter().enumerate() {
                         assert_eq!(
                             tree.query(q, k),

@@ -20,7 +20,7 @@ const ABSOLUTE_MARGIN: f64 = 1e-24;
 /// Whether the estimate `a` is below the estimate `b` by more than both
 /// estimates' bounds together, so that `a`'s exact value is below `b`'s.
 pub(super) fn clearly_below(a: f64, b: f64) -> bool {
-    a < b && b - a > 2.0 * (RELATIVE_MARGIN * b.min(f64::MAX) + ABSOLUTE_MARGIN)
+    a < b && b - a > margin(a, b)
 }
 
 /// A reduced distance known as an estimate, and exactly once a comparison has
@@ -54,13 +54,20 @@ impl Lazy {
     }
 }
 
+/// The difference two estimates must exceed for their order to be their
+/// exact values' order: both estimates' bounds.
+#[inline(always)]
+fn margin(x: f64, y: f64) -> f64 {
+    2.0 * (RELATIVE_MARGIN * x.max(y).min(f64::MAX) + ABSOLUTE_MARGIN)
+}
+
 /// Whether `a < b` holds for the exact values (`exact` gives a point's from
 /// its index), computing them only when the estimates do not decide it.
 fn less(a: &mut Lazy, ia: usize, b: &mut Lazy, ib: usize, exact: &impl Fn(usize) -> f64) -> bool {
     // Most pairs are far apart: decided by the estimates, in one test each
     // way (infinite estimates are the empty slots, exact already).
     let (x, y) = (a.estimate, b.estimate);
-    let margin = 2.0 * (RELATIVE_MARGIN * x.max(y).min(f64::MAX) + ABSOLUTE_MARGIN);
+    let margin = margin(x, y);
     if y - x > margin {
         return true;
     }
@@ -74,9 +81,9 @@ fn less(a: &mut Lazy, ia: usize, b: &mut Lazy, ib: usize, exact: &impl Fn(usize)
 pub(super) struct Heap {
     dist: Vec<Lazy>,
     ind: Vec<usize>,
-    /// The angle whose reduced distance is the largest's estimate; NaN until
-    /// asked for after the largest changed.
-    largest_angle: f64,
+    /// `√` of the largest's estimate (the sine of half its angle); NaN
+    /// until asked for after the largest changed.
+    largest_half_sine: f64,
 }
 
 impl Heap {
@@ -88,7 +95,7 @@ impl Heap {
         Self {
             dist: vec![empty; k],
             ind: vec![0; k],
-            largest_angle: f64::NAN,
+            largest_half_sine: f64::NAN,
         }
     }
 
@@ -98,12 +105,20 @@ impl Heap {
         self.dist.first().map_or(f64::NEG_INFINITY, |d| d.estimate)
     }
 
-    /// `2·asin(√largest)`: the largest kept value's estimate as an angle.
-    pub(super) fn largest_angle(&mut self) -> f64 {
-        if self.largest_angle.is_nan() {
-            self.largest_angle = 2.0 * self.largest_estimate().sqrt().min(1.0).asin();
+    /// The estimate above which a point is clearly farther than the largest
+    /// kept value (infinite while fewer than k points were taken): `e` with
+    /// `e − largest` above both estimates' bounds.
+    pub(super) fn clearly_above_largest(&self) -> f64 {
+        (self.largest_estimate() + 2.0 * ABSOLUTE_MARGIN) / (1.0 - 2.0 * RELATIVE_MARGIN)
+    }
+
+    /// `√largest`: the sine of half the largest kept value's angle, from
+    /// its estimate.
+    pub(super) fn largest_half_sine(&mut self) -> f64 {
+        if self.largest_half_sine.is_nan() {
+            self.largest_half_sine = self.largest_estimate().sqrt();
         }
-        self.largest_angle
+        self.largest_half_sine
     }
 
     /// The largest kept value, exactly.
@@ -127,7 +142,7 @@ impl Heap {
         if !taken {
             return;
         }
-        self.largest_angle = f64::NAN;
+        self.largest_half_sine = f64::NAN;
         let mut i = 0;
         loop {
             let ic1 = 2 * i + 1;
@@ -135,29 +150,31 @@ impl Heap {
             if ic1 >= size {
                 break;
             }
-            let (mut d1, p1) = (self.dist[ic1], self.ind[ic1]);
             // scikit-learn's `ic2 >= size or dist[ic1] >= dist[ic2]`: only a
-            // left child, or the larger one is the left.
-            let left_larger = ic2 >= size || {
-                let mut d2 = self.dist[ic2];
-                let smaller = less(&mut d1, p1, &mut d2, self.ind[ic2], exact);
-                self.dist[ic2] = d2;
-                !smaller
-            };
-            let swap = if left_larger {
-                let go = less(&mut val, i_val, &mut d1, p1, exact);
-                self.dist[ic1] = d1;
-                if go { ic1 } else { break }
+            // left child, or the larger one is the left. Estimates clearly
+            // apart decide it with a select, not a branch.
+            let larger = if ic2 >= size {
+                ic1
             } else {
-                self.dist[ic1] = d1;
-                let mut d2 = self.dist[ic2];
-                let go = less(&mut val, i_val, &mut d2, self.ind[ic2], exact);
-                self.dist[ic2] = d2;
-                if go { ic2 } else { break }
+                let (x, y) = (self.dist[ic1].estimate, self.dist[ic2].estimate);
+                if (x - y).abs() > margin(x, y) {
+                    if x >= y { ic1 } else { ic2 }
+                } else {
+                    let (mut d1, mut d2) = (self.dist[ic1], self.dist[ic2]);
+                    let smaller = less(&mut d1, self.ind[ic1], &mut d2, self.ind[ic2], exact);
+                    (self.dist[ic1], self.dist[ic2]) = (d1, d2);
+                    if smaller { ic2 } else { ic1 }
+                }
             };
-            self.dist[i] = self.dist[swap];
-            self.ind[i] = self.ind[swap];
-            i = swap;
+            let mut d = self.dist[larger];
+            let go = less(&mut val, i_val, &mut d, self.ind[larger], exact);
+            self.dist[larger] = d;
+            if !go {
+                break;
+            }
+            self.dist[i] = d;
+            self.ind[i] = self.ind[larger];
+            i = larger;
         }
         self.dist[i] = val;
         self.ind[i] = i_val;
