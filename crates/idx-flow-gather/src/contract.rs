@@ -9,8 +9,20 @@ use crate::check::{GatherError, GatherSizes, product};
 /// Tiles of the kernel gradient are summed in at most this many fixed groups.
 const GRAD_GROUPS: usize = 16;
 
+/// Inputs up to this size are not prefetched: they stay in the last-level
+/// cache from tile to tile, and the hints' own loop cost more than they
+/// saved (the main job's layers, 1–6 MB, spent a twentieth of a training
+/// step in it).
+const PREFETCH_MIN_BYTES: usize = 16 << 20;
+
 /// Gathers output rows `r0..r0 + m` (flat over batch and output pixel) into
 /// `buf` as `[m, k·C]`, scaled by the edge weights when given.
+///
+/// A row of a few channels is a few dozen bytes: copied through `memcpy`
+/// with a length known only at run time, the call costs more than the copy
+/// (a twelfth of a training step of the main job went there). The common
+/// channel counts get their own inlined copy of the loop, where the length
+/// is a constant and the copy a few vector moves.
 fn gather_rows(
     buf: &mut [f32],
     x: &[f32],
@@ -20,7 +32,34 @@ fn gather_rows(
     r0: usize,
     m: usize,
 ) {
-    let (c, k) = (s.channels, s.k);
+    match s.channels {
+        1 => gather_rows_of(1, buf, x, idx, w, s, r0, m),
+        2 => gather_rows_of(2, buf, x, idx, w, s, r0, m),
+        3 => gather_rows_of(3, buf, x, idx, w, s, r0, m),
+        4 => gather_rows_of(4, buf, x, idx, w, s, r0, m),
+        8 => gather_rows_of(8, buf, x, idx, w, s, r0, m),
+        16 => gather_rows_of(16, buf, x, idx, w, s, r0, m),
+        32 => gather_rows_of(32, buf, x, idx, w, s, r0, m),
+        64 => gather_rows_of(64, buf, x, idx, w, s, r0, m),
+        c => gather_rows_of(c, buf, x, idx, w, s, r0, m),
+    }
+}
+
+/// [`gather_rows`] for rows of `c` channels; inlined into each arm, so a
+/// constant `c` fixes the copies' length.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn gather_rows_of(
+    c: usize,
+    buf: &mut [f32],
+    x: &[f32],
+    idx: &[i64],
+    w: Option<&[f32]>,
+    s: GatherSizes,
+    r0: usize,
+    m: usize,
+) {
+    let k = s.k;
     for r in 0..m {
         let row = r0 + r;
         let (b, p) = (row / s.n_out, row % s.n_out);
@@ -47,10 +86,11 @@ fn gather_rows(
 /// A tile's gather reads rows scattered over `x` (tens of MB for a large
 /// batch), so each copy waits on memory; announcing the next tile's rows
 /// before the current tile's matrix product lets those loads arrive while
-/// the core computes. Only a hint: a no-op off x86-64.
+/// the core computes. Only a hint: a no-op off x86-64, and for an `x` of at
+/// most [`PREFETCH_MIN_BYTES`].
 fn prefetch_rows(x: &[f32], idx: &[i64], s: GatherSizes, r0: usize, m: usize) {
     #[cfg(target_arch = "x86_64")]
-    {
+    if std::mem::size_of_val(x) > PREFETCH_MIN_BYTES {
         use std::arch::x86_64::{_MM_HINT_T1, _mm_prefetch};
         let (c, k) = (s.channels, s.k);
         let end = (r0 + m).min(s.batch * s.n_out);
