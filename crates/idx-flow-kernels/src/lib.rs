@@ -21,7 +21,7 @@
 //! Beside them, on the CPU: the native FFT ([`fft`]) and FNet's 2-D Fourier
 //! mixing ([`fourier2`]), the spherical-harmonic transforms of HEALPix maps
 //! ([`sht`]), fused activations ([`pointwise`]), normalisations
-//! ([`norm`]) and squared-error losses ([`loss`]), and a linear layer's products ([`dense`], [`skinny`]), each
+//! ([`norm`], [`batch_norm`]) and squared-error losses ([`loss`]), and a linear layer's products ([`dense`], [`skinny`]), each
 //! with its own backward.
 //!
 //! The plain tensor-op version ([`KernelPath::Reference`]: `select`, then
@@ -92,6 +92,7 @@ macro_rules! with_wide_vectors {
 }
 
 mod autodiff;
+pub mod batch_norm;
 pub mod complex;
 mod cpu;
 #[cfg(any(feature = "wgpu", feature = "cuda"))]

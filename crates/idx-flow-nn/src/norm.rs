@@ -30,6 +30,7 @@
 use burn::config::Config;
 use burn::module::{Flag, Module, Param, RunningState};
 use burn::tensor::{Device, Tensor};
+use idx_flow_kernels::batch_norm as fused_batch_norm;
 use idx_flow_kernels::norm as fused_norm;
 
 use super::{check_dims, check_positive, is_training, or_panic};
@@ -202,10 +203,23 @@ impl BatchNorm1d {
                     got: format!("[{m}, {c}]"),
                 });
             }
-            let mean = rows.mean(x3.clone());
-            let xc = x3 - rows.spread(mean.clone());
-            let var = rows.mean(xc.clone().square());
-            let y3 = xc * rows.spread((var.clone() + self.eps).sqrt().recip());
+            let (y3, mean, var, affine_done) = if fused_norm::available(&device) {
+                // One fused operation each way instead of about ten forward
+                // and twenty backward (the affine included).
+                let w = self.weight.as_ref().map(|w| w.val());
+                let b = self.bias.as_ref().map(|b| b.val());
+                let (y, stats) =
+                    fused_batch_norm::batch_norm_train(rows.unview(x3), w, b, self.eps)?;
+                let mean = stats.clone().slice([0..1, 0..c]).reshape([1, 1, c]);
+                let var = stats.slice([1..2, 0..c]).reshape([1, 1, c]);
+                (rows.view(y), mean, var, true)
+            } else {
+                let mean = rows.mean(x3.clone());
+                let xc = x3 - rows.spread(mean.clone());
+                let var = rows.mean(xc.clone().square());
+                let y3 = xc * rows.spread((var.clone() + self.eps).sqrt().recip());
+                (y3, mean, var, false)
+            };
 
             let mom = self.momentum;
             let rm = self.running_mean.value_sync().to_device(&device);
@@ -217,6 +231,9 @@ impl BatchNorm1d {
             self.running_var
                 .update((rv * (1.0 - mom) + unbiased * mom).detach());
             self.num_batches_tracked.update((n + 1.0).detach());
+            if affine_done {
+                return Ok(rows.unview(y3));
+            }
             y3
         } else {
             // `value_sync`: a training forward just before may have left its update pending.
