@@ -8,8 +8,9 @@ use crate::{Error, Result};
 
 /// A training run. Defaults are the README's main job: the autoencoder on the
 /// bundled Blue Marble at nside 64, 3600 steps of 2 samples, measured at
-/// 2 min 46 s on 2 CPU cores (held-out PSNR 24.46 dB, 1.12 dB above the
-/// spherical-harmonic truncation to the latent's size).
+/// 2 min 41 s on 2 CPU cores (held-out PSNR 24.46 dB, 1.12 dB above the
+/// spherical-harmonic truncation to the latent's size; docs/performance.md
+/// gives the machines, some of them slower).
 ///
 /// The configuration before 2026-12 (21.80 dB, 1.54 dB below the truncation)
 /// is `--widths 16,32,64 --latent 8 --graph children --steps 1000 --batch 4`.
