@@ -167,7 +167,8 @@ with_wide_vectors! {
 /// Per column sums `what` over all rows of `x` (and `g`): per-task float64
 /// partial sums, added in task order.
 fn column_sums(x: &[f32], g: &[f32], c: usize, what: ColumnSum<'_>) -> Vec<f64> {
-    let chunk = task_rows(c) * c;
+    // At least 1: no channels means no values, and no tasks.
+    let chunk = (task_rows(c) * c).max(1);
     let parts: Vec<Vec<f64>> = x
         .par_chunks(chunk)
         .zip(g.par_chunks(chunk))
@@ -272,7 +273,7 @@ pub(crate) fn grad_input(
     let c = w.len();
     let m = (x.len() / c.max(1)).max(1) as f32;
     let (mean, rstd) = mean_rstd(stats, eps);
-    // dx = g·dy − g·mean_dy − g·rstd·mean_gx·(x − μ), g = γ·rstd.
+    // dx = a·dy − a·mean(dy) − a·rstd·mean(dy·x̂)·(x − μ), a = γ·rstd.
     let a: Vec<f32> = w.iter().zip(&rstd).map(|(w, r)| w * r).collect();
     let bx: Vec<f32> = (0..c).map(|j| -a[j] * rstd[j] * (sums[j] / m)).collect();
     let d: Vec<f32> = (0..c)
@@ -296,9 +297,11 @@ with_wide_vectors! {
         dxt: &mut [MaybeUninit<f32>],
     ) {
         with_channels(a.len(), |c| {
-            for ((x, g), dx) in xt.chunks_exact(c).zip(gt.chunks_exact(c)).zip(dxt.chunks_exact_mut(c)) {
-                for (j, ((dx, x), g)) in dx.iter_mut().zip(x).zip(g).enumerate() {
-                    dx.write(g * a[j] + x * b[j] + d[j]);
+            let rows = xt.chunks_exact(c).zip(gt.chunks_exact(c));
+            for ((x, g), dx) in rows.zip(dxt.chunks_exact_mut(c)) {
+                let coefficients = a.iter().zip(b).zip(d);
+                for (((dx, x), g), ((a, b), d)) in dx.iter_mut().zip(x).zip(g).zip(coefficients) {
+                    dx.write(g * a + x * b + d);
                 }
             }
         });
@@ -536,6 +539,11 @@ pub fn batch_norm_train(
     }
     let weight = affine_or(weight, "weight", c, 1.0, &x)?;
     let bias = affine_or(bias, "bias", c, 0.0, &x)?;
+    if c == 0 {
+        // No channels to normalise.
+        let device = x.device();
+        return Ok((x, Tensor::zeros([2, 0], &device)));
+    }
     let stats = Tensor::<2>::from_dispatch(Dispatch::batch_norm_stats(
         x.clone().detach().into_dispatch(),
     ));

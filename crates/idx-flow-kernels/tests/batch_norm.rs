@@ -151,12 +151,15 @@ fn batch_norm_results_do_not_depend_on_threads() {
 }
 
 #[test]
-fn empty_batches_and_bad_affines_are_refused() {
+fn empty_batches_and_bad_affines_are_refused_and_no_channels_pass() {
     let device = Device::default();
     let e = batch_norm_train(Tensor::<2>::zeros([0, 4], &device), None, None, 1e-5)
         .expect_err("no rows")
         .to_string();
     assert!(e.contains("[0, 4]") && e.contains("M > 0"), "{e}");
+    let (y, stats) = batch_norm_train(Tensor::<2>::zeros([3, 0], &device), None, None, 1e-5)
+        .expect("no channels: nothing to normalise");
+    assert_eq!((y.dims(), stats.dims()), ([3, 0], [2, 0]));
     let x = Tensor::<2>::zeros([3, 4], &device);
     let e = batch_norm_train(x, None, Some(Tensor::<1>::zeros([5], &device)), 1e-5)
         .expect_err("bias of 5 for 4 channels")
