@@ -11,7 +11,7 @@ const GRAD_GROUPS: usize = 16;
 
 /// Inputs up to this size are not prefetched: they stay in the last-level
 /// cache from tile to tile, and the hints' own loop cost more than they
-/// saved (the main job's layers, 1–6 MB, spent a twentieth of a training
+/// saved (the main job's layers, 1–6 MB, spent about 6% of a training
 /// step in it).
 const PREFETCH_MIN_BYTES: usize = 16 << 20;
 
@@ -20,7 +20,7 @@ const PREFETCH_MIN_BYTES: usize = 16 << 20;
 ///
 /// A row of a few channels is a few dozen bytes: copied through `memcpy`
 /// with a length known only at run time, the call costs more than the copy
-/// (a twelfth of a training step of the main job went there). The common
+/// (about 8% of a training step of the main job went there). The common
 /// channel counts get their own inlined copy of the loop, where the length
 /// is a constant and the copy a few vector moves.
 fn gather_rows(
