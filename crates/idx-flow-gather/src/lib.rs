@@ -50,7 +50,7 @@ mod reverse;
 mod sum;
 
 pub use check::{GatherError, GatherSizes};
-pub use contract::{contract_forward, contract_grad_kernel};
+pub use contract::{contract_forward, contract_grad_kernel, with_channel_count};
 pub use grad_input::contract_grad_input;
 pub use reverse::ReverseGraph;
 pub use sum::{sum_forward, sum_grad_input};

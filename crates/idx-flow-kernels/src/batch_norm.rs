@@ -5,11 +5,12 @@
 //! it: `y = (x − μ_c)·rstd_c·γ_c + β_c`, `rstd = 1/√(σ² + ε)`. Built from
 //! tensor operations that is about ten passes over the input forward and
 //! twenty backward, several of them reductions over the rows of a strided
-//! column, each allocating a full-size result: in the main job's training
-//! step they cost about a sixth of the time. Here the statistics are two
-//! reading passes, the forward one writing pass, and the backward one
-//! reading pass (`Σ dy` and `Σ dy·x̂` per channel, which are also the weight
-//! and bias gradients) and one writing pass:
+//! column, each allocating a full-size result (in the main job's training
+//! step, burn's reductions alone, many of them the batch norm's, took 6% of
+//! a profile's samples). Here the statistics are two reading passes, the
+//! forward one writing pass, and the backward two reading passes (`Σ dy·x̂`
+//! and `Σ dy` per channel, which are also the weight and bias gradients)
+//! and one writing pass:
 //! `dx = γ·rstd·(dy − Σdy/M − x̂·Σ(dy·x̂)/M)`.
 //!
 //! Sums over rows run in float64 from float32 sums of fixed blocks of rows;
@@ -39,7 +40,10 @@ use burn::tensor::Tensor;
 use burn_flex::{Flex, FlexTensor};
 use rayon::prelude::*;
 
+use idx_flow_gather::with_channel_count;
+
 use crate::cpu::{f32_tensor, floats, output, par_written};
+use crate::norm::affine_or;
 use crate::pointwise::require_flex;
 use crate::{Error, Result};
 
@@ -83,23 +87,6 @@ pub trait BatchNormKernels: Backend {
     ) -> FloatTensor<Self>;
 }
 
-/// Calls `f(c)`, with `c` a constant for the common channel counts: `f` is
-/// inlined into each arm, so its loops over a row have a known length.
-#[inline(always)]
-fn with_channels(c: usize, f: impl FnOnce(usize)) {
-    match c {
-        1 => f(1),
-        2 => f(2),
-        3 => f(3),
-        4 => f(4),
-        8 => f(8),
-        16 => f(16),
-        32 => f(32),
-        64 => f(64),
-        c => f(c),
-    }
-}
-
 /// Rows per task for `c` channels.
 fn task_rows(c: usize) -> usize {
     TASK_VALUES.div_ceil(c.max(1))
@@ -126,18 +113,22 @@ fn blocked(
     acc: &mut [f64],
     add: impl Fn(&mut [f32], &[f32], &[f32]),
 ) {
-    with_channels(c, |c| {
-        let mut part = vec![0f32; c];
-        for (xb, gb) in xt.chunks(BLOCK_ROWS * c).zip(gt.chunks(BLOCK_ROWS * c)) {
-            part.fill(0.0);
-            for (x, g) in xb.chunks_exact(c).zip(gb.chunks_exact(c)) {
-                add(&mut part, x, g);
+    with_channel_count(
+        c,
+        #[inline(always)]
+        |c| {
+            let mut part = vec![0f32; c];
+            for (xb, gb) in xt.chunks(BLOCK_ROWS * c).zip(gt.chunks(BLOCK_ROWS * c)) {
+                part.fill(0.0);
+                for (x, g) in xb.chunks_exact(c).zip(gb.chunks_exact(c)) {
+                    add(&mut part, x, g);
+                }
+                for (a, p) in acc.iter_mut().zip(&part) {
+                    *a += f64::from(*p);
+                }
             }
-            for (a, p) in acc.iter_mut().zip(&part) {
-                *a += f64::from(*p);
-            }
-        }
-    });
+        },
+    );
 }
 
 with_wide_vectors! {
@@ -215,7 +206,7 @@ fn mean_rstd(stats: &[f32], eps: f32) -> (Vec<f32>, Vec<f32>) {
 with_wide_vectors! {
     /// `y = x·g + s` row by row, one channel's `g` and `s` per column.
     fn scale_shift_task(xt: &[f32], g: &[f32], s: &[f32], yt: &mut [MaybeUninit<f32>]) {
-        with_channels(g.len(), |c| {
+        with_channel_count(g.len(), #[inline(always)] |c| {
             for (x, y) in xt.chunks_exact(c).zip(yt.chunks_exact_mut(c)) {
                 for (((y, x), g), s) in y.iter_mut().zip(x).zip(g).zip(s) {
                     y.write(x * g + s);
@@ -296,7 +287,7 @@ with_wide_vectors! {
         d: &[f32],
         dxt: &mut [MaybeUninit<f32>],
     ) {
-        with_channels(a.len(), |c| {
+        with_channel_count(a.len(), #[inline(always)] |c| {
             let rows = xt.chunks_exact(c).zip(gt.chunks_exact(c));
             for ((x, g), dx) in rows.zip(dxt.chunks_exact_mut(c)) {
                 let coefficients = a.iter().zip(b).zip(d);
@@ -372,16 +363,15 @@ impl BatchNormKernels for Flex {
 }
 
 mod autodiff {
-    use burn::backend::TensorMetadata;
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
     use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
     use burn::backend::autodiff::grads::Gradients;
     use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
     use burn::backend::tensor::FloatTensor;
     use burn::backend::{AutodiffBackend, autodiff::Autodiff};
-    use burn::tensor::{Shape, Slice};
 
     use super::BatchNormKernels;
+    use crate::norm::register_affine_rows;
 
     #[derive(Debug)]
     struct BatchNormBackward;
@@ -400,18 +390,7 @@ mod autodiff {
             let [x_node, w_node, b_node] = ops.parents;
             let dy = grads.consume::<B>(&ops.node);
             let sums = B::batch_norm_grad_sums(x.clone(), stats.clone(), dy.clone(), eps);
-            let c = sums.shape()[1];
-            let row = |i: usize| {
-                let part =
-                    B::float_slice(sums.clone(), &[Slice::from(i..i + 1), Slice::from(0..c)]);
-                B::float_reshape(part, Shape::new([c]))
-            };
-            if let Some(node) = w_node {
-                grads.register::<B>(node.id, row(0));
-            }
-            if let Some(node) = b_node {
-                grads.register::<B>(node.id, row(1));
-            }
+            register_affine_rows::<B>(grads, &sums, [w_node, b_node].map(|n| n.map(|n| n.id)));
             if let Some(node) = x_node {
                 let dx = B::batch_norm_grad_input(x, stats, weight, dy, sums, eps);
                 grads.register::<B>(node.id, dx);
@@ -495,24 +474,6 @@ mod autodiff {
     }
 }
 
-fn affine_or(
-    t: Option<Tensor<1>>,
-    what: &str,
-    c: usize,
-    fill: f32,
-    x: &Tensor<2>,
-) -> Result<Tensor<1>> {
-    match t {
-        Some(t) if t.dims() == [c] => Ok(t),
-        Some(t) => Err(Error::Shape {
-            context: format!("batch norm {what}"),
-            expected: format!("[{c}]"),
-            got: format!("{:?}", t.dims()),
-        }),
-        None => Ok(Tensor::full([c], fill, &x.device())),
-    }
-}
-
 /// PyTorch's `batch_norm` in training mode over rows `x` `[M, C]` (channels
 /// last: each column normalised with its batch mean and biased variance),
 /// with an optional weight and bias `[C]`; differentiable in all three.
@@ -537,11 +498,11 @@ pub fn batch_norm_train(
             got: format!("[{m}, {c}]"),
         });
     }
-    let weight = affine_or(weight, "weight", c, 1.0, &x)?;
-    let bias = affine_or(bias, "bias", c, 0.0, &x)?;
+    let device = x.device();
+    let weight = affine_or(weight, "weight", c, 1.0, &device)?;
+    let bias = affine_or(bias, "bias", c, 0.0, &device)?;
     if c == 0 {
         // No channels to normalise.
-        let device = x.device();
         return Ok((x, Tensor::zeros([2, 0], &device)));
     }
     let stats = Tensor::<2>::from_dispatch(Dispatch::batch_norm_stats(

@@ -333,6 +333,8 @@ impl NormKernels for Flex {
     }
 }
 
+pub(crate) use autodiff::register_affine_rows;
+
 mod autodiff {
     use burn::backend::autodiff::checkpoint::base::Checkpointer;
     use burn::backend::autodiff::checkpoint::strategy::CheckpointStrategy;
@@ -342,7 +344,27 @@ mod autodiff {
     use burn::backend::{AutodiffBackend, autodiff::Autodiff};
     use burn::tensor::{Shape, Slice};
 
+    use burn::backend::autodiff::NodeId;
+    use burn::backend::{Backend, TensorMetadata};
+
     use super::{NormKernels, NormLayout};
+
+    /// Registers rows 0 and 1 of `affine` `[2, C]` as the gradients of the
+    /// weight and the bias nodes, for those of the two that are tracked.
+    pub(crate) fn register_affine_rows<B: Backend>(
+        grads: &mut Gradients,
+        affine: &FloatTensor<B>,
+        [weight, bias]: [Option<NodeId>; 2],
+    ) {
+        let c = affine.shape()[1];
+        for (i, node) in [weight, bias].into_iter().enumerate() {
+            if let Some(id) = node {
+                let part =
+                    B::float_slice(affine.clone(), &[Slice::from(i..i + 1), Slice::from(0..c)]);
+                grads.register::<B>(id, B::float_reshape(part, Shape::new([c])));
+            }
+        }
+    }
 
     #[derive(Debug)]
     struct NormBackward;
@@ -362,18 +384,11 @@ mod autodiff {
             let dy = grads.consume::<B>(&ops.node);
             if w_node.is_some() || b_node.is_some() {
                 let affine = B::norm_grad_affine(x.clone(), dy.clone(), layout);
-                let c = layout.channels();
-                let row = |i: usize| {
-                    let part =
-                        B::float_slice(affine.clone(), &[Slice::from(i..i + 1), Slice::from(0..c)]);
-                    B::float_reshape(part, Shape::new([c]))
-                };
-                if let Some(node) = w_node {
-                    grads.register::<B>(node.id, row(0));
-                }
-                if let Some(node) = b_node {
-                    grads.register::<B>(node.id, row(1));
-                }
+                register_affine_rows::<B>(
+                    grads,
+                    &affine,
+                    [w_node, b_node].map(|n| n.map(|n| n.id)),
+                );
             }
             if let Some(node) = x_node {
                 grads.register::<B>(node.id, B::norm_grad_input(x, weight, dy, layout));
@@ -442,7 +457,9 @@ pub fn available(device: &burn::tensor::Device) -> bool {
     on_flex(device)
 }
 
-fn affine_or(
+/// `t` if it is `[channels]`, a `[channels]` tensor of `fill` if absent, an
+/// error naming `what` otherwise.
+pub(crate) fn affine_or(
     t: Option<Tensor<1>>,
     what: &str,
     channels: usize,

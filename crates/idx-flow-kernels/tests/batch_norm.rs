@@ -5,10 +5,13 @@
 //! summation block and one task, and a large common offset (no
 //! cancellation); bit-equal results on one thread and two; and the errors.
 
+mod norm_checks;
+
 use burn::tensor::{Device, Tensor, TensorData};
 use idx_flow_kernels::batch_norm::batch_norm_train;
 use idx_flow_testing::rng::uniform as values;
 use idx_flow_testing::threads::{bits, on_threads};
+use norm_checks::{check, flat};
 
 /// `[y, dx, dw, db, mean, var]` of a batch norm of rows `x` `[M, C]` in
 /// float64, the gradients those of `Σ y·g`.
@@ -34,23 +37,6 @@ fn reference(x: &[f32], g: &[f32], w: &[f32], b: &[f32], c: usize, eps: f64) -> 
         (dw[j], db[j], means[j], vars[j]) = (sum_gx, sum_g, mean, var);
     }
     [y, dx, dw, db, means, vars]
-}
-
-fn check(what: &str, got: Tensor<1>, want: &[f64], tol: f64) {
-    let got: Vec<f32> = got.into_data().iter().collect();
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-    for (i, (a, b)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (*a as f64 - b).abs() <= tol * scale,
-            "{what}[{i}]: {a} against {b} (scale {scale})"
-        );
-    }
-}
-
-fn flat(t: Tensor<2>) -> Tensor<1> {
-    let [a, b] = t.dims();
-    t.reshape([a * b])
 }
 
 #[test]

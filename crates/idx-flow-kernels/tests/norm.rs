@@ -4,10 +4,13 @@
 //! rows longer than one summation block, and a large common offset (no
 //! cancellation); bit-equal results on one thread and two; and the errors.
 
+mod norm_checks;
+
 use burn::tensor::{Device, Tensor, TensorData};
 use idx_flow_kernels::norm::{group_norm, layer_norm};
 use idx_flow_testing::rng::uniform as values;
 use idx_flow_testing::threads::{bits, on_threads};
+use norm_checks::{check, flat};
 
 /// Output, input, weight and bias gradients of `Σ y·g` in float64, for rows
 /// of `n` values whose value `j` in row `r` has channel `channel(r, j)`.
@@ -41,23 +44,6 @@ fn reference(
         }
     }
     [y, dx, dw, db]
-}
-
-fn check(what: &str, got: Tensor<1>, want: &[f64], tol: f64) {
-    let got: Vec<f32> = got.into_data().iter().collect();
-    assert_eq!(got.len(), want.len(), "{what}: length");
-    let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
-    for (i, (a, b)) in got.iter().zip(want).enumerate() {
-        assert!(
-            (*a as f64 - b).abs() <= tol * scale,
-            "{what}[{i}]: {a} against {b} (scale {scale})"
-        );
-    }
-}
-
-fn flat<const D: usize>(t: Tensor<D>) -> Tensor<1> {
-    let n: usize = t.dims().iter().product();
-    t.reshape([n])
 }
 
 /// (shape [B, C, cells…] as 4-D, groups, offset added to x).
