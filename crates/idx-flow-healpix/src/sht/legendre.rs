@@ -133,6 +133,7 @@ pub(crate) fn diagonal(m: usize, norm: f64, sin_theta: &Lanes) -> (Lanes, Lanes)
 
 /// One pair group's phases at one `m`: `sym = north + south`, `anti = north − south`.
 #[derive(Clone, Copy)]
+#[repr(C, align(64))]
 pub(crate) struct GroupPhases {
     pub sym_re: Lanes,
     pub sym_im: Lanes,

@@ -12,6 +12,7 @@ use super::wigner::{Lanes, SpinAccumulate};
 /// One pair group's phases of a map pair at one `m`: for `Q` and `U`,
 /// `sym = north + south` and `anti = north − south`, each `[re, im]`.
 #[derive(Clone, Copy)]
+#[repr(C, align(64))]
 pub(crate) struct SpinPhases<const N: usize> {
     pub q_sym: [Lanes<N>; 2],
     pub q_anti: [Lanes<N>; 2],
