@@ -11,6 +11,7 @@ use rayon::prelude::*;
 use rustfft::num_complex::Complex64;
 
 use super::alm::Alm;
+use super::legendre::LaneSums;
 use super::phases::FftScratch;
 use super::rings::{Ring, order_limit};
 use super::spin_sums::{SpinAnalysis, SpinPhases, SpinSynthesis, reduce_spin_partial};
@@ -281,7 +282,7 @@ impl SphericalTransform {
                         return;
                     }
                     partial.clear();
-                    partial.resize(lmax + 1 - m, [[0.0; 8]; 4]);
+                    partial.resize(lmax + 1 - m, LaneSums::ZERO);
                     for (g, (cos, sin, limit)) in groups.iter().enumerate() {
                         if m > *limit {
                             continue;

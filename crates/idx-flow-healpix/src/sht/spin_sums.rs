@@ -7,6 +7,7 @@
 
 use rustfft::num_complex::Complex64;
 
+use super::legendre::LaneSums;
 use super::wigner::{Lanes, SpinAccumulate};
 
 /// One pair group's phases of a map pair at one `m`: for `Q` and `U`,
@@ -40,7 +41,7 @@ impl<const N: usize> Default for SpinPhases<N> {
 pub(crate) struct SpinAnalysis<'a, const N: usize> {
     pub phases: &'a SpinPhases<N>,
     /// Partial sums of this order, `l = m..=lmax` (index `l − m`).
-    pub partial: &'a mut [[[f64; 8]; 4]],
+    pub partial: &'a mut [LaneSums<4>],
     pub m: usize,
 }
 
@@ -56,7 +57,7 @@ impl<const N: usize> SpinAccumulate<N> for SpinAnalysis<'_, N> {
         };
         // Copied in and out whole, so that the lanes stay in vector
         // registers; the group's lanes fold onto the 8 partial sums.
-        let mut acc = self.partial[l - self.m];
+        let LaneSums(mut acc) = self.partial[l - self.m];
         for k in 0..N / 8 {
             for j in 0..8 {
                 let i = 8 * k + j;
@@ -66,18 +67,18 @@ impl<const N: usize> SpinAccumulate<N> for SpinAnalysis<'_, N> {
                 acc[3][j] += plus[i] * u1[1][i] - minus[i] * q2[0][i];
             }
         }
-        self.partial[l - self.m] = acc;
+        self.partial[l - self.m] = LaneSums(acc);
     }
 }
 
 /// `e[l] += Σ partial[l][0..2]`, `b[l] += Σ partial[l][2..4]` (a fixed tree over the lanes).
 pub(crate) fn reduce_spin_partial(
-    partial: &[[[f64; 8]; 4]],
+    partial: &[LaneSums<4>],
     e: &mut [Complex64],
     b: &mut [Complex64],
 ) {
     let sum8 = |v: &[f64; 8]| ((v[0] + v[4]) + (v[2] + v[6])) + ((v[1] + v[5]) + (v[3] + v[7]));
-    for ((p, e), b) in partial.iter().zip(e).zip(b) {
+    for ((LaneSums(p), e), b) in partial.iter().zip(e).zip(b) {
         *e += Complex64::new(sum8(&p[0]), sum8(&p[1]));
         *b += Complex64::new(sum8(&p[2]), sum8(&p[3]));
     }

@@ -10,7 +10,7 @@ use rustfft::num_complex::Complex64;
 
 use super::alm::Alm;
 use super::legendre::{
-    Analysis, GROUP, GroupPhases, Lanes, Synthesis, analyse_group, coefficient_count,
+    Analysis, GROUP, GroupPhases, LaneSums, Lanes, Synthesis, analyse_group, coefficient_count,
     diagonal_norms, recursion_coefficients, reduce_partial, synthesise_group,
 };
 use super::phases::{FftScratch, RingFfts};
@@ -339,10 +339,10 @@ impl SphericalTransform {
             let limits = &self.group_limits[group_range];
             by_order.par_iter_mut().enumerate().for_each_init(
                 Vec::new,
-                |partial: &mut Vec<[[f64; 8]; 2]>, (m, alm_m)| {
+                |partial: &mut Vec<LaneSums<2>>, (m, alm_m)| {
                     // Zeroed here for every chunk and order.
                     partial.clear();
-                    partial.resize(alm_m.len(), [[0.0; 8]; 2]);
+                    partial.resize(alm_m.len(), LaneSums::ZERO);
                     let coef = self.coefficients(m);
                     for (g, (cos, sin)) in groups.iter().enumerate() {
                         if m > limits[g] {
