@@ -177,6 +177,22 @@ fn packed_dots(acc: &mut [[f32; LANES]], packed: &[f32], w: &[f32]) {
     acc[..GROUP].copy_from_slice(&a);
 }
 
+/// Asks for `values` into the second-level cache, one request per 64-byte line.
+#[inline(always)]
+fn prefetch(values: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    for line in values.chunks(16) {
+        // SAFETY: a prefetch of an address inside a live slice; it reads nothing.
+        unsafe {
+            std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T1 }>(
+                line.as_ptr().cast(),
+            )
+        };
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = values;
+}
+
 /// The operands of one task of [`forward`]: `x` `[M, K]` and its packed
 /// row groups, the task's rows `w` of W.
 struct ForwardTask<'a> {
@@ -199,6 +215,13 @@ with_wide_vectors! {
             // The block's whole lane blocks, then its tail (the last block only).
             let (c0, c1) = (k0 / LANES, k1.min(whole) / LANES);
             for (i, wr) in w.chunks_exact(k).enumerate() {
+                // The row's next block, which this task reads after the
+                // other rows' current ones: asked for now, so that it is in
+                // cache by then. The hardware prefetcher does not follow a
+                // task's 16 short runs of 2 kB each: without this hint the
+                // forward of [8, 132 354]·[512, 132 354]ᵀ read W at 11 GB/s
+                // (25 ms on two cores), with it 14–18 ms (bench `skinny`).
+                prefetch(&wr[k1.min(k)..(k1 + FORWARD_K_BLOCK).min(k)]);
                 let a = &mut acc[i * m..(i + 1) * m];
                 // Eight rows of x per pass: each W lane loaded once serves
                 // eight fused multiply-adds, the rows read from one stream.
