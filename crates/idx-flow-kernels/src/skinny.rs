@@ -177,7 +177,7 @@ fn packed_dots(acc: &mut [[f32; LANES]], packed: &[f32], w: &[f32]) {
     acc[..GROUP].copy_from_slice(&a);
 }
 
-/// Asks for `values` into the second-level cache, one request per 64-byte line.
+/// Asks for `values` into the second-level cache, one request every 64 bytes.
 #[inline(always)]
 fn prefetch(values: &[f32]) {
     #[cfg(target_arch = "x86_64")]
@@ -221,7 +221,7 @@ with_wide_vectors! {
                 // task's 16 short runs of 2 kB each: without this hint the
                 // forward of [8, 132 354]·[512, 132 354]ᵀ read W at 11 GB/s
                 // (25 ms on two cores), with it 14–18 ms (bench `skinny`).
-                prefetch(&wr[k1.min(k)..(k1 + FORWARD_K_BLOCK).min(k)]);
+                prefetch(&wr[k1..(k1 + FORWARD_K_BLOCK).min(k)]);
                 let a = &mut acc[i * m..(i + 1) * m];
                 // Eight rows of x per pass: each W lane loaded once serves
                 // eight fused multiply-adds, the rows read from one stream.

@@ -132,6 +132,8 @@ pub(crate) fn diagonal(m: usize, norm: f64, sin_theta: &Lanes) -> (Lanes, Lanes)
 }
 
 /// One pair group's phases at one `m`: `sym = north + south`, `anti = north − south`.
+/// Aligned to a cache line, as [`LaneSums`]: the synthesis loads and stores
+/// its lanes as whole vectors at every degree.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 pub(crate) struct GroupPhases {

@@ -12,6 +12,8 @@ use super::wigner::{Lanes, SpinAccumulate};
 
 /// One pair group's phases of a map pair at one `m`: for `Q` and `U`,
 /// `sym = north + south` and `anti = north − south`, each `[re, im]`.
+/// Aligned to a cache line, as [`LaneSums`]: the synthesis loads and stores
+/// its lanes as whole vectors at every degree.
 #[derive(Clone, Copy)]
 #[repr(C, align(64))]
 pub(crate) struct SpinPhases<const N: usize> {
