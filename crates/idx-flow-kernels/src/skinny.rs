@@ -217,10 +217,11 @@ with_wide_vectors! {
             for (i, wr) in w.chunks_exact(k).enumerate() {
                 // The row's next block, which this task reads after the
                 // other rows' current ones: asked for now, so that it is in
-                // cache by then. The hardware prefetcher does not follow a
-                // task's 16 short runs of 2 kB each: without this hint the
-                // forward of [8, 132 354]·[512, 132 354]ᵀ read W at 11 GB/s
-                // (25 ms on two cores), with it 14–18 ms (bench `skinny`).
+                // cache by then. The hardware prefetcher apparently does not
+                // keep up with a task's 16 short runs of 2 kB each: without
+                // this hint the forward of [8, 132 354]·[512, 132 354]ᵀ read
+                // W at 11 GB/s (25 ms on two cores), with it 14–18 ms
+                // (bench `skinny`).
                 prefetch(&wr[k1..(k1 + FORWARD_K_BLOCK).min(k)]);
                 let a = &mut acc[i * m..(i + 1) * m];
                 // Eight rows of x per pass: each W lane loaded once serves
