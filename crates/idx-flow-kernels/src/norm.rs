@@ -477,6 +477,20 @@ pub(crate) fn affine_or(
     }
 }
 
+/// `eps` as the kernels take it: an error unless it is finite and at least
+/// zero as a float32 (a negative one turns small variances into NaN).
+pub(crate) fn check_eps(eps: f64) -> Result<f32> {
+    let single = eps as f32;
+    if single.is_finite() && single >= 0.0 {
+        Ok(single)
+    } else {
+        Err(Error::arg(
+            "eps",
+            format!("{eps}: expected a finite value of at least 0 (float32)"),
+        ))
+    }
+}
+
 fn run<const D: usize>(
     x: Tensor<D>,
     weight: Option<Tensor<1>>,
@@ -502,7 +516,8 @@ fn run<const D: usize>(
 
 /// PyTorch's `layer_norm` over the last axis of `x` (`[..., C]`), with an
 /// optional weight and bias `[C]`; differentiable in all three. An error
-/// off the CPU backend ([`available`]) or for an affine of another length.
+/// off the CPU backend ([`available`]), for an affine of another length or
+/// for a negative or non-finite `eps`.
 pub fn layer_norm<const D: usize>(
     x: Tensor<D>,
     weight: Option<Tensor<1>>,
@@ -515,7 +530,7 @@ pub fn layer_norm<const D: usize>(
         groups: 1,
         per_group: c,
         run: 1,
-        eps: eps as f32,
+        eps: check_eps(eps)?,
     };
     run(x, weight, bias, layout)
 }
@@ -523,8 +538,8 @@ pub fn layer_norm<const D: usize>(
 /// A group norm of `x` `[B, C, *cells]` (PyTorch's `group_norm`, Equinox's
 /// `GroupNorm`): each sample's `groups` groups of channels normalised over
 /// their channels and cells, then the per-channel weight and bias `[C]`.
-/// An error off the CPU backend, for a rank below 2 or for groups that do
-/// not divide the channels.
+/// An error off the CPU backend, for a rank below 2, for groups that do
+/// not divide the channels or for a negative or non-finite `eps`.
 pub fn group_norm<const D: usize>(
     x: Tensor<D>,
     groups: usize,
@@ -548,7 +563,7 @@ pub fn group_norm<const D: usize>(
         groups,
         per_group,
         run: cells,
-        eps: eps as f32,
+        eps: check_eps(eps)?,
     };
     run(x, weight, bias, layout)
 }

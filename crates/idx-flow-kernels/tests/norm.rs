@@ -172,7 +172,7 @@ fn results_do_not_depend_on_threads() {
 }
 
 #[test]
-fn bad_groups_and_affines_are_refused() {
+fn bad_groups_affines_and_eps_are_refused() {
     let device = Device::default();
     let x = Tensor::<3>::zeros([2, 6, 5], &device);
     let e = group_norm(x.clone(), 4, None, None, 1e-5)
@@ -184,4 +184,15 @@ fn bad_groups_and_affines_are_refused() {
         .expect_err("weight of 5 for 6 channels")
         .to_string();
     assert!(e.contains("[6]") && e.contains("[5]"), "{e}");
+    for eps in [-1e-5, f64::NAN, f64::INFINITY, 1e300] {
+        let x = Tensor::<3>::zeros([2, 6, 5], &device);
+        let e = group_norm(x.clone(), 3, None, None, eps)
+            .expect_err("a negative or non-finite eps")
+            .to_string();
+        assert!(e.contains("eps") && e.contains("finite"), "{e}");
+        let e = layer_norm(x, None, None, eps)
+            .expect_err("a negative or non-finite eps")
+            .to_string();
+        assert!(e.contains("eps") && e.contains("finite"), "{e}");
+    }
 }
