@@ -43,7 +43,7 @@ use rayon::prelude::*;
 use idx_flow_gather::with_channel_count;
 
 use crate::cpu::{f32_tensor, floats, output, par_written};
-use crate::norm::affine_or;
+use crate::norm::{affine_or, check_eps};
 use crate::pointwise::require_flex;
 use crate::{Error, Result};
 
@@ -482,7 +482,7 @@ mod autodiff {
 /// its running statistics.
 ///
 /// An error off the CPU backend ([`crate::norm::available`]), for no rows,
-/// or for an affine of another length.
+/// for an affine of another length or for a negative or non-finite `eps`.
 pub fn batch_norm_train(
     x: Tensor<2>,
     weight: Option<Tensor<1>>,
@@ -498,6 +498,7 @@ pub fn batch_norm_train(
             got: format!("[{m}, {c}]"),
         });
     }
+    let eps = check_eps(eps)?;
     let device = x.device();
     let weight = affine_or(weight, "weight", c, 1.0, &device)?;
     let bias = affine_or(bias, "bias", c, 0.0, &device)?;
@@ -513,7 +514,7 @@ pub fn batch_norm_train(
         stats.clone().into_dispatch(),
         weight.into_dispatch(),
         bias.into_dispatch(),
-        eps as f32,
+        eps,
     ));
     Ok((y, stats))
 }

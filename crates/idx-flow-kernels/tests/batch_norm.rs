@@ -154,4 +154,11 @@ fn empty_batches_and_bad_affines_are_refused_and_no_channels_pass() {
         e.contains("bias") && e.contains("[4]") && e.contains("[5]"),
         "{e}"
     );
+    for eps in [-1e-5, f64::NAN, f64::INFINITY, 1e300] {
+        let x = Tensor::<2>::zeros([3, 4], &device);
+        let e = batch_norm_train(x, None, None, eps)
+            .expect_err("a negative or non-finite eps")
+            .to_string();
+        assert!(e.contains("eps") && e.contains("finite"), "{e}");
+    }
 }
