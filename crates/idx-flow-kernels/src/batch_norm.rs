@@ -8,9 +8,9 @@
 //! column, each allocating a full-size result (in the main job's training
 //! step, burn's reductions alone, many of them the batch norm's, took 6% of
 //! a profile's samples). Here the statistics are two reading passes, the
-//! forward one writing pass, and the backward two reading passes (`Σ dy·x̂`
-//! and `Σ dy` per channel, which are also the weight and bias gradients)
-//! and one writing pass:
+//! forward one writing pass, and the backward one reading pass (`Σ dy·x̂`
+//! and `Σ dy` per channel together, which are also the weight and bias
+//! gradients) and one writing pass:
 //! `dx = γ·rstd·(dy − Σdy/M − x̂·Σ(dy·x̂)/M)`.
 //!
 //! Sums over rows run in float64 from float32 sums of fixed blocks of rows;
@@ -99,12 +99,24 @@ enum ColumnSum<'a> {
     Values,
     /// `Σ (x − μ_j)²`.
     Squares { mean: &'a [f32] },
-    /// `Σ g·(x − μ_j)·rstd_j` (`g` the output gradient).
-    Projections { mean: &'a [f32], rstd: &'a [f32] },
+    /// `Σ g·(x − μ_j)·rstd_j`, then `Σ g` (`g` the output gradient): two
+    /// sums per column from one pass over `x` and `g`.
+    ProjectionsAndGradients { mean: &'a [f32], rstd: &'a [f32] },
 }
 
-/// `acc[j] += Σ_rows` of `add(part, x_row, g_row)`'s terms, summed in
-/// float32 over blocks of rows, then in float64.
+impl ColumnSum<'_> {
+    /// Sums per column.
+    fn per_column(self) -> usize {
+        match self {
+            ColumnSum::ProjectionsAndGradients { .. } => 2,
+            _ => 1,
+        }
+    }
+}
+
+/// `acc[i] += Σ_rows` of `add(part, x_row, g_row)`'s terms (`acc` and
+/// `part`: one or more sums per column), summed in float32 over blocks of
+/// rows, then in float64.
 #[inline(always)]
 fn blocked(
     xt: &[f32],
@@ -117,7 +129,7 @@ fn blocked(
         c,
         #[inline(always)]
         |c| {
-            let mut part = vec![0f32; c];
+            let mut part = vec![0f32; acc.len()];
             for (xb, gb) in xt.chunks(BLOCK_ROWS * c).zip(gt.chunks(BLOCK_ROWS * c)) {
                 part.fill(0.0);
                 for (x, g) in xb.chunks_exact(c).zip(gb.chunks_exact(c)) {
@@ -146,9 +158,13 @@ with_wide_vectors! {
                     *p += (x - m) * (x - m);
                 }
             }),
-            ColumnSum::Projections { mean, rstd } => blocked(xt, gt, c, acc, |p, x, g| {
-                for ((((p, x), g), m), r) in p.iter_mut().zip(x).zip(g).zip(mean).zip(rstd) {
+            ColumnSum::ProjectionsAndGradients { mean, rstd } => blocked(xt, gt, c, acc, |p, x, g| {
+                let (projections, gradients) = p.split_at_mut(c);
+                for ((((p, x), g), m), r) in projections.iter_mut().zip(x).zip(g).zip(mean).zip(rstd) {
                     *p += g * ((x - m) * r);
+                }
+                for (p, g) in gradients.iter_mut().zip(g) {
+                    *p += g;
                 }
             }),
         }
@@ -156,20 +172,21 @@ with_wide_vectors! {
 }
 
 /// Per column sums `what` over all rows of `x` (and `g`): per-task float64
-/// partial sums, added in task order.
+/// partial sums, added in task order. `[per_column · C]`, sum by sum.
 fn column_sums(x: &[f32], g: &[f32], c: usize, what: ColumnSum<'_>) -> Vec<f64> {
+    let width = what.per_column() * c;
     // At least 1: no channels means no values, and no tasks.
     let chunk = (task_rows(c) * c).max(1);
     let parts: Vec<Vec<f64>> = x
         .par_chunks(chunk)
         .zip(g.par_chunks(chunk))
         .map(|(xt, gt)| {
-            let mut acc = vec![0f64; c];
+            let mut acc = vec![0f64; width];
             column_sums_task(xt, gt, c, what, &mut acc);
             acc
         })
         .collect();
-    let mut total = vec![0f64; c];
+    let mut total = vec![0f64; width];
     for part in &parts {
         for (t, p) in total.iter_mut().zip(part) {
             *t += p;
@@ -242,13 +259,14 @@ pub(crate) fn forward(x: &[f32], stats: &[f32], w: &[f32], b: &[f32], eps: f32) 
 pub(crate) fn grad_sums(x: &[f32], stats: &[f32], dy: &[f32], eps: f32) -> Vec<f32> {
     let c = stats.len() / 2;
     let (mean, rstd) = mean_rstd(stats, eps);
-    let projections = ColumnSum::Projections {
+    let what = ColumnSum::ProjectionsAndGradients {
         mean: &mean,
         rstd: &rstd,
     };
-    let sgx = column_sums(x, dy, c, projections);
-    let sg = column_sums(dy, dy, c, ColumnSum::Values);
-    sgx.iter().chain(&sg).map(|&v| v as f32).collect()
+    column_sums(x, dy, c, what)
+        .iter()
+        .map(|&v| v as f32)
+        .collect()
 }
 
 /// The input gradient on slices: `dx = γ·rstd·(dy − Σdy/M − x̂·Σ(dy·x̂)/M)`,
