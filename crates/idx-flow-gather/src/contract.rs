@@ -34,7 +34,28 @@ fn gather_rows(
     with_channel_count(
         s.channels,
         #[inline(always)]
-        |c| gather_rows_of(c, buf, x, idx, w, s, r0, m),
+        |c| {
+            let k = s.k;
+            for r in 0..m {
+                let row = r0 + r;
+                let (b, p) = (row / s.n_out, row % s.n_out);
+                let x_b = &x[b * s.n_in * c..(b + 1) * s.n_in * c];
+                for j in 0..k {
+                    let e = p * k + j;
+                    let src = &x_b[idx[e] as usize * c..][..c];
+                    let dst = &mut buf[(r * k + j) * c..][..c];
+                    match w {
+                        Some(w) => {
+                            let we = w[e];
+                            for (d, v) in dst.iter_mut().zip(src) {
+                                *d = we * v;
+                            }
+                        }
+                        None => dst.copy_from_slice(src),
+                    }
+                }
+            }
+        },
     );
 }
 
@@ -57,41 +78,6 @@ pub fn with_channel_count<R>(c: usize, f: impl FnOnce(usize) -> R) -> R {
         32 => f(32),
         64 => f(64),
         c => f(c),
-    }
-}
-
-/// [`gather_rows`] for rows of `c` channels (inlined: see [`with_channel_count`]).
-#[inline(always)]
-#[allow(clippy::too_many_arguments)]
-fn gather_rows_of(
-    c: usize,
-    buf: &mut [f32],
-    x: &[f32],
-    idx: &[i64],
-    w: Option<&[f32]>,
-    s: GatherSizes,
-    r0: usize,
-    m: usize,
-) {
-    let k = s.k;
-    for r in 0..m {
-        let row = r0 + r;
-        let (b, p) = (row / s.n_out, row % s.n_out);
-        let x_b = &x[b * s.n_in * c..(b + 1) * s.n_in * c];
-        for j in 0..k {
-            let e = p * k + j;
-            let src = &x_b[idx[e] as usize * c..][..c];
-            let dst = &mut buf[(r * k + j) * c..][..c];
-            match w {
-                Some(w) => {
-                    let we = w[e];
-                    for (d, v) in dst.iter_mut().zip(src) {
-                        *d = we * v;
-                    }
-                }
-                None => dst.copy_from_slice(src),
-            }
-        }
     }
 }
 
