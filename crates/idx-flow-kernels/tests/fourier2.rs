@@ -45,6 +45,12 @@ fn equals_the_direct_sum() {
         // More rows than one task's block, odd and composite lengths.
         (2, 37, 12),
         (1, 48, 45),
+        // Even N (rows in pairs) with whole vector blocks, partial ones and
+        // none: N/2 = 32, 35, 17; W = 48, 40, 33.
+        (2, 64, 48),
+        (1, 70, 40),
+        (1, 34, 33),
+        (1, 2, 3),
     ] {
         let x = values(b * n * w, (n * 31 + w) as u64);
         let xt = Tensor::<3>::from_data(TensorData::new(x.clone(), [b, n, w]), &device);
@@ -111,18 +117,24 @@ fn results_do_not_depend_on_threads() {
     let run = |threads: usize| {
         on_threads(threads, || {
             let device = Device::default();
-            [(1usize, 37usize, 12usize), (1, 64, 45), (3, 20, 16)]
-                .iter()
-                .map(|&(b, n, w)| {
-                    let x = values(b * n * w, (b + n + w) as u64);
-                    let x = Tensor::<3>::from_data(TensorData::new(x, [b, n, w]), &device);
-                    real_fft2(x)
-                        .unwrap()
-                        .into_data()
-                        .iter::<f32>()
-                        .collect::<Vec<_>>()
-                })
-                .collect::<Vec<_>>()
+            [
+                (1usize, 37usize, 12usize),
+                (1, 64, 45),
+                (3, 20, 16),
+                (1, 96, 48),
+                (3, 66, 32),
+            ]
+            .iter()
+            .map(|&(b, n, w)| {
+                let x = values(b * n * w, (b + n + w) as u64);
+                let x = Tensor::<3>::from_data(TensorData::new(x, [b, n, w]), &device);
+                real_fft2(x)
+                    .unwrap()
+                    .into_data()
+                    .iter::<f32>()
+                    .collect::<Vec<_>>()
+            })
+            .collect::<Vec<_>>()
         })
     };
     let (one, two) = (run(1), run(2));
