@@ -14,8 +14,9 @@
 //! along `W` and written transposed, so that each column of the
 //! intermediate spectrum is contiguous; a complex FFT (`rustfft`) goes down
 //! each column; the real parts are written back row by row. For even `N`
-//! two real rows go through one complex FFT ([`paired`]); for odd `N` each
-//! row through a real one ([`general`]). Any `N` and `W`. With at least as
+//! two real rows go through one complex FFT, and on AVX-512 the transposes
+//! and the last pass move 16 × 16 blocks in registers; for odd `N` each row
+//! goes through a real FFT (`realfft`). Any `N` and `W`. With at least as
 //! many samples as threads, each thread takes whole samples through the
 //! three passes, so that a sample's spectrum stays in the core's cache
 //! between them (twice as fast at `[8, 1024, 256]` as spreading each pass
@@ -165,7 +166,7 @@ unsafe fn sample<T: Passes>(
 /// `Re(F_N · x · F_W)` of each sample of `x` (`[b, n, w]`, row-major),
 /// orthonormal. `x` holds `b·n·w` values (the caller checks).
 pub(crate) fn real_fft2_slice(x: &[f32], b: usize, n: usize, w: usize) -> Vec<f32> {
-    if n % 2 == 0 {
+    if n.is_multiple_of(2) {
         transform(&paired::Paired::new(n, w), x, b, n, w)
     } else {
         transform(&general::General::new(n, w), x, b, n, w)

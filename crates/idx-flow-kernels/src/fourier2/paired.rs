@@ -61,7 +61,7 @@ pub(super) struct Buffers {
 impl Paired {
     /// The transform of samples `[n, w]`, `n` even.
     pub(super) fn new(n: usize, w: usize) -> Self {
-        debug_assert!(n % 2 == 0 && n > 0);
+        debug_assert!(n.is_multiple_of(2) && n > 0);
         let m = n / 2;
         let angle = |p: usize| 2.0 * std::f64::consts::PI * p as f64 / n as f64;
         Self {
