@@ -9,6 +9,8 @@ use std::arch::x86_64::*;
 
 use rustfft::num_complex::Complex32;
 
+use super::paired::Combine;
+
 /// Index vectors of one butterfly stage of an in-register transpose of
 /// `LANES × LANES`: the pair of registers `(i, i + b)` swaps its
 /// off-diagonal `b × b` blocks. Indices below `LANES` pick from the first
@@ -141,15 +143,6 @@ pub(super) unsafe fn transpose_8x8_complex(
         // SAFETY: the caller's contract.
         unsafe { _mm512_storeu_pd(dst.add(j * dst_stride).cast(), *column) };
     }
-}
-
-/// The sizes and tables of the last pass (see [`super::paired::Paired`]).
-pub(super) struct Combine<'a> {
-    pub m: usize,
-    pub w: usize,
-    pub cos: &'a [f32],
-    pub sin: &'a [f32],
-    pub half_scale: f32,
 }
 
 /// Output rows `m0..m0 + 16` and `m + m0..m + m0 + 16`, columns

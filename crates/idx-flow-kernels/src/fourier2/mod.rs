@@ -14,8 +14,8 @@
 //! along `W` and written transposed, so that each column of the
 //! intermediate spectrum is contiguous; a complex FFT (`rustfft`) goes down
 //! each column; the real parts are written back row by row. For even `N`
-//! two real rows go through one complex FFT, and on AVX-512 the transposes
-//! and the last pass move 16 × 16 blocks in registers; for odd `N` each row
+//! two real rows go through one complex FFT, and on AVX2 or AVX-512 the
+//! transposes and the last pass move whole blocks in registers; for odd `N` each row
 //! goes through a real FFT (`realfft`). Any `N` and `W`. With at least as
 //! many samples as threads, each thread takes whole samples through the
 //! three passes, so that a sample's spectrum stays in the core's cache
@@ -36,6 +36,8 @@
 //! # Ok::<(), idx_flow_kernels::Error>(())
 //! ```
 
+#[cfg(target_arch = "x86_64")]
+mod avx2;
 #[cfg(target_arch = "x86_64")]
 mod avx512;
 mod general;
