@@ -34,9 +34,7 @@ pub(super) unsafe fn interleave(a: &[f32], b: &[f32], dst: &mut [Complex32]) {
         }
         h += 8;
     }
-    for ((d, &re), &im) in dst[h..len].iter_mut().zip(&a[h..len]).zip(&b[h..len]) {
-        *d = Complex32::new(re, im);
-    }
+    super::paired::interleave(&a[h..len], &b[h..len], &mut dst[h..len]);
 }
 
 /// Writes the `4 × 4` complex block at `src` (rows `src_stride` apart)
