@@ -8,11 +8,16 @@
 mod gather;
 mod geometry;
 mod graphs;
+mod recycle;
 
 use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
 use idx_flow_healpix::Error;
+
+/// Large results are recycled: see [`recycle`].
+#[global_allocator]
+static ALLOCATOR: recycle::RecyclingAllocator = recycle::RecyclingAllocator;
 use idx_flow_healpix::geometry::{HealpixGrid, Ordering};
 
 /// Our errors as Python's: files as `OSError`, everything else a user can
@@ -42,6 +47,35 @@ fn grid(nside: i64, nest: bool) -> PyResult<HealpixGrid> {
     HealpixGrid::new(nside_of(nside)?, ordering).map_err(py_err)
 }
 
+/// Frees the large result buffers kept for reuse; returns the bytes given back.
+#[pyfunction]
+fn empty_cache() -> usize {
+    recycle::empty()
+}
+
+/// The bytes of large result buffers kept for reuse now.
+#[pyfunction]
+fn cached_bytes() -> usize {
+    recycle::kept_bytes()
+}
+
+/// The limit on the bytes kept for reuse, from `IDX_FLOW_RS_CACHE_MB`.
+fn cache_limit_from_env() -> PyResult<usize> {
+    let Some(value) = std::env::var_os("IDX_FLOW_RS_CACHE_MB") else {
+        return Ok(recycle::DEFAULT_LIMIT_MB << 20);
+    };
+    let text = value.to_string_lossy();
+    text.trim()
+        .parse::<usize>()
+        .ok()
+        .and_then(|mb| mb.checked_mul(1 << 20))
+        .ok_or_else(|| {
+            PyValueError::new_err(format!(
+                "IDX_FLOW_RS_CACHE_MB is {text:?}, expected a whole number of MiB (0 keeps nothing)"
+            ))
+        })
+}
+
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(graphs::knn_graph, m)?)?;
@@ -61,6 +95,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(gather::gather_contract_grad_kernel, m)?)?;
     m.add_function(wrap_pyfunction!(gather::gather_sum, m)?)?;
     m.add_function(wrap_pyfunction!(gather::gather_sum_grad_input, m)?)?;
+    m.add_function(wrap_pyfunction!(empty_cache, m)?)?;
+    m.add_function(wrap_pyfunction!(cached_bytes, m)?)?;
+    recycle::set_limit(cache_limit_from_env()?);
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

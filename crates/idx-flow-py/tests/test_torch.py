@@ -331,6 +331,76 @@ def test_bad_input_gives_errors_naming_what_is_wrong():
         rs.reverse_graph(torch.from_numpy(indices), 10)
 
 
+# ------------------------------------------------ large results kept for reuse
+
+
+def test_a_reused_result_buffer_holds_only_the_new_result():
+    # Outputs of 4 MiB and more come from the buffers kept for reuse, which
+    # still hold their last values: the kernels must overwrite every one.
+    b, n_in, n_out, k, c, f = 8, 12288, 3072, 4, 32, 64  # dX is twice Y: n_in·c = 2·n_out·f
+    y_bytes, dx_bytes = 4 * b * n_out * f, 4 * b * n_in * c
+    gen = torch.Generator().manual_seed(11)
+    indices = random_graph(gen, n_in, n_out, k)
+    offsets, edges = rs.reverse_graph(indices, n_in)
+    kernel = torch.randn(k, c, f, generator=gen)
+    rs.empty_cache()
+    # Two results of the sizes of y and dx with no value zero (a fresh
+    # mapping is zeros, which would hide a value left unwritten).
+    ones = torch.full((b, n_in, c), 1e3)
+    y = rs.gather_contract(ones, indices, offsets, edges, None, kernel, None)
+    wide = torch.randn(k, c, 2 * f, generator=gen)
+    dx = rs.gather_contract(ones, indices, offsets, edges, None, wide, None)
+    assert y.numel() * 4 == y_bytes and dx.numel() * 4 == dx_bytes and bool((dx != 0).all())
+    del y, dx
+    kept = rs.cached_bytes()
+    assert kept >= y_bytes + dx_bytes
+
+    x = torch.randn(b, n_in, c, generator=gen)
+    dy = torch.randn(b, n_out, f, generator=gen)
+    y = rs.gather_contract(x, indices, offsets, edges, None, kernel, None)
+    dx = rs.gather_contract_grad_input(dy, offsets, edges, None, kernel)
+    assert rs.cached_bytes() == kept - y_bytes - dx_bytes, "the results did not reuse the kept buffers"
+
+    x_ref = x.double().requires_grad_(True)
+    y_ref = reference_conv(x_ref, indices, None, kernel.double(), None)
+    (dx_ref,) = torch.autograd.grad((y_ref * dy.double()).sum(), [x_ref])
+    # Sums of 128 and up to 256 float32 products: compared to their scale.
+    assert_close_to_scale(y.double(), y_ref.detach(), "output")
+    assert_close_to_scale(dx.double(), dx_ref, "input gradient")
+
+    del y, dx
+    assert rs.empty_cache() == kept
+    assert rs.cached_bytes() == 0
+
+
+@pytest.mark.parametrize(
+    "value, kept",
+    [("0", False), ("64", True), ("abc", None), ("-1", None)],
+)
+def test_the_cache_limit_comes_from_the_environment(value, kept):
+    import os
+    import subprocess
+    import sys
+
+    script = (
+        "import torch\n"
+        "from idx_flow_rs import torch as rs\n"
+        "i = torch.randint(0, 4096, (4096, 4))\n"
+        "o, e = rs.reverse_graph(i, 4096)\n"
+        "y = rs.gather_contract(torch.randn(1, 4096, 8), i, o, e, None, torch.randn(4, 8, 512), None)\n"
+        "del y\n"
+        "print(rs.cached_bytes())\n"
+    )
+    env = dict(os.environ, IDX_FLOW_RS_CACHE_MB=value)
+    run = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True)
+    if kept is None:
+        assert run.returncode != 0
+        assert f"IDX_FLOW_RS_CACHE_MB is {value!r}, expected a whole number of MiB" in run.stderr.replace('"', "'")
+    else:
+        assert run.returncode == 0, run.stderr
+        assert (int(run.stdout) > 0) == kept
+
+
 # ------------------------------------------- against idx_flow where installed
 
 
