@@ -14,11 +14,11 @@ use pyo3::exceptions::{PyOSError, PyValueError};
 use pyo3::prelude::*;
 
 use idx_flow_healpix::Error;
+use idx_flow_healpix::geometry::{HealpixGrid, Ordering};
 
-/// Large results are recycled: see [`recycle`].
+/// Large results are kept for reuse: see [`recycle`].
 #[global_allocator]
 static ALLOCATOR: recycle::RecyclingAllocator = recycle::RecyclingAllocator;
-use idx_flow_healpix::geometry::{HealpixGrid, Ordering};
 
 /// Our errors as Python's: files as `OSError`, everything else a user can
 /// get wrong (sizes, names, pixels) as `ValueError`, with our message.

@@ -6,12 +6,12 @@
 //! step paid for every page of it again: on the AMD 2-core box, touching a
 //! fresh 50 MB from two threads took 14–16 ms and unmapping it 5–7 ms, and
 //! the input gradient from Python took 29 ms where the same kernel on
-//! memory already mapped takes about 15. This module's allocator serves
+//! memory already mapped takes 13–15. This module's allocator serves
 //! this extension's Rust allocations (nothing else in the process): blocks
 //! of at least [`MIN_BYTES`] that are freed are kept, up to [`SLOTS`] blocks
 //! and a byte limit, and handed out again for a request of exactly their
 //! size, as PyTorch's caching allocator does for GPU memory. The memory is
-//! the process's until [`empty`] (Python: `idx_flow_rs.empty_cache()`), and
+//! the process's until [`empty`] (Python: `idx_flow_rs.torch.empty_cache()`), and
 //! the limit comes from `IDX_FLOW_RS_CACHE_MB` (default 2048; 0 keeps
 //! nothing).
 //!
