@@ -229,8 +229,8 @@ with_wide_vectors! {
                 prefetch(&wr[k1..(k1 + FORWARD_K_BLOCK).min(k)]);
                 // A row of one block (AFNO's `mlp.3`, rows of 512 values):
                 // the rows a few ahead. The hardware prefetcher alone read
-                // W of [8, 512]·[132 354, 512]ᵀ at 12–13 GB/s (21–23 ms on
-                // two cores); with this, 4 rows (8 kB) ahead, 15–15.4 ms.
+                // W of [8, 512]·[132 354, 512]ᵀ at 11–13 GB/s (20.7–24.2 ms
+                // on two cores); with this, 4 rows (8 kB) ahead, 14.6–16.4 ms.
                 if k <= FORWARD_K_BLOCK {
                     let ahead = (i + AHEAD_ROWS) * k;
                     if ahead < w.len() {

@@ -188,20 +188,11 @@ unsafe impl GlobalAlloc for RecyclingAllocator {
     }
 }
 
-/// Sets the limit on the bytes kept (from `IDX_FLOW_RS_CACHE_MB` when the
-/// module loads) and frees what no longer fits.
+/// Sets the limit on the bytes kept. Called once, when the module loads
+/// (from `IDX_FLOW_RS_CACHE_MB`), before anything is kept; blocks kept later
+/// are held to it by [`Kept::keep`].
 pub(crate) fn set_limit(bytes: usize) {
     LIMIT_BYTES.store(bytes, Ordering::Relaxed);
-    let mut evicted = Evicted::default();
-    {
-        let mut k = kept();
-        while k.bytes > bytes {
-            let Some(b) = k.take_oldest() else { break };
-            evicted.push(b.ptr, b.layout);
-        }
-    }
-    // SAFETY: the blocks left the table under the lock.
-    unsafe { evicted.free() };
 }
 
 /// Frees every kept block; returns the bytes given back.

@@ -6,6 +6,9 @@ registrations (opcheck, torch.compile), determinism and errors."""
 from __future__ import annotations
 
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -378,10 +381,6 @@ def test_a_reused_result_buffer_holds_only_the_new_result():
     [("0", False), ("64", True), ("abc", None), ("-1", None)],
 )
 def test_the_cache_limit_comes_from_the_environment(value, kept):
-    import os
-    import subprocess
-    import sys
-
     script = (
         "import torch\n"
         "from idx_flow_rs import torch as rs\n"
